@@ -1,0 +1,309 @@
+"""The call: one execution of a `@tracked` function, and the roll-up of usage into its parent."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import pricing
+from ._config import internal_error
+from .usage import Usage, extract
+
+if TYPE_CHECKING:
+    from ._experiment import Experiment
+
+__all__ = ["Call", "check_metrics"]
+
+# Ids are a per-process random prefix and a counter: unique across processes (the prefix is
+# renewed in forked children) and cheap, because the string is only built when it is read.
+_counter = itertools.count(1)
+_prefix = os.urandom(4).hex()
+
+
+def _renew_prefix() -> None:
+    global _prefix, _counter
+    _prefix = os.urandom(4).hex()
+    _counter = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_prefix)
+
+# Children of one parent can end at the same moment in different threads.
+_rollup_lock = threading.Lock()
+
+
+def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
+    """Validate user metrics at the user's call: a mapping with non-empty string keys."""
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"{where} takes a mapping of metric names to values, got {type(metrics).__name__}")
+    for key in metrics:
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: metric names must be strings, got {key!r}")
+        if not key or key.startswith("_"):
+            raise ValueError(f"{where}: metric name {key!r} is empty or starts with '_', which W&B reserves")
+    return dict(metrics)
+
+
+class Call:
+    """One execution of a `@tracked` function.
+
+    While it runs, `tracked.current_call()` returns it, and code inside can add usage and metrics.
+    When it has ended it holds its final figures: `latency_s`, `tokens_in`, `tokens_out`,
+    `cost_usd`, `llm_calls`, ... (rolled up from its children when it reported no usage itself).
+    """
+
+    __slots__ = (
+        "name",
+        "_n",
+        "parent",
+        "experiment",
+        "start_time",
+        "_t0",
+        "latency_s",
+        "ttft_s",
+        "model",
+        "provider",
+        "tokens_in",
+        "tokens_out",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+        "cost_source",
+        "local",
+        "llm_calls",
+        "unpriced_calls",
+        "metrics",
+        "error_type",
+        "error_message",
+        "inputs",
+        "output",
+        "ended",
+        "_own",
+        "_kids",
+        "_row",
+    )
+
+    def __init__(self, name: str, parent: Call | None, experiment: Experiment | None) -> None:
+        self.name = name
+        self._n = next(_counter)
+        self.parent = parent
+        self.experiment = experiment
+        self.start_time = time.time()
+        self._t0 = 0.0
+        self.latency_s: float | None = None
+        self.ttft_s: float | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.cost_usd: float | None = None
+        self.cost_source: str | None = None
+        self.local = False
+        self.llm_calls = 0
+        self.unpriced_calls = 0
+        self.metrics: dict[str, Any] | None = None
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.inputs: dict[str, Any] | None = None
+        self.output: Any = None
+        self.ended = False
+        self._own: Usage | None = None  # usage this call reported itself
+        # Children's sums: [tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls,
+        # unpriced llm calls, priced llm calls, local llm calls]
+        self._kids: list[Any] | None = None
+        self._row: Any = None  # the experiment's row state when this is a top-level call
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """Unique id of this call (unique across processes)."""
+        return f"{_prefix}-{self._n:x}"
+
+    @property
+    def parent_id(self) -> str | None:
+        """Id of the tracked call this one ran inside, or None."""
+        return self.parent.id if self.parent is not None else None
+
+    def __repr__(self) -> str:
+        state = f"latency_s={self.latency_s:.6f}" if self.latency_s is not None else "running"
+        return f"<Call {self.name} {self.id} {state} tokens_in={self.tokens_in} tokens_out={self.tokens_out} cost_usd={self.cost_usd}>"
+
+    # --- what user code may do while the call runs ---------------------------------------
+
+    def add_usage(
+        self,
+        *,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        cost_usd: float | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+    ) -> None:
+        """Add usage by hand; repeated calls add up. The call's result is then not read for usage.
+
+        Example:
+            >>> @tracked
+            ... def call_model(prompt):
+            ...     out = my_client.generate(prompt)
+            ...     tracked.current_call().add_usage(tokens_in=out.n_in, tokens_out=out.n_out, model="my-model")
+        """
+        for label, n in (
+            ("tokens_in", tokens_in),
+            ("tokens_out", tokens_out),
+            ("cache_read_tokens", cache_read_tokens),
+            ("cache_write_tokens", cache_write_tokens),
+        ):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise ValueError(f"add_usage: {label} must be a non-negative int, got {n!r}")
+        for label, s in (("model", model), ("provider", provider)):
+            if s is not None and (not isinstance(s, str) or not s):
+                raise ValueError(f"add_usage: {label} must be a non-empty string, got {s!r}")
+        if cost_usd is not None:
+            if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)) or not math.isfinite(cost_usd) or cost_usd < 0:
+                raise ValueError(f"add_usage: cost_usd must be a finite non-negative number, got {cost_usd!r}")
+            cost_usd = float(cost_usd)
+        if self.ended:
+            raise RuntimeError(f"add_usage: call {self.name!r} has already ended")
+        old = self._own
+        if old is None:
+            self._own = Usage(tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, model, provider, cost_usd)
+            return
+
+        def plus(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else a + b
+
+        self._own = Usage(
+            plus(old.tokens_in, tokens_in),
+            plus(old.tokens_out, tokens_out),
+            plus(old.cache_read_tokens, cache_read_tokens),
+            plus(old.cache_write_tokens, cache_write_tokens),
+            model or old.model,
+            provider or old.provider,
+            plus(old.cost_usd, cost_usd),
+        )
+
+    def log(self, metrics: Mapping[str, Any]) -> None:
+        """Record metrics on this call; on a top-level call of an experiment they join its row."""
+        checked = check_metrics(metrics, "Call.log")
+        if self.metrics is None:
+            self.metrics = checked
+        else:
+            self.metrics.update(checked)
+        if self.ended and self.experiment is not None and self._row is not None:
+            self.experiment._join(self, checked)
+
+    # --- the end of the call (SDK side; guarded by the wrapper) ---------------------------
+
+    def _finish(self, latency_s: float, result: Any, spec_model: str | None, spec_provider: str | None, arg_model: Any) -> None:
+        own = self._own
+        if own is None and result is not None:
+            own = extract(result)
+        provider = spec_provider
+        if own is not None:
+            self.model = own.model or spec_model or (arg_model if isinstance(arg_model, str) else None)
+            provider = provider or own.provider
+            self.tokens_in = own.tokens_in or 0
+            self.tokens_out = own.tokens_out or 0
+            self.cache_read_tokens = own.cache_read_tokens or 0
+            self.cache_write_tokens = own.cache_write_tokens or 0
+            self._own = own
+        else:
+            self.model = spec_model or (arg_model if isinstance(arg_model, str) else None)
+        self.provider = provider
+        self.latency_s = latency_s
+        kids = self._kids
+        if own is not None:
+            if own.cost_usd is not None:
+                self.cost_usd, self.cost_source = own.cost_usd, "reported"
+            else:
+                p = pricing.price(provider, self.model, self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens)
+                self.cost_usd, self.cost_source, self.local = p.cost_usd, p.source, p.local
+            # A call that reports its own totals while its LLM calls are tracked too is an
+            # aggregate, not one more LLM call: count the calls below it.
+            below = kids[5] if kids is not None else 0
+            self.llm_calls = below or 1
+            self.unpriced_calls = (kids[6] if kids is not None else 0) if below else (1 if self.cost_usd is None else 0)
+        elif kids is not None:
+            self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens = kids[0], kids[1], kids[2], kids[3]
+            self.cost_usd = kids[4] if kids[7] else None
+            self.cost_source = "children" if kids[7] else None
+            self.llm_calls, self.unpriced_calls = kids[5], kids[6]
+            self.local = kids[5] > 0 and kids[8] == kids[5]
+        self.ended = True
+        parent = self.parent
+        if parent is not None and not parent.ended:
+            parent._add_child(self)
+
+    def _add_child(self, child: Call) -> None:
+        with _rollup_lock:
+            kids = self._kids
+            if kids is None:
+                kids = self._kids = [0, 0, 0, 0, 0.0, 0, 0, 0, 0]
+            kids[0] += child.tokens_in
+            kids[1] += child.tokens_out
+            kids[2] += child.cache_read_tokens
+            kids[3] += child.cache_write_tokens
+            if child.cost_usd is not None:
+                kids[4] += child.cost_usd
+                kids[7] += child.llm_calls - child.unpriced_calls
+            kids[5] += child.llm_calls
+            kids[6] += child.unpriced_calls
+            if child.local:
+                kids[8] += child.llm_calls
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error_type = type(exc).__qualname__
+        try:
+            self.error_message = str(exc)[:2000]
+        except Exception:  # a user exception whose __str__ raises
+            self.error_message = f"<unprintable {type(exc).__qualname__}>"
+
+    # --- serialisation (off the caller's path where possible) ----------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """The call as a JSON-ready dict, as written to `calls.jsonl`."""
+        rec: dict[str, Any] = {
+            "id": self.id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "start_time": self.start_time,
+            "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s,
+            "model": self.model,
+            "provider": self.provider,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": self.cost_usd,
+            "cost_source": self.cost_source,
+            "local": self.local,
+            "llm_calls": self.llm_calls,
+            "error": self.error_type,
+            "error_message": self.error_message,
+        }
+        if self.metrics:
+            rec["metrics"] = dict(self.metrics)
+        if self.inputs is not None:
+            rec["inputs"] = self.inputs
+        if self.output is not None:
+            rec["output"] = self.output
+        return rec
+
+
+def _guarded_finish(call: Call, *args: Any) -> None:
+    try:
+        call._finish(*args)
+    except Exception as exc:
+        internal_error("ending a call", exc)

@@ -1,0 +1,152 @@
+"""Process-wide settings, read on every call so that configuring after decorating works."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+#: Providers that run on the user's machine: their calls cost nothing and are marked local.
+DEFAULT_LOCAL_PROVIDERS = frozenset(
+    {"ollama", "mlx", "mlx-lm", "llama.cpp", "llamacpp", "llama-cpp", "vllm", "lmstudio", "local"}
+)
+
+
+class TrackedWarning(UserWarning):
+    """Warnings from `tracked`: telemetry lost or degraded, never the user's code."""
+
+
+class _Config:
+    __slots__ = (
+        "enabled",
+        "prices",
+        "local_providers",
+        "capture_io",
+        "io_max_chars",
+        "wandb_init_timeout_s",
+        "table_max_rows",
+        "raise_internal_errors",
+        "generation",
+    )
+
+    def __init__(self) -> None:
+        self.enabled = os.environ.get("TRACKED_DISABLED", "").strip().lower() not in _TRUTHY
+        self.prices: dict[str, tuple[float, float]] = {}
+        self.local_providers = DEFAULT_LOCAL_PROVIDERS
+        self.capture_io = False
+        self.io_max_chars = 2000
+        self.wandb_init_timeout_s = 30.0
+        self.table_max_rows = 10_000
+        # Internal errors are swallowed with a warning; tests turn this on to see them.
+        self.raise_internal_errors = False
+        # Bumped whenever prices change, so cached price lookups know they are stale.
+        self.generation = 0
+
+
+config = _Config()
+
+
+def _check_rate(model: str, value: Any) -> tuple[float, float]:
+    try:
+        usd_in, usd_out = value
+        pair = (float(usd_in), float(usd_out))
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"prices[{model!r}] must be a pair (usd_per_1m_in, usd_per_1m_out), got {value!r}"
+        ) from None
+    if not all(math.isfinite(x) and x >= 0 for x in pair):
+        raise ValueError(f"prices[{model!r}] must be finite and non-negative, got {value!r}")
+    return pair
+
+
+def configure(
+    *,
+    enabled: bool | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    local_providers: Iterable[str] | None = None,
+    capture_io: bool | None = None,
+    io_max_chars: int | None = None,
+    wandb_init_timeout_s: float | None = None,
+    table_max_rows: int | None = None,
+) -> None:
+    """Change process-wide settings; only the arguments given are changed.
+
+    Settings are read when a call runs, so functions decorated at import time pick them up.
+
+    Args:
+        enabled: False makes every `@tracked` function a plain passthrough (also `TRACKED_DISABLED=1`).
+        prices: Per-model price overrides in USD per million tokens, ``{"my-model": (in, out)}``.
+            They win over the `genai-prices` data. Keys are model names, or ``"provider/model"``.
+        local_providers: Provider names whose calls cost 0 and are marked local
+            (default: ollama, mlx, llama.cpp, vllm, lmstudio, local).
+        capture_io: Default for ``@tracked(capture_io=...)``: record inputs and output, truncated.
+        io_max_chars: Length at which captured inputs and outputs are cut.
+        wandb_init_timeout_s: How long an online `wandb.init` may take before falling back to offline.
+        table_max_rows: Calls kept in memory for the W&B calls table; the rest are in `calls.jsonl`.
+
+    Example:
+        >>> import tracked
+        >>> tracked.configure(prices={"my-finetune": (0.5, 1.5)})
+    """
+    if enabled is not None:
+        config.enabled = bool(enabled)
+    if prices is not None:
+        if not isinstance(prices, Mapping):
+            raise TypeError(f"prices must be a mapping of model name to (in, out), got {type(prices).__name__}")
+        checked = {}
+        for model, value in prices.items():
+            if not isinstance(model, str) or not model:
+                raise TypeError(f"price keys must be non-empty model names, got {model!r}")
+            checked[model.lower()] = _check_rate(model, value)
+        config.prices = checked
+        config.generation += 1
+    if local_providers is not None:
+        if isinstance(local_providers, str):
+            raise TypeError("local_providers must be a collection of names, not one string")
+        config.local_providers = frozenset(str(p).lower() for p in local_providers)
+        config.generation += 1
+    if capture_io is not None:
+        config.capture_io = bool(capture_io)
+    if io_max_chars is not None:
+        if not isinstance(io_max_chars, int) or io_max_chars < 16:
+            raise ValueError("io_max_chars must be an int of at least 16")
+        config.io_max_chars = io_max_chars
+    if wandb_init_timeout_s is not None:
+        if not (isinstance(wandb_init_timeout_s, (int, float)) and wandb_init_timeout_s > 0):
+            raise ValueError("wandb_init_timeout_s must be a positive number of seconds")
+        config.wandb_init_timeout_s = float(wandb_init_timeout_s)
+    if table_max_rows is not None:
+        if not isinstance(table_max_rows, int) or table_max_rows < 0:
+            raise ValueError("table_max_rows must be a non-negative int")
+        config.table_max_rows = table_max_rows
+
+
+_warned: set[Any] = set()
+
+
+def warn_once(key: Any, message: str) -> None:
+    """Warn the first time `key` is seen in this process."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    try:
+        warnings.warn(message, TrackedWarning, stacklevel=3)
+    except Warning:
+        # Warnings turned into errors must not break the user's call; our own tests want them.
+        if config.raise_internal_errors:
+            raise
+
+
+def internal_error(where: str, exc: BaseException) -> None:
+    """Report a bug in the SDK without breaking the user's code."""
+    if config.raise_internal_errors:
+        raise exc
+    warn_once(
+        ("internal", where, type(exc)),
+        f"tracked: internal error in {where}: {type(exc).__name__}: {exc}. "
+        "Your code is still running fine, just with less telemetry.",
+    )

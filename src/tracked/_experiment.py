@@ -1,0 +1,725 @@
+"""`experiment()`: a run, with its rows, totals, W&B run and local store."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import heapq
+import inspect
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._call import Call, check_metrics
+from ._config import config as settings
+from ._config import internal_error, warn_once
+from ._context import _current, _current_exp, _last_row, _open, current_experiment
+from ._sysinfo import system_info
+from ._totals import Totals
+from ._values import clean, is_number
+from .sinks.local import LocalStore
+from .sinks.wandb import WandbSink, active_sweep_run, resolve_mode
+
+__all__ = ["Experiment", "experiment"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A row that stays open (its thread never made another top-level call) holds back later rows from
+# W&B, which needs them in order. Past this many waiting rows it is closed; metrics logged for it
+# afterwards become a row of their own.
+MAX_WAITING_ROWS = 1000
+FINISH_TIMEOUT_S = 120.0
+
+
+class _Row:
+    __slots__ = ("step", "data", "sealed")
+
+    def __init__(self, step: int, data: dict[str, Any]) -> None:
+        self.step = step
+        self.data = data
+        self.sealed = False
+
+    def __lt__(self, other: _Row) -> bool:
+        return self.step < other.step
+
+
+class _Summary(dict[str, Any]):
+    """`exp.summary`: the user's own summary values, checked when set."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"summary keys must be non-empty strings, got {key!r}")
+        super().__setitem__(key, clean(value, "summary"))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+def _check_tags(tags: Any) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of strings, got {tags!r}")
+    out = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"tags must be non-empty strings, got {tag!r}")
+        if len(tag) > 64:
+            raise ValueError(f"tag {tag[:20]!r}... is {len(tag)} characters; W&B allows at most 64")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def _check_str(label: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"experiment({label}=...) must be a string, got {type(value).__name__}")
+    return value
+
+
+class Experiment:
+    """One run: its rows, totals, W&B run and local store. Make one with `experiment(...)`.
+
+    Use it as a context manager (`with` / `async with`), as a decorator, or with `.start()` and
+    `.finish()` (in notebooks, where a block cannot span cells).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        project: str | None = None,
+        entity: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        notes: str | None = None,
+        dir: str | os.PathLike[str] | None = None,
+        wandb: bool | None = None,
+        local: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"experiment name must be a non-empty string, got {name!r}")
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+        if wandb is not None and not isinstance(wandb, bool):
+            raise TypeError(f"wandb must be True, False or None, got {wandb!r}")
+        self.name = name
+        self.project = _check_str("project", project)
+        self.entity = _check_str("entity", entity)
+        self.group = _check_str("group", group)
+        self.job_type = _check_str("job_type", job_type)
+        self._notes = _check_str("notes", notes)
+        self._tags = _check_tags(tags)
+        self.config: dict[str, Any] = clean(dict(config or {}), "config")
+        self._dir = Path(dir) if dir is not None else None
+        self._wandb_requested = wandb
+        self._local_requested = bool(local)
+        self._args = {
+            "project": project, "entity": entity, "config": config, "tags": tags, "group": group,
+            "job_type": job_type, "notes": notes, "dir": dir, "wandb": wandb, "local": local,
+        }  # fmt: skip
+        self.summary: _Summary = _Summary()
+        self.parent: Experiment | None = None
+        self.children: list[dict[str, Any]] = []
+        self.status = "created"
+        self.started = False
+        self.finished = False
+        self.path: Path | None = None
+        self.totals_own = Totals()
+        self._totals_children = Totals()
+        self._lock = threading.Lock()
+        self._next_step = 0
+        self._next_emit = 0
+        self._open_rows: dict[int, _Row] = {}
+        self._ready: list[_Row] = []
+        self._token: Any = None
+        self._local: LocalStore | None = None
+        self._wandb: WandbSink | None = None
+        self._sink_errors: dict[str, str] = {}
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._pump_thread: threading.Thread | None = None
+        self._started_at = 0.0
+        self._had_rows = False
+
+    # --- the three ways to use it --------------------------------------------------------
+
+    def __enter__(self) -> Experiment:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish(status=_status_for(exc))
+
+    async def __aenter__(self) -> Experiment:
+        return self.start()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._leave_context()
+        await asyncio.get_running_loop().run_in_executor(None, self._close, _status_for(exc))
+
+    def __call__(self, fn: F) -> F:
+        """Use as a decorator: every call of `fn` runs in a new experiment with these arguments."""
+        if not callable(fn):
+            raise TypeError(f"experiment(...) decorates functions, got {type(fn).__name__}")
+        make = functools.partial(Experiment, self.name, **self._args)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with make():
+                    return await fn(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with make():
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    def start(self) -> Experiment:
+        """Open the experiment: it becomes current here, and stays current (for notebooks) until
+        `finish()`. Returns itself."""
+        if self.started:
+            raise RuntimeError(f"experiment {self.name!r} was already started; make a new one with experiment(...)")
+        self.started = True
+        self.status = "running"
+        self._started_at = time.time()
+        parent = current_experiment()
+        self.parent = parent
+        if parent is not None:
+            # Children inherit config and tags (the child wins on a key).
+            self.config = {**parent.config, **self.config}
+            self._tags = _check_tags([*parent._tags, *self._tags])
+            if self.project is None:
+                self.project = parent.project
+            if self.entity is None:
+                self.entity = parent.entity
+            if self._dir is None:
+                self._dir = parent._dir
+        self._open_sinks()
+        self._token = _current_exp.set(self)
+        _open.append(self)
+        return self
+
+    def finish(self, status: str = "finished") -> None:
+        """Close the experiment: rows are flushed, totals written, the W&B run ended. Idempotent."""
+        self._leave_context()
+        self._close(status)
+
+    # --- what the user does while it runs ------------------------------------------------
+
+    def log(self, metrics: Mapping[str, Any]) -> None:
+        """Log metrics. During a top-level call they join its row; right after one (before the
+        next top-level call of this thread or task) too; otherwise they are a row of their own.
+
+        Example:
+            >>> result = run_strategy("debate", task)
+            >>> exp.log({"accuracy": score(result)})
+        """
+        checked = {k: clean(v, "log") for k, v in check_metrics(metrics, "Experiment.log").items()}
+        if self.finished:
+            raise RuntimeError(f"experiment {self.name!r} has finished; log() is not possible any more")
+        call = _current.get()
+        if call is not None and call.experiment is self:
+            while call.parent is not None and call.parent.experiment is self:
+                call = call.parent
+            if call.metrics is None:
+                call.metrics = checked
+            else:
+                call.metrics.update(checked)
+            return
+        last = _last_row.get()
+        if last is not None and last.experiment is self and self._join(last, checked):
+            return
+        with self._lock:
+            row = self._new_row(checked)
+            self._count_metrics({}, checked)
+            self._write_row(row)
+            self._seal_row(row)
+
+    @property
+    def notes(self) -> str | None:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        self._notes = _check_str("notes", value)
+        self._send("notes", self._notes)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._tags)
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        self._tags = _check_tags(value)
+        self._send("tags", list(self._tags))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Keep a copy of a file with the run (in the local store's `files/` and the W&B run)."""
+        src = Path(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"exp.save: no such file: {src}")
+        name = src.name
+        stored = src
+        if self._local is not None:
+            try:
+                stored = self._local.save(src, name)
+            except Exception as exc:
+                self._sink_failed("local", exc)
+        elif self._wandb is not None:
+            # W&B copies from the pump thread later: copy now, so the run gets today's content.
+            import shutil
+            import tempfile
+
+            tmp = Path(tempfile.mkdtemp(prefix="tracked-save-")) / name
+            shutil.copy2(src, tmp)
+            stored = tmp
+        self._send("save", (stored, name))
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """Live totals: `total/calls`, `total/tokens_in`, ..., `latency_s/p95`, per call name, and
+        the mean of each custom numeric metric; a parent's include its children's."""
+        with self._lock:
+            totals = Totals()
+            totals.merge(self.totals_own)
+            totals.merge(self._totals_children)
+            return totals.as_dict()
+
+    @property
+    def dir(self) -> Path | None:
+        """The local store directory of this experiment (None with `local=False`)."""
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.name!r} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td>{escape(k)}</td><td>{escape(_fmt(v))}</td></tr>"
+            for k, v in self.totals.items()
+            if k.startswith(("total/", "latency_s/")) or k.endswith("/mean") and "/" not in k[:-5]
+        )
+        where = f"<br><code>{escape(str(self.path))}</code>" if self.path else ""
+        return f"<b>{escape(self.name)}</b> ({escape(self.status)}){where}<table>{rows}</table>"
+
+    # --- rows -------------------------------------------------------------------------------
+
+    def _new_row(self, data: dict[str, Any]) -> _Row:
+        step = self._next_step
+        self._next_step += 1
+        self._had_rows = True
+        return _Row(step, data)
+
+    def _write_row(self, row: _Row) -> None:
+        if self._local is not None:
+            try:
+                self._local.write_row({"_step": row.step, "_timestamp": time.time(), **row.data})
+            except Exception as exc:
+                self._sink_failed("local", exc)
+
+    def _on_call_end(self, call: Call) -> None:
+        """Every call of this experiment ends here; top-level ones are rows."""
+        self._queue.put(("call", call))
+        if call._row is None:
+            return
+        data: dict[str, Any] = {
+            "call": call.name,
+            "latency_s": call.latency_s,
+            "tokens_in": call.tokens_in,
+            "tokens_out": call.tokens_out,
+            "cost_usd": call.cost_usd,
+            "llm_calls": call.llm_calls,
+            "error": 1 if call.error_type else 0,
+        }
+        if call.ttft_s is not None:
+            data["ttft_s"] = call.ttft_s
+        if call.model is not None:
+            data["model"] = call.model
+        if call.error_type is not None:
+            data["error_type"] = call.error_type
+        if call.metrics:
+            data.update(call.metrics)
+        with self._lock:
+            row = call._row = self._new_row(data)
+            self.totals_own.add_call(
+                call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
+                call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
+            )  # fmt: skip
+            self._count_metrics({}, call.metrics or {})
+            self._write_row(row)
+            self._open_rows[row.step] = row
+
+    def _count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        for key, value in new.items():
+            if is_number(value):
+                before = old.get(key)
+                if is_number(before):
+                    self.totals_own.add_metric(key, value - before, 0)
+                else:
+                    self.totals_own.add_metric(key, value)
+
+    def _join(self, call: Call, metrics: dict[str, Any]) -> bool:
+        """Metrics logged after a top-level call returned join its row, unless it was closed."""
+        with self._lock:
+            row = call._row
+            if not isinstance(row, _Row) or row.sealed:
+                return False
+            self._count_metrics(row.data, metrics)
+            row.data.update(metrics)
+            if self._local is not None:
+                try:
+                    self._local.write_row({"_step": row.step, "_join": True, **metrics})
+                except Exception as exc:
+                    self._sink_failed("local", exc)
+            return True
+
+    def _seal(self, call: Call) -> None:
+        """The row of `call` is complete (its thread or task started another top-level call)."""
+        row = call._row
+        if isinstance(row, _Row) and not row.sealed:
+            with self._lock:
+                self._seal_row(row)
+
+    def _seal_row(self, row: _Row) -> None:
+        # Holding self._lock. Rows reach W&B whole and in step order.
+        if row.sealed:
+            return
+        row.sealed = True
+        self._open_rows.pop(row.step, None)
+        heapq.heappush(self._ready, row)
+        while self._ready:
+            if self._ready[0].step == self._next_emit:
+                ready = heapq.heappop(self._ready)
+                self._next_emit += 1
+                self._send("row", ready.data)
+            elif len(self._ready) > MAX_WAITING_ROWS and self._next_emit in self._open_rows:
+                self._seal_row(self._open_rows[self._next_emit])
+            else:
+                break
+
+    # --- sinks and the pump thread ---------------------------------------------------------
+
+    def _open_sinks(self) -> None:
+        info = system_info()
+        parent = self.parent
+        if parent is not None:
+            root = parent
+            while root.parent is not None:
+                root = root.parent
+            # W&B has one level of groups: every descendant is in the root's group; deeper
+            # levels are told apart by job_type (the parent's name) and config `_tracked.parents`.
+            if self.group is None:
+                self.group = root.group or root.name
+            if self.job_type is None and parent is not root:
+                self.job_type = parent.name
+        self.system = info
+        sweep_run = active_sweep_run()
+        if self._local_requested:
+            try:
+                root_dir = self._dir or Path(os.environ.get("TRACKED_DIR") or os.getcwd())
+                self._local = LocalStore(root_dir, self.name, self._started_at)
+                self.path = self._local.path
+            except Exception as exc:
+                self._sink_failed("local", exc)
+        mode = resolve_mode(self._wandb_requested)
+        if mode != "disabled":
+            kwargs: dict[str, Any] = {
+                "project": self.project or os.environ.get("WANDB_PROJECT") or None,
+                "entity": self.entity,
+                "name": self.name,
+                "group": self.group,
+                "job_type": self.job_type,
+                "tags": list(self._tags),
+                "notes": self._notes,
+                "config": {**self.config, "_tracked": self._tracked_info()},
+            }
+            if self._dir is not None:
+                wandb_dir = self._dir
+                wandb_dir.mkdir(parents=True, exist_ok=True)
+                kwargs["dir"] = str(wandb_dir)
+            self._wandb = WandbSink(mode, {k: v for k, v in kwargs.items() if v is not None}, adopted=sweep_run)
+            if sweep_run is not None or os.environ.get("WANDB_SWEEP_ID"):
+                # Under a sweep the parameters come from W&B: the run is needed now, so that
+                # exp.config has them.
+                try:
+                    run = self._wandb.start()
+                    params = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
+                    self.config.update(clean(params, "config"))
+                except Exception as exc:
+                    self._sink_failed("wandb", exc)
+        self._write_config()
+        self._pump_thread = threading.Thread(target=self._pump, name=f"tracked-{self.name}", daemon=True)
+        self._pump_thread.start()
+
+    def _tracked_info(self) -> dict[str, Any]:
+        info = dict(self.system)
+        chain = []
+        p = self.parent
+        while p is not None:
+            chain.append(p.name)
+            p = p.parent
+        if chain:
+            info["parents"] = chain[::-1]
+        return info
+
+    def _config_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "project": self.project,
+            "entity": self.entity,
+            "group": self.group,
+            "job_type": self.job_type,
+            "tags": list(self._tags),
+            "notes": self._notes,
+            "config": self.config,
+            "parent": self.parent.path.name if self.parent is not None and self.parent.path else None,
+            "started_at": self._started_at,
+            "system": self._tracked_info(),
+        }
+
+    def _write_config(self) -> None:
+        if self._local is not None:
+            try:
+                self._local.write_config(self._config_record())
+            except Exception as exc:
+                self._sink_failed("local", exc)
+
+    def _send(self, kind: str, payload: Any) -> None:
+        if self._wandb is not None or kind == "call":
+            self._queue.put((kind, payload))
+
+    def _sink_failed(self, sink: str, exc: BaseException) -> None:
+        if sink in self._sink_errors:
+            return
+        self._sink_errors[sink] = f"{type(exc).__name__}: {exc}"
+        other = "the local store keeps everything" if sink == "wandb" else "W&B keeps going"
+        warn_once(
+            ("sink", id(self), sink),
+            f"tracked: the {sink} sink of experiment {self.name!r} failed ({type(exc).__name__}: {exc}); "
+            f"it is off for this experiment, {other}",
+        )
+        if sink == "local" and self._local is not None:
+            local, self._local = self._local, None
+            try:
+                local.close()
+            except Exception:  # noqa: S110 - already failing
+                pass
+        if sink == "wandb":
+            self._wandb = None
+
+    def _pump(self) -> None:
+        """Off the caller's path: call records to calls.jsonl and the W&B table, rows to W&B."""
+        q = self._queue
+        while True:
+            kind, payload = q.get()
+            calls: list[Call] = []
+            try:
+                while True:
+                    if kind == "call":
+                        calls.append(payload)
+                    else:
+                        if calls:
+                            self._flush_calls(calls)
+                            calls = []
+                        if kind == "stop":
+                            return
+                        self._wandb_do(kind, payload)
+                    if len(calls) >= 512:
+                        self._flush_calls(calls)
+                        calls = []
+                    try:
+                        kind, payload = q.get_nowait()
+                    except queue.Empty:
+                        break
+                if calls:
+                    self._flush_calls(calls)
+            except Exception as exc:  # pragma: no cover - each step guards itself
+                internal_error("the experiment's pump thread", exc)
+
+    def _flush_calls(self, calls: list[Call]) -> None:
+        records = [c.to_record() for c in calls]
+        if self._local is not None:
+            try:
+                self._local.write_calls(records)
+            except Exception as exc:
+                self._sink_failed("local", exc)
+        sink = self._wandb
+        if sink is not None:
+            try:
+                sink.calls(records)
+            except Exception as exc:
+                self._sink_failed("wandb", exc)
+
+    def _wandb_do(self, kind: str, payload: Any) -> None:
+        sink = self._wandb
+        if sink is None:
+            return
+        try:
+            if kind == "row":
+                sink.log(payload)
+            elif kind == "notes":
+                sink.set_notes(payload)
+            elif kind == "tags":
+                sink.set_tags(payload)
+            elif kind == "save":
+                sink.save(*payload)
+            elif kind == "finish":
+                sink.finish(*payload)
+        except Exception as exc:
+            self._sink_failed("wandb", exc)
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def _leave_context(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current_exp.reset(token)
+            except ValueError:
+                # Finished from another context (another cell, thread or task): that context
+                # falls back to the open-experiments stack, which no longer holds this one.
+                pass
+
+    def _close(self, status: str) -> None:
+        if self.finished or not self.started:
+            return
+        self.finished = True
+        self.status = status
+        try:
+            with self._lock:
+                for step in sorted(self._open_rows):
+                    self._seal_row(self._open_rows[step])
+            summary = self._final_summary()
+            exit_code = 0 if status == "finished" else 1
+            force = not self.children or self._had_rows
+            self._send("finish", (summary, exit_code, force))
+            self._queue.put(("stop", None))
+            if self._pump_thread is not None:
+                self._pump_thread.join(FINISH_TIMEOUT_S)
+                if self._pump_thread.is_alive():
+                    self._sink_failed("wandb", TimeoutError(f"W&B did not finish within {FINISH_TIMEOUT_S:.0f} s"))
+            if self._wandb is not None:
+                summary["wandb"] = self._wandb.info()
+                if self._wandb.table_truncated:
+                    summary["calls_table_truncated"] = self._wandb.table_truncated
+            summary["sinks"] = {
+                "local": self._sink_errors.get("local", "ok") if self._local_requested else "off",
+                "wandb": self._sink_errors.get("wandb", "ok") if self._wandb is not None or "wandb" in self._sink_errors else "off",
+            }
+            if self._local is not None:
+                self._write_config()
+                try:
+                    self._local.write_summary(summary)
+                    self._local.close()
+                except Exception as exc:
+                    self._sink_failed("local", exc)
+            self.final_summary = summary
+        except Exception as exc:
+            internal_error("finishing an experiment", exc)
+        finally:
+            if self in _open:
+                _open.remove(self)
+            if self.parent is not None:
+                self.parent._absorb(self)
+
+    def _final_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {"status": self.status, "name": self.name, "started_at": self._started_at, "finished_at": time.time()}
+        summary.update(self.totals)
+        summary.update(self.summary)
+        if self.children:
+            summary["children"] = list(self.children)
+        return summary
+
+    def _absorb(self, child: Experiment) -> None:
+        with self._lock:
+            self._totals_children.merge(child.totals_own)
+            self._totals_children.merge(child._totals_children)
+            entry: dict[str, Any] = {"name": child.name, "status": child.status}
+            if child.path is not None:
+                entry["dir"] = child.path.name
+            if child._wandb is not None and child._wandb.started:
+                entry["wandb_id"] = child._wandb.run.id
+            self.children.append(entry)
+
+
+def _status_for(exc: BaseException | None) -> str:
+    if exc is None:
+        return "finished"
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return "interrupted"
+    return "failed"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def experiment(
+    name: str,
+    *,
+    project: str | None = None,
+    entity: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    notes: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    wandb: bool | None = None,
+    local: bool = True,
+) -> Experiment:
+    """An experiment: every top-level `@tracked` call inside it is a row, sent to a W&B run and
+    written to a local store (`experiments/<name>_<YYYYmmdd_HHMMSS>/`).
+
+    Args:
+        name: The run's name.
+        project: W&B project (default: `WANDB_PROJECT`, else W&B's default).
+        entity: W&B entity.
+        config: Hyperparameters: strategy, model, temperature, ...
+        tags: Strings of at most 64 characters.
+        group: W&B group; experiments opened inside this one are grouped under it (or its name).
+        job_type: W&B job type.
+        notes: A description; can be changed while it runs (`exp.notes = ...`).
+        dir: Where `experiments/` (and W&B's `wandb/`) go (default: `TRACKED_DIR`, else the working
+            directory, and W&B's own default).
+        wandb: False turns W&B off (so does `WANDB_MODE=disabled`); the local store stays on.
+        local: False turns the local store off.
+
+    Example:
+        >>> with experiment("tombench_debate", config={"strategy": "debate"}, tags=["strategy:debate"]) as exp:
+        ...     for task in tasks:
+        ...         result = run_strategy("debate", task)
+        ...         exp.log({"accuracy": score(result)})
+    """
+    return Experiment(
+        name, project=project, entity=entity, config=config, tags=tags, group=group,
+        job_type=job_type, notes=notes, dir=dir, wandb=wandb, local=local,
+    )  # fmt: skip
+
+
+@atexit.register
+def _finish_open_experiments() -> None:
+    """At exit, experiments left open (a notebook, a script without `with`) are finished."""
+    status = "finished" if getattr(sys, "last_value", None) is None else "failed"
+    for exp in reversed(list(_open)):
+        try:
+            exp._close(status)
+        except Exception:  # noqa: S110 - the interpreter is going away
+            pass

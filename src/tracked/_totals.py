@@ -1,0 +1,118 @@
+"""Totals of an experiment: kept by us, because W&B has no `sum` summary."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+class _Group:
+    __slots__ = ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls", "latencies")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.llm_calls = 0
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost_usd = 0.0
+        self.unpriced_calls = 0
+        self.latencies = array("d")
+
+    def add(self, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
+        self.calls += 1
+        self.errors += error
+        self.llm_calls += llm_calls
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        if cost_usd is not None:
+            self.cost_usd += cost_usd
+        self.unpriced_calls += unpriced
+        self.latencies.append(latency_s)
+
+    def merge(self, other: _Group) -> None:
+        for name in ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latencies.extend(other.latencies)
+
+    def figures(self, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            f"{prefix}calls": self.calls,
+            f"{prefix}errors": self.errors,
+            f"{prefix}llm_calls": self.llm_calls,
+            f"{prefix}tokens_in": self.tokens_in,
+            f"{prefix}tokens_out": self.tokens_out,
+            f"{prefix}cost_usd": self.cost_usd,
+            f"{prefix}unpriced_calls": self.unpriced_calls,
+        }
+        return out
+
+    def latency(self, prefix: str) -> dict[str, float]:
+        if not self.latencies:
+            return {}
+        values = sorted(self.latencies)
+        return {
+            f"{prefix}mean": sum(values) / len(values),
+            f"{prefix}p50": _percentile(values, 0.5),
+            f"{prefix}p95": _percentile(values, 0.95),
+        }
+
+
+class Totals:
+    """Counts over the rows (top-level calls) of an experiment, overall and per call name, and the
+    mean of every numeric custom metric. Not thread-safe on its own: the experiment holds a lock.
+    """
+
+    def __init__(self) -> None:
+        self.all = _Group()
+        self.by_name: dict[str, _Group] = {}
+        self.metric_sums: dict[str, list[float]] = {}  # key -> [sum, count]
+
+    def add_call(self, name: str, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
+        args = (latency_s, error, llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+        self.all.add(*args)
+        group = self.by_name.get(name)
+        if group is None:
+            group = self.by_name[name] = _Group()
+        group.add(*args)
+
+    def add_metric(self, key: str, value: float, count: int = 1) -> None:
+        slot = self.metric_sums.get(key)
+        if slot is None:
+            self.metric_sums[key] = [value, count]
+        else:
+            slot[0] += value
+            slot[1] += count
+
+    def merge(self, other: Totals) -> None:
+        self.all.merge(other.all)
+        for name, group in other.by_name.items():
+            mine = self.by_name.get(name)
+            if mine is None:
+                mine = self.by_name[name] = _Group()
+            mine.merge(group)
+        for key, (total, count) in other.metric_sums.items():
+            self.add_metric(key, total, int(count))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`."""
+        out = self.all.figures("total/")
+        out.update(self.all.latency("latency_s/"))
+        for name, group in sorted(self.by_name.items()):
+            out.update(group.figures(f"{name}/"))
+            out.update(group.latency(f"{name}/latency_s/"))
+        for key, (total, count) in sorted(self.metric_sums.items()):
+            if count:
+                out[f"{key}/mean"] = total / count
+        return out

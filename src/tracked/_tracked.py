@@ -1,0 +1,421 @@
+"""The `@tracked` decorator: one wrapper per kind of callable, chosen once at decoration time."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, TypeVar, overload
+
+import wrapt
+
+from ._call import Call
+from ._config import config, internal_error
+from ._context import _current, _current_exp, _last_row, _open
+from .usage import Usage, extract, merge
+
+__all__ = ["tracked"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SECRET_NAME = re.compile(r"(api[_-]?key|token|password|passwd|secret|authori[sz]ation|credential|cookie)", re.I)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|xox[bap]-[A-Za-z0-9\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16})")
+REDACTED = "[REDACTED]"
+
+
+class _Spec:
+    """What the decorator was told, fixed at decoration time."""
+
+    __slots__ = ("name", "provider", "model", "capture_io", "model_index", "model_default", "signature", "skip_first")
+
+    def __init__(self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None) -> None:
+        func = getattr(fn, "__func__", fn)  # classmethod / staticmethod objects
+        qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+        self.name = name or qualname.rsplit("<locals>.", 1)[-1]
+        self.provider = provider
+        self.model = model
+        self.capture_io = capture_io
+        self.model_index: int | None = None
+        self.model_default: str | None = None
+        self.signature: inspect.Signature | None = None
+        self.skip_first = False
+        try:
+            self.signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return
+        params = list(self.signature.parameters.values())
+        # wrapt passes a bound method's instance apart from args, so `self`/`cls` is not in args.
+        if params and params[0].name in ("self", "cls") and not isinstance(fn, staticmethod):
+            self.skip_first = True
+            params = params[1:]
+        for i, p in enumerate(params):
+            if p.name == "model":
+                self.model_index = i if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else -1
+                if isinstance(p.default, str) and p.default:
+                    self.model_default = p.default
+                break
+
+
+# --- captured inputs and outputs: JSON-ready, truncated, secrets redacted ----------------------
+
+
+def _clip(text: str) -> str:
+    text = _SECRET_VALUE.sub(REDACTED, text)
+    limit = config.io_max_chars
+    return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more chars]"
+
+
+def snapshot(value: Any, depth: int = 0) -> Any:
+    """A JSON-ready copy of `value` for the record: small, truncated, with secrets redacted."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return _clip(value)
+    if depth < 3 and isinstance(value, dict):
+        items = list(value.items())[:50]
+        return {
+            str(k): REDACTED if _SECRET_NAME.search(str(k)) else snapshot(v, depth + 1) for k, v in items
+        }
+    if depth < 3 and isinstance(value, (list, tuple)):
+        return [snapshot(v, depth + 1) for v in value[:50]]
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<unrepresentable {type(value).__name__}>"
+    return _clip(text)
+
+
+def _capture_inputs(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if spec.signature is None:
+        named: dict[str, Any] = {f"arg{i}": a for i, a in enumerate(args)}
+        named.update(kwargs)
+    else:
+        params = list(spec.signature.parameters)[1 if spec.skip_first else 0 :]
+        named = dict(zip(params, args))
+        if len(args) > len(params):
+            named["*args"] = list(args[len(params) :])
+        named.update(kwargs)
+    return {k: REDACTED if _SECRET_NAME.search(k) else snapshot(v) for k, v in named.items()}
+
+
+# --- the start and end of every call ------------------------------------------------------------
+
+
+def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    parent = _current.get()
+    exp = _current_exp.get()
+    if exp is None or exp.finished:
+        exp = _open[-1] if _open else None
+    call = Call(spec.name, parent, exp)
+    if exp is not None and (parent is None or parent.experiment is not exp):
+        # A top-level call of this experiment: one row. It closes the previous row of this
+        # thread or task, so that `exp.log()` between the two joined the previous one.
+        prev = _last_row.get()
+        if prev is not None:
+            try:
+                prev.experiment._seal(prev)  # type: ignore[union-attr]
+            except Exception as exc:
+                internal_error("closing a row", exc)
+        call._row = True
+    if spec.capture_io or (spec.capture_io is None and config.capture_io):
+        try:
+            call.inputs = _capture_inputs(spec, args, kwargs)
+        except Exception as exc:
+            internal_error("capturing inputs", exc)
+    return call
+
+
+def _end(call: Call, spec: _Spec, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    try:
+        arg_model = None
+        if spec.model is None and spec.model_index is not None:
+            arg_model = kwargs.get("model")
+            if arg_model is None:
+                if 0 <= spec.model_index < len(args):
+                    arg_model = args[spec.model_index]
+                else:
+                    arg_model = spec.model_default
+        call._finish(latency_s, result, spec.model, spec.provider, arg_model)
+        if call.inputs is not None and call.error_type is None:
+            call.output = snapshot(result)
+        exp = call.experiment
+        if exp is not None:
+            exp._on_call_end(call)
+            if call._row is not None:
+                _last_row.set(call)
+    except Exception as exc:
+        internal_error("ending a call", exc)
+
+
+def _failed(call: Call, exc: BaseException) -> None:
+    try:
+        call._fail(exc)
+    except Exception as inner:  # pragma: no cover - _fail guards itself
+        internal_error("recording an error", inner)
+
+
+# --- one wrapper per kind ------------------------------------------------------------------------
+
+
+def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not config.enabled:
+            return wrapped(*args, **kwargs)
+        call = _begin(spec, args, kwargs)
+        token = _current.set(call)
+        t0 = perf_counter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            latency = perf_counter() - t0
+            _current.reset(token)
+            _failed(call, exc)
+            _end(call, spec, latency, None, args, kwargs)
+            raise
+        latency = perf_counter() - t0
+        _current.reset(token)
+        _end(call, spec, latency, result, args, kwargs)
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
+    async def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # Runs when awaited, in the awaiting task's context: the awaited time is measured, and
+        # the parent is the call running there (or the task creator's, copied by asyncio).
+        call = _begin(spec, args, kwargs)
+        token = _current.set(call)
+        t0 = perf_counter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            latency = perf_counter() - t0
+            _current.reset(token)
+            _failed(call, exc)
+            _end(call, spec, latency, None, args, kwargs)
+            raise
+        latency = perf_counter() - t0
+        _current.reset(token)
+        _end(call, spec, latency, result, args, kwargs)
+        return result
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not config.enabled:
+            return wrapped(*args, **kwargs)
+        return run(wrapped, args, kwargs)
+
+    return wrapper
+
+
+def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float) -> Usage | None:
+    if n == 0:
+        call.ttft_s = perf_counter() - t0
+    found = extract(item)
+    return stream if found is None else merge(stream, found)
+
+
+def _gen_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # The context is set around each step of the inner generator only: between items the
+        # consumer's code runs, and calls it makes are not children of this one.
+        call = _begin(spec, args, kwargs)
+        t0 = perf_counter()
+        token = _current.set(call)
+        try:
+            gen = wrapped(*args, **kwargs)
+        finally:
+            _current.reset(token)
+        stream: Usage | None = None
+        n = 0
+        sent: Any = None
+        thrown: BaseException | None = None
+        result: Any = None
+        done = False
+        try:
+            while True:
+                token = _current.set(call)
+                try:
+                    if thrown is not None:
+                        exc, thrown = thrown, None
+                        item = gen.throw(exc)
+                    else:
+                        item = gen.send(sent)
+                except StopIteration as stop:
+                    result = stop.value
+                    done = True
+                    break
+                finally:
+                    _current.reset(token)
+                stream = _stream_item(call, stream, item, n, t0)
+                n += 1
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+        except GeneratorExit:
+            pass  # closed early, broken out of or collected: the call ends normally
+        except BaseException as exc:
+            _failed(call, exc)
+            done = True
+            raise
+        finally:
+            latency = perf_counter() - t0
+            if not done:
+                token = _current.set(call)
+                try:
+                    gen.close()
+                except BaseException as exc:
+                    _failed(call, exc)
+                    raise
+                finally:
+                    _current.reset(token)
+                    _end(call, spec, latency, _final_usage(stream, result), args, kwargs)
+            else:
+                _end(call, spec, latency, _final_usage(stream, result), args, kwargs)
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not config.enabled:
+            return wrapped(*args, **kwargs)
+        return run(wrapped, args, kwargs)
+
+    return wrapper
+
+
+def _final_usage(stream: Usage | None, result: Any) -> Any:
+    if result is not None:
+        found = extract(result)
+        if found is not None:
+            return found if stream is None else merge(stream, found)
+    return stream
+
+
+def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
+    async def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(spec, args, kwargs)
+        t0 = perf_counter()
+        agen = wrapped(*args, **kwargs)
+        stream: Usage | None = None
+        n = 0
+        sent: Any = None
+        thrown: BaseException | None = None
+        done = False
+        try:
+            while True:
+                token = _current.set(call)
+                try:
+                    if thrown is not None:
+                        exc, thrown = thrown, None
+                        item = await agen.athrow(exc)
+                    else:
+                        item = await agen.asend(sent)
+                except StopAsyncIteration:
+                    done = True
+                    break
+                finally:
+                    _current.reset(token)
+                stream = _stream_item(call, stream, item, n, t0)
+                n += 1
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+        except GeneratorExit:
+            pass
+        except BaseException as exc:
+            _failed(call, exc)
+            done = True
+            raise
+        finally:
+            latency = perf_counter() - t0
+            try:
+                if not done:
+                    token = _current.set(call)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        _current.reset(token)
+            finally:
+                _end(call, spec, latency, stream, args, kwargs)
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not config.enabled:
+            return wrapped(*args, **kwargs)
+        return run(wrapped, args, kwargs)
+
+    return wrapper
+
+
+def _kind_of(fn: Any) -> Callable[[_Spec], Callable[..., Any]]:
+    func = inspect.unwrap(getattr(fn, "__func__", fn))
+    if inspect.isasyncgenfunction(func):
+        return _asyncgen_wrapper
+    if inspect.iscoroutinefunction(func):
+        return _async_wrapper
+    if inspect.isgeneratorfunction(func):
+        return _gen_wrapper
+    return _sync_wrapper
+
+
+def _check(label: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"@tracked({label}=...) must be a non-empty string, got {value!r}")
+
+
+@overload
+def tracked(fn: F, /) -> F: ...
+
+
+@overload
+def tracked(
+    *, name: str | None = None, provider: str | None = None, model: str | None = None, capture_io: bool | None = None
+) -> Callable[[F], F]: ...
+
+
+def tracked(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    capture_io: bool | None = None,
+) -> Any:
+    """Record every execution of a function as a call: latency, tokens, cost, errors, nesting.
+
+    Works on functions, methods, classmethods, staticmethods, `async def` functions, generators and
+    async generators; names, docstrings, signatures and `inspect` checks are kept. Token usage is
+    read from the return value (OpenAI, Anthropic, Ollama, LiteLLM responses, or any object with
+    `tokens_in`/`tokens_out`/`cost_usd`), and cost comes from the `genai-prices` data.
+
+    Args:
+        name: The call's name (default: the function's qualified name).
+        provider: The provider, e.g. "openai" or "ollama" (local providers cost nothing).
+        model: The model, when the response does not name it.
+        capture_io: Record the inputs and output (truncated, secrets redacted).
+
+    Example:
+        >>> from tracked import tracked
+        >>> @tracked(provider="ollama")
+        ... def call_llm(prompt, model="llama3.2:3b"):
+        ...     return ollama.chat(model=model, messages=[{"role": "user", "content": prompt}])
+    """
+    for label, value in (("name", name), ("provider", provider), ("model", model)):
+        _check(label, value)
+    if capture_io is not None and not isinstance(capture_io, bool):
+        raise TypeError(f"@tracked(capture_io=...) must be True, False or None, got {capture_io!r}")
+
+    def decorate(fn: Any) -> Any:
+        if not callable(fn) and not isinstance(fn, (classmethod, staticmethod)):
+            raise TypeError(f"@tracked decorates functions and methods, got {type(fn).__name__}")
+        spec = _Spec(fn, name, provider, model, capture_io)
+        return wrapt.FunctionWrapper(fn, _kind_of(fn)(spec))
+
+    if fn is None:
+        return decorate
+    return decorate(fn)

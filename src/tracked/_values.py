@@ -1,0 +1,72 @@
+"""What user values may be logged: checked at the user's call, made safe for JSON and W&B."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ._config import warn_once
+
+_MAX_DEPTH = 32
+
+
+def _is_wandb_object(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module == "wandb" or module.startswith("wandb.")
+
+
+def clean(value: Any, where: str, depth: int = 0) -> Any:
+    """A value W&B and JSON can both take: numbers (NaN and inf kept), strings, None, and lists and
+    string-keyed dicts of those. Anything else (bytes, arbitrary objects) becomes its `repr`, with
+    one warning per type. Non-string keys are the caller's mistake: TypeError.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        # JSON readers and W&B lose precision past 2**63; keep the number as text then.
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value
+    if depth < _MAX_DEPTH:
+        if isinstance(value, Mapping):
+            out = {}
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"{where}: keys must be strings, got {k!r} ({type(k).__name__})")
+                out[k] = clean(v, where, depth + 1)
+            return out
+        if isinstance(value, (list, tuple)):
+            return [clean(v, where, depth + 1) for v in value]
+    if _is_wandb_object(value):
+        return value  # a wandb.Table, Image, ...: W&B takes it, the local store keeps its repr
+    try:
+        number = float(value)  # numpy scalars and friends
+    except (TypeError, ValueError, OverflowError):
+        pass
+    else:
+        if type(value).__module__ == "numpy":
+            return number
+    warn_once(
+        ("repr", where, type(value)),
+        f"tracked: {where}: {type(value).__name__} values cannot be logged as they are; stored as their repr",
+    )
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _default(value: Any) -> Any:
+    # Only wandb media objects reach here (clean() let them through).
+    return repr(value)
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """One JSON line; NaN and infinity are written as JSON's common extension (Python reads them back)."""
+    return json.dumps(record, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (isinstance(value, float) and math.isnan(value))

@@ -1,0 +1,182 @@
+"""Cost in USD from the maintained `genai-prices` data, overrides, and local providers.
+
+`genai_prices.calc_price` takes about 50 us, too slow for every call. Prices are linear below a
+model's first tier, so for each (provider, model) the rates are read once by pricing unit usages
+with `genai-prices` itself, and a call's cost is then four multiplications. Usage past a tier
+threshold, or a model whose price could not be probed, goes through `calc_price`. Cached rates are
+re-read after an hour, because `genai-prices` data can change prices at a given date.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ._config import config, warn_once
+
+__all__ = ["Price", "price", "genai_prices_version"]
+
+_PROBE = 1000  # tokens; far below any tier threshold
+_TTL_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """The cost of one call and where it came from."""
+
+    cost_usd: float | None
+    source: str | None  # "genai-prices X.Y.Z", "override", "local", "reported", or None if unpriced
+    local: bool = False
+
+
+_LOCAL = Price(0.0, "local", True)
+_UNPRICED = Price(None, None)
+
+
+class _Rates:
+    __slots__ = ("base", "per_in", "per_out", "per_cache_read", "per_cache_write", "tier_start", "expires", "generation", "found", "source")
+
+    def __init__(self) -> None:
+        self.found: Any = None  # (genai provider, genai model) for the slow path
+        self.base = self.per_in = self.per_out = self.per_cache_read = self.per_cache_write = 0.0
+        self.tier_start: int | None = None  # linear only up to here
+        self.expires = 0.0
+        self.generation = -1
+        self.source = ""
+
+
+_cache: dict[tuple[str | None, str], _Rates | None] = {}
+_version: str | None = None
+
+
+def genai_prices_version() -> str:
+    """The installed `genai-prices` version (imports it on first use)."""
+    global _version
+    if _version is None:
+        import genai_prices
+
+        _version = genai_prices.__version__
+    return _version
+
+
+def _lookup(provider: str | None, model: str) -> Any:
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    try:
+        return snapshot.find_provider_model(model, None, provider, None)
+    except LookupError:
+        if provider is None:
+            raise
+    # A provider genai-prices does not know (a gateway, a custom name): match on the model alone.
+    return snapshot.find_provider_model(model, None, None, None)
+
+
+def _slow(found: Any, tokens_in: int, tokens_out: int, cache_read: int, cache_write: int) -> float:
+    from genai_prices import Usage as GUsage
+
+    provider, model = found
+    usage = GUsage(
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cache_read_tokens=cache_read or None,
+        cache_write_tokens=cache_write or None,
+    )
+    return float(model.calc_price(usage, provider).total_price)
+
+
+def _probe(provider: str | None, model: str) -> _Rates | None:
+    try:
+        found = _lookup(provider, model)
+    except LookupError:
+        return None
+    rates = _Rates()
+    rates.found = found
+    rates.source = f"genai-prices {genai_prices_version()}"
+    rates.expires = time.monotonic() + _TTL_S
+    rates.generation = config.generation
+    n = _PROBE
+    try:
+        base = _slow(found, 0, 0, 0, 0)
+        rates.base = base
+        rates.per_in = (_slow(found, n, 0, 0, 0) - base) / n
+        rates.per_out = (_slow(found, 0, n, 0, 0) - base) / n
+        rates.per_cache_read = (_slow(found, n, 0, n, 0) - base) / n
+        rates.per_cache_write = (_slow(found, n, 0, 0, n) - base) / n
+        starts = []
+        model_price = found[1].get_prices(datetime.now(tz=timezone.utc))
+        for value in vars(model_price).values():
+            tiers = getattr(value, "tiers", None)
+            if tiers:
+                starts.extend(int(t.start) for t in tiers)
+        rates.tier_start = min(starts) if starts else None
+    except Exception:
+        # Prices this scheme cannot read linearly: every call takes the slow path.
+        rates.tier_start = -1
+    return rates
+
+
+def price(
+    provider: str | None,
+    model: str | None,
+    tokens_in: int,
+    tokens_out: int,
+    cache_read: int = 0,
+    cache_write: int = 0,
+) -> Price:
+    """The cost of one call's usage. Never raises; unknown models warn once and are unpriced."""
+    if provider is not None and provider.lower() in config.local_providers:
+        return _LOCAL
+    if model is None:
+        warn_once(
+            ("no-model", provider),
+            "tracked: a call reported tokens but no model, so it has no cost; "
+            "pass model= to @tracked or to the call, or report cost_usd",
+        )
+        return _UNPRICED
+    if config.prices:
+        key = model.lower()
+        rate = config.prices.get(f"{provider.lower()}/{key}" if provider else key) or config.prices.get(key)
+        if rate is not None:
+            return Price((tokens_in * rate[0] + tokens_out * rate[1]) / 1e6, "override")
+    cache_key = (provider, model)
+    rates = _cache.get(cache_key)
+    if rates is None or rates.expires < time.monotonic() or rates.generation != config.generation:
+        if rates is None and cache_key in _cache:  # known miss
+            return _UNPRICED
+        try:
+            rates = _probe(provider, model)
+        except Exception as exc:  # genai-prices missing or broken: calls go on unpriced
+            warn_once(("prices-broken", type(exc)), f"tracked: cannot read genai-prices ({exc!r}); costs are unpriced")
+            rates = None
+        _cache[cache_key] = rates
+        if rates is None:
+            where = f" from provider {provider!r}" if provider else ""
+            warn_once(
+                ("unpriced", provider, model),
+                f"tracked: no price for model {model!r}{where} in genai-prices; its calls have cost_usd=None. "
+                f"Set one with tracked.configure(prices={{{model!r}: (usd_per_1m_in, usd_per_1m_out)}})",
+            )
+            return _UNPRICED
+    if rates.tier_start is None or (0 <= tokens_in <= rates.tier_start):
+        uncached = max(tokens_in - cache_read - cache_write, 0)
+        cost = (
+            rates.base
+            + uncached * rates.per_in
+            + tokens_out * rates.per_out
+            + cache_read * rates.per_cache_read
+            + cache_write * rates.per_cache_write
+        )
+    else:
+        try:
+            cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
+        except Exception:
+            return _UNPRICED
+    return Price(cost, rates.source)
+
+
+def _clear_cache() -> None:
+    """For tests: forget every cached rate."""
+    _cache.clear()

@@ -1,0 +1,189 @@
+"""The W&B sink: one `wandb` run per experiment, driven from the experiment's pump thread.
+
+`wandb` is imported only here, when a run is created. Runs are made with `reinit="create_new"` and
+the run object is held: the global `wandb.run` and `wandb.log` are never used.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .._config import config, warn_once
+
+__all__ = ["WandbSink", "active_sweep_run", "resolve_mode"]
+
+CALL_COLUMNS = (
+    "id",
+    "parent_id",
+    "name",
+    "start_time",
+    "latency_s",
+    "ttft_s",
+    "model",
+    "provider",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "llm_calls",
+    "error",
+)
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        auth = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+_told_offline = False
+
+
+def resolve_mode(requested: bool | None) -> str:
+    """"disabled", "offline" or "online": `wandb=False` or WANDB_MODE=disabled turn W&B off;
+    WANDB_MODE wins otherwise; else online when credentials exist, else offline. Never prompts."""
+    global _told_offline
+    if requested is False:
+        return "disabled"
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("disabled", "offline", "online"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    if env == "run":
+        return "online"
+    if _has_credentials():
+        return "online"
+    if not _told_offline:
+        _told_offline = True
+        print(
+            "tracked: no W&B credentials, so runs are written offline; upload them later with "
+            "`wandb sync --sync-all` (or `tracked sync`)",
+            file=sys.stderr,
+        )
+    return "offline"
+
+
+def active_sweep_run() -> Any:
+    """The run a `wandb agent` (or the user) already started for a sweep, or None. Never imports wandb."""
+    wandb = sys.modules.get("wandb")
+    run = getattr(wandb, "run", None) if wandb is not None else None
+    if run is not None and getattr(run, "sweep_id", None):
+        return run
+    return None
+
+
+class WandbSink:
+    """A W&B run for one experiment. Every method runs on the pump thread; none is on the caller's
+    path. The experiment turns the sink off after its first failure."""
+
+    name = "wandb"
+
+    def __init__(self, mode: str, init_kwargs: Mapping[str, Any], adopted: Any = None) -> None:
+        self.mode = mode
+        self._init_kwargs = dict(init_kwargs)
+        self.run: Any = adopted
+        self.adopted = adopted is not None
+        self._table: list[list[Any]] = []
+        self.table_truncated = 0
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def start(self) -> Any:
+        if self.run is not None:
+            return self.run
+        import atexit
+
+        import wandb
+
+        from .. import _experiment
+
+        # wandb's own exit hook, registered on import, must run after ours finishes open runs.
+        atexit.unregister(_experiment._finish_open_experiments)
+        atexit.register(_experiment._finish_open_experiments)
+        kwargs = dict(self._init_kwargs)
+        settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
+        try:
+            self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)
+        except Exception as exc:
+            if self.mode != "online":
+                raise
+            warn_once(
+                ("wandb-online-failed", type(exc)),
+                f"tracked: W&B online init failed ({type(exc).__name__}: {exc}); writing offline instead, "
+                "upload later with `wandb sync --sync-all`",
+            )
+            self.mode = "offline"
+            settings = wandb.Settings(console="off", silent=True)
+            self.run = wandb.init(mode="offline", reinit="create_new", settings=settings, **kwargs)
+        return self.run
+
+    @property
+    def started(self) -> bool:
+        return self.run is not None
+
+    def info(self) -> dict[str, Any]:
+        run = self.run
+        if run is None:
+            return {"mode": self.mode}
+        out: dict[str, Any] = {"mode": self.mode, "id": run.id, "project": run.project}
+        try:
+            out["dir"] = str(Path(run.dir).parent)
+            if self.mode == "online":
+                out["url"] = run.url
+        except Exception:  # noqa: S110 - information only
+            pass
+        return out
+
+    # --- what the experiment sends ----------------------------------------------------------
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        self.start().log({k: v for k, v in row.items() if v is not None})
+
+    def calls(self, records: Sequence[Mapping[str, Any]]) -> None:
+        room = config.table_max_rows - len(self._table)
+        if room < len(records):
+            self.table_truncated += len(records) - max(room, 0)
+            records = records[: max(room, 0)]
+        self._table.extend([rec.get(c) for c in CALL_COLUMNS] for rec in records)
+
+    def set_notes(self, notes: str | None) -> None:
+        if self.run is not None:
+            self.run.notes = notes or ""
+
+    def set_tags(self, tags: Sequence[str]) -> None:
+        if self.run is not None:
+            self.run.tags = tuple(tags)
+
+    def save(self, path: Path, name: str) -> None:
+        import shutil
+
+        run = self.start()
+        dest = Path(run.dir) / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)  # a copy in the run's files, not a symlink to the user's file
+        run.save(str(dest), base_path=run.dir, policy="now")
+
+    def finish(self, summary: Mapping[str, Any], exit_code: int, force: bool) -> None:
+        """Write the summary and the calls table, then end the run. Without rows or files the run
+        is created only when `force` (an experiment with no children still gets its run)."""
+        if self.run is None and not force:
+            return
+        import wandb
+
+        run = self.start()
+        run.summary.update({k: v for k, v in summary.items() if v is not None})
+        if self._table:
+            run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
+        if not self.adopted:
+            run.finish(exit_code=exit_code)

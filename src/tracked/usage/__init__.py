@@ -1,0 +1,287 @@
+"""Token usage read from what a call returns, by duck-typing (no provider package is imported).
+
+One pure function per response shape. Every extractor is total: it returns a `Usage` or `None` and
+never raises, whatever it is given; `extract` guards them all so that a user's extractor cannot
+break a call either.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .._config import internal_error, warn_once
+
+__all__ = ["Usage", "extract", "merge", "register_extractor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage (and optionally cost) reported by one call; `None` means "not reported".
+
+    `tokens_in` counts every input token, cached ones included (as OpenAI and `genai-prices` do);
+    `cache_read_tokens` and `cache_write_tokens` say how many of them were cache reads or writes.
+    """
+
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    cost_usd: float | None = None
+
+    @property
+    def reported(self) -> bool:
+        """Whether any count or cost is present."""
+        return self.tokens_in is not None or self.tokens_out is not None or self.cost_usd is not None
+
+
+_FIELDS = tuple(f.name for f in fields(Usage))
+
+
+def merge(old: Usage | None, new: Usage) -> Usage:
+    """Stream semantics: later events carry cumulative counts, so present fields replace old ones."""
+    if old is None:
+        return new
+    changes = {name: v for name in _FIELDS if (v := getattr(new, name)) is not None}
+    return replace(old, **changes) if changes else old
+
+
+# --- value coercion: everything a provider reports is checked, nothing is trusted ---------------
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        try:
+            return obj.get(key)
+        except TypeError:  # unhashable-key mappings, odd user classes
+            return None
+    return getattr(obj, key, None)
+
+
+def _count(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if type(value) is int:
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        if math.isfinite(value) and value >= 0 and value == int(value):
+            return int(value)
+        return None
+    try:
+        n = operator.index(value)  # numpy integers and friends
+    except TypeError:
+        return None
+    return n if n >= 0 else None
+
+
+def _cost(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def _name(value: Any) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 256:
+        return value
+    return None
+
+
+def _add(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+# --- one extractor per shape -------------------------------------------------------------------
+
+
+def _from_usage(obj: Any) -> Usage | None:
+    return obj if isinstance(obj, Usage) else None
+
+
+def _from_openai_chat(obj: Any) -> Usage | None:
+    """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses."""
+    usage = _get(obj, "usage")
+    tokens_in = _count(_get(usage, "prompt_tokens"))
+    tokens_out = _count(_get(usage, "completion_tokens"))
+    if tokens_in is None and tokens_out is None:
+        return None
+    cached = _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
+    cost = provider = None
+    hidden = getattr(obj, "_hidden_params", None)  # LiteLLM computes its own cost
+    if isinstance(hidden, Mapping):
+        cost = _cost(hidden.get("response_cost"))
+        provider = _name(hidden.get("custom_llm_provider"))
+    return Usage(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cache_read_tokens=cached or None,
+        model=_name(_get(obj, "model")),
+        provider=provider,
+        cost_usd=cost,
+    )
+
+
+def _from_input_output(obj: Any) -> Usage | None:
+    """OpenAI Responses API and Anthropic messages: `usage.input_tokens` / `usage.output_tokens`."""
+    usage = _get(obj, "usage")
+    tokens_in = _count(_get(usage, "input_tokens"))
+    tokens_out = _count(_get(usage, "output_tokens"))
+    if tokens_in is None and tokens_out is None:
+        return None
+    if _get(obj, "object") == "response":  # OpenAI Responses: input_tokens includes cached ones
+        cached = _count(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+        return Usage(
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cache_read_tokens=cached or None,
+            model=_name(_get(obj, "model")),
+            provider="openai",
+        )
+    # Anthropic: input_tokens excludes cache reads and writes, which are billed as input.
+    cache_read = _count(_get(usage, "cache_read_input_tokens"))
+    cache_write = _count(_get(usage, "cache_creation_input_tokens"))
+    is_anthropic = _get(obj, "type") == "message" or cache_read is not None or cache_write is not None
+    return Usage(
+        tokens_in=_add(tokens_in, cache_read, cache_write) if tokens_in is not None else None,
+        tokens_out=tokens_out,
+        cache_read_tokens=cache_read or None,
+        cache_write_tokens=cache_write or None,
+        model=_name(_get(obj, "model")),
+        provider="anthropic" if is_anthropic else None,
+    )
+
+
+def _from_anthropic_stream_event(obj: Any) -> Usage | None:
+    """Anthropic stream events: `message_start` carries input usage, `message_delta` the output so far."""
+    kind = _get(obj, "type")
+    if kind == "message_start":
+        return _from_input_output(_get(obj, "message"))
+    if kind != "message_delta":
+        return None
+    usage = _get(obj, "usage")
+    tokens_out = _count(_get(usage, "output_tokens"))
+    tokens_in = _count(_get(usage, "input_tokens"))
+    if tokens_in is not None:
+        tokens_in = _add(
+            tokens_in,
+            _count(_get(usage, "cache_read_input_tokens")),
+            _count(_get(usage, "cache_creation_input_tokens")),
+        )
+    if tokens_out is None and tokens_in is None:
+        return None
+    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, provider="anthropic")
+
+
+def _from_ollama(obj: Any) -> Usage | None:
+    """Ollama chat and generate responses (objects and dicts; the last item of a stream)."""
+    tokens_in = _count(_get(obj, "prompt_eval_count"))
+    tokens_out = _count(_get(obj, "eval_count"))
+    if tokens_in is None and tokens_out is None:
+        return None
+    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, model=_name(_get(obj, "model")), provider="ollama")
+
+
+def _from_fields(obj: Any) -> Usage | None:
+    """A harness's own result: `tokens_in`, `tokens_out`, `cost_usd`, `model`, `provider` fields or keys."""
+    tokens_in = _count(_get(obj, "tokens_in"))
+    tokens_out = _count(_get(obj, "tokens_out"))
+    cost = _cost(_get(obj, "cost_usd"))
+    if tokens_in is None and tokens_out is None and cost is None:
+        return None
+    return Usage(
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        model=_name(_get(obj, "model")),
+        provider=_name(_get(obj, "provider")),
+        cost_usd=cost,
+    )
+
+
+Extractor = Callable[[Any], "Usage | Mapping[str, Any] | None"]
+
+_BUILTIN: tuple[Extractor, ...] = (
+    _from_usage,
+    _from_openai_chat,
+    _from_input_output,
+    _from_anthropic_stream_event,
+    _from_ollama,
+    _from_fields,
+)
+_user: list[Extractor] = []
+_chain: tuple[Extractor, ...] = _BUILTIN
+
+# Results of these types never carry usage: checked with one set lookup.
+_NO_USAGE = frozenset({type(None), str, bytes, int, float, bool, complex, list, tuple, set, frozenset})
+
+
+def _coerce(found: Any) -> Usage | None:
+    """A user extractor may return a `Usage` or a mapping of its field names."""
+    if found is None or isinstance(found, Usage):
+        return found
+    if isinstance(found, Mapping):
+        return _from_fields(found)
+    return None
+
+
+def extract(obj: Any) -> Usage | None:
+    """Usage reported by `obj`, or None. Never raises."""
+    if type(obj) in _NO_USAGE:
+        return None
+    for fn in _chain:
+        try:
+            found = fn(obj)
+        except Exception as exc:  # a user extractor, or a property that raises
+            if fn in _user:
+                warn_once(("extractor", fn), f"tracked: extractor {fn!r} raised {exc!r}; it is skipped for this value")
+            continue
+        if found is not None:
+            try:
+                usage = found if type(found) is Usage else _coerce(found)
+            except Exception as exc:  # pragma: no cover - _coerce is total on its own
+                internal_error("usage extraction", exc)
+                continue
+            if usage is not None and usage.reported:
+                return usage
+    return None
+
+
+def register_extractor(fn: Extractor) -> Extractor:
+    """Teach `tracked` a new response shape; tried before the built-in ones.
+
+    The function takes any value and returns a `Usage` (or a mapping with `tokens_in`,
+    `tokens_out`, `cost_usd`, `model`, `provider`) or None. It may be used as a decorator.
+
+    Example:
+        >>> import tracked
+        >>> @tracked.register_extractor
+        ... def from_my_client(resp):
+        ...     meta = getattr(resp, "meta", None)
+        ...     if meta is None:
+        ...         return None
+        ...     return tracked.Usage(tokens_in=meta["in"], tokens_out=meta["out"], model=meta["model"])
+    """
+    global _chain
+    if not callable(fn):
+        raise TypeError(f"register_extractor takes a callable, got {type(fn).__name__}")
+    if fn not in _user:
+        _user.insert(0, fn)
+    _chain = (*_user, *_BUILTIN)
+    return fn
+
+
+def _unregister_all() -> None:
+    """For tests: forget every user extractor."""
+    global _chain
+    _user.clear()
+    _chain = _BUILTIN

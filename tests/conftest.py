@@ -1,0 +1,44 @@
+"""Shared fixtures: a clean SDK state per test, W&B offline in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import tracked
+from tracked import _config, pricing
+from tracked import usage as usage_mod
+
+# No test may reach a W&B server or read the developer's credentials.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.pop("WANDB_API_KEY", None)
+os.environ.pop("TRACKED_DISABLED", None)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(tmp_path, monkeypatch):
+    """Each test starts with default settings, no warnings remembered, and its own directories."""
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / ".wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / ".wandb-cache"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / ".wandb-data"))
+    monkeypatch.setenv("TRACKED_DIR", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc-none"))
+    monkeypatch.chdir(tmp_path)
+    saved = {name: getattr(_config.config, name) for name in _config._Config.__slots__}
+    _config.config.raise_internal_errors = True
+    _config._warned.clear()
+    pricing._clear_cache()
+    yield
+    for name, value in saved.items():
+        setattr(_config.config, name, value)
+    _config._warned.clear()
+    pricing._clear_cache()
+    usage_mod._unregister_all()
+    from tracked import _context
+
+    for exp in list(_context._open):
+        exp.finish()
+    assert tracked.current_experiment() is None
