@@ -1,0 +1,143 @@
+"""`tracked sync`: replay local-store experiments into W&B.
+
+For experiments run with W&B off, after a crash, or written by the older tracker. Each experiment
+keeps one W&B run id (in `wandb_sync.json` beside its files), so syncing twice does not make a
+second run. An experiment that already has an offline W&B run is uploaded with `wandb sync`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._store import StoredExperiment, experiment_dirs, load_experiment, read_calls, totals_of
+from .harness import DEFAULT_PROJECT
+from .sinks.wandb import CALL_COLUMNS, _has_credentials
+
+STATE_FILE = "wandb_sync.json"
+
+
+class SyncError(Exception):
+    pass
+
+
+def _state(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path / STATE_FILE)
+
+
+def _offline_run_dir(exp: StoredExperiment, state: dict[str, Any]) -> Path | None:
+    for candidate in ((exp.summary.get("wandb") or {}).get("dir"), state.get("offline_dir")):
+        if isinstance(candidate, str) and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path) -> Any:
+    """Write one experiment as a W&B run: config, rows in order, summary, calls table."""
+    import wandb
+
+    meta = exp.meta
+    legacy = "system" not in meta
+    totals = exp.summary if "total/calls" in exp.summary else {**totals_of([exp]), **exp.summary}
+    status = exp.status
+    config = dict(exp.config)
+    if not legacy:
+        config["_tracked"] = meta.get("system")
+    kwargs = {
+        "name": exp.name,
+        "project": meta.get("project") or os.environ.get("WANDB_PROJECT") or (DEFAULT_PROJECT if legacy else None),
+        "entity": meta.get("entity"),
+        "group": meta.get("group"),
+        "job_type": meta.get("job_type"),
+        "tags": meta.get("tags") or None,
+        "notes": meta.get("notes"),
+        "config": config,
+    }
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        id=run_id,
+        resume="allow" if run_id else None,
+        mode=mode,
+        dir=str(wandb_dir),
+        reinit="create_new",
+        settings=wandb.Settings(console="off", silent=True),
+        **{k: v for k, v in kwargs.items() if v is not None},
+    )
+    for row in exp.rows:
+        run.log({k: v for k, v in row.items() if not k.startswith("_") and v is not None})
+    skip = ("children", "wandb", "sinks")
+    run.summary.update({k: v for k, v in totals.items() if k not in skip and v is not None})
+    run.summary["tracked/status"] = status
+    calls = read_calls(exp.path)
+    if calls:
+        run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=[[c.get(col) for col in CALL_COLUMNS] for c in calls[:10_000]])
+    run.finish(exit_code=0 if status in ("finished", "legacy") else 1)
+    return run
+
+
+def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
+    from .cli import UsageError
+
+    dirs = list(experiment_dirs(target))
+    if not dirs:
+        raise UsageError(f"no experiments under {target}")
+    env_mode = os.environ.get("WANDB_MODE", "").lower()
+    if env_mode == "disabled":
+        raise UsageError("WANDB_MODE=disabled: unset it to sync")
+    online = not offline and env_mode != "offline" and _has_credentials()
+    mode = "online" if online else "offline"
+    store_root = dirs[0].parent.parent if dirs[0].parent.name == "experiments" else dirs[0].parent
+    failures = 0
+    for path in dirs:
+        exp = load_experiment(path)
+        state = _state(path)
+        if not exp.rows and (exp.summary.get("children") or not (path / "results.jsonl").exists()):
+            console.print(f"skip {path.name}: no rows of its own")
+            continue
+        existing = _offline_run_dir(exp, state)
+        try:
+            if online and existing is not None:
+                if state.get("synced_online"):
+                    console.print(f"skip {path.name}: already uploaded (run {state.get('run_id')})")
+                    continue
+                done = subprocess.run([sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SyncError(done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}")
+                state.update(synced_online=True)
+                _save_state(path, state)
+                console.print(f"uploaded {path.name} with wandb sync {existing}")
+                continue
+            if not online and existing is not None:
+                console.print(f"skip {path.name}: already has an offline W&B run; upload it with: wandb sync {existing}")
+                continue
+            if online and state.get("synced_online"):
+                console.print(f"skip {path.name}: already synced (run {state.get('run_id')})")
+                continue
+            run = replay(exp, mode, state.get("run_id"), store_root)
+            state["run_id"] = run.id
+            if online:
+                state["synced_online"] = True
+            else:
+                state["offline_dir"] = str(Path(run.dir).parent)
+            _save_state(path, state)
+            console.print(f"synced {path.name} -> W&B run {run.id} ({mode}, {len(exp.rows)} rows)")
+        except Exception as exc:  # one bad experiment does not stop the others
+            failures += 1
+            console.print(f"[red]failed {path.name}: {type(exc).__name__}: {exc}[/]")
+    if not online:
+        console.print("offline runs written; upload them with `wandb sync --sync-all` once logged in")
+    return 1 if failures else 0

@@ -1,0 +1,304 @@
+"""The `tracked` command (also `python -m tracked`): demo, ls, compare, sync."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._store import StoredExperiment, find_experiments, totals_of
+from ._values import is_number
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A wrong path or argument: printed without a traceback, exit code 2."""
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (CI logs, files) gets a wide table rather than rich's 80 columns.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _money(value: Any) -> str:
+    if not is_number(value):
+        return "-"
+    if value == 0:
+        return "$0"
+    return f"${value:.6f}" if value < 0.01 else f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if not is_number(value):
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _store_root(arg: str | None) -> Path:
+    root = Path(arg) if arg else Path(os.environ.get("TRACKED_DIR") or ".")
+    if not root.exists():
+        raise UsageError(f"no such directory: {root}")
+    if not root.is_dir():
+        raise UsageError(f"not a directory: {root}")
+    return root
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+
+def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None) -> list[dict[str, Any]]:
+    """One row per value of config key `by`: totals and the mean of each custom metric."""
+    chosen = [e for e in experiments if by in e.config and (group is None or e.group == group)]
+    buckets: dict[str, list[StoredExperiment]] = {}
+    for exp in chosen:
+        buckets.setdefault(json.dumps(exp.config[by]) if not isinstance(exp.config[by], str) else exp.config[by], []).append(exp)
+    metrics = sorted({m for e in chosen for m in e.metrics()})
+    out = []
+    for value, exps in buckets.items():
+        totals = totals_of(exps)
+        row: dict[str, Any] = {
+            by: value,
+            "experiments": len(exps),
+            "calls": totals.get("total/calls", 0),
+            "errors": totals.get("total/errors", 0),
+            "llm_calls": totals.get("total/llm_calls", 0),
+            "tokens_in": totals.get("total/tokens_in", 0),
+            "tokens_out": totals.get("total/tokens_out", 0),
+            "cost_usd": totals.get("total/cost_usd", 0.0),
+            "latency_s_mean": totals.get("latency_s/mean"),
+            "latency_s_p95": totals.get("latency_s/p95"),
+        }
+        for metric in metrics:
+            row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
+        out.append(row)
+    return out
+
+
+def _sort_rows(rows: list[dict[str, Any]], metric: str | None, goal: str) -> list[dict[str, Any]]:
+    if metric is None:
+        return rows
+    key = f"{metric}_mean"
+
+    def rank(row: dict[str, Any]) -> float:
+        value = row.get(key)
+        if not is_number(value) or math.isnan(value):
+            return math.inf
+        return -value if goal == "maximize" else value
+
+    return sorted(rows, key=rank)
+
+
+def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    metric_cols = [k for k in (rows[0] if rows else {}) if k.endswith("_mean") and k != "latency_s_mean"]
+    for col, justify in [(by, "left"), ("runs", "right"), ("calls", "right"), ("LLM calls", "right"),
+                         ("tokens in", "right"), ("tokens out", "right"), ("cost", "right"),
+                         ("latency mean", "right"), ("latency p95", "right")]:  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col in metric_cols:
+        table.add_column(col[: -len("_mean")], justify="right")
+    for row in rows:
+        table.add_row(
+            str(row[by]), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
+            _num(row["tokens_in"]), _num(row["tokens_out"]), _money(row["cost_usd"]),
+            _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
+            *(_num(row[c]) for c in metric_cols),
+        )  # fmt: skip
+    return table
+
+
+def _seconds(value: Any) -> str:
+    if not is_number(value):
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    root = _store_root(args.dir)
+    experiments = find_experiments(root)
+    if not experiments:
+        raise UsageError(f"no experiments under {root}")
+    if args.group is not None and not any(e.group == args.group for e in experiments):
+        groups = sorted({e.group for e in experiments if e.group})
+        raise UsageError(f"no experiments in group {args.group!r} under {root} (groups: {', '.join(groups) or 'none'})")
+    rows = compare_rows(experiments, args.by, args.group)
+    if not rows:
+        keys = sorted({k for e in experiments for k in e.config})
+        raise UsageError(f"no experiment has config key {args.by!r} (keys: {', '.join(keys) or 'none'})")
+    metric, goal = args.metric, args.goal
+    if metric is None and args.group is not None:
+        metric, goal = _sweep_metric(experiments, args.group) or (None, goal)
+    rows = _sort_rows(rows, metric, goal)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        title = f"by {args.by}" + (f" in group {args.group}" if args.group else "") + (f", ranked by {metric} ({goal})" if metric else "")
+        _console().print(render_compare(rows, args.by, title))
+    return 0
+
+
+def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str, str] | None:
+    for exp in experiments:
+        sweep = exp.meta.get("sweep") if exp.group == group else None
+        if isinstance(sweep, dict) and isinstance(sweep.get("metric"), str):
+            return sweep["metric"], sweep.get("goal", "maximize")
+    return None
+
+
+# --- ls ---------------------------------------------------------------------------------------
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    root = _store_root(args.dir)
+    experiments = find_experiments(root)
+    if args.json:
+        print(json.dumps([
+            {"dir": str(e.path), "name": e.name, "status": e.status, "group": e.group, "started_at": e.started_at,
+             "calls": e.totals().get("total/calls", 0), "cost_usd": e.totals().get("total/cost_usd")}
+            for e in experiments
+        ], indent=2))  # fmt: skip
+        return 0
+    if not experiments:
+        _console().print(f"no experiments under {root}")
+        return 0
+    table = Table(title=f"experiments in {root}", title_justify="left")
+    for col, justify in [("started", "left"), ("name", "left"), ("status", "left"), ("group", "left"),
+                         ("calls", "right"), ("cost", "right"), ("dir", "left")]:  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    colour = {"finished": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}
+    for exp in experiments:
+        totals = exp.totals()
+        status = exp.status
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), exp.name,
+            f"[{colour.get(status, 'white')}]{status}[/]", exp.group or "", _num(totals.get("total/calls", 0)),
+            _money(totals.get("total/cost_usd")), exp.path.name,
+        )  # fmt: skip
+    _console().print(table)
+    return 0
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from ._sync import sync_experiments
+
+    target = Path(args.target) if args.target else Path(os.environ.get("TRACKED_DIR") or ".")
+    if not target.exists():
+        raise UsageError(f"no such directory: {target}")
+    return sync_experiments(target, offline=args.offline, console=_console())
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ._demo import STRATEGIES, run_demo
+
+    if args.tasks < 1:
+        raise UsageError(f"--tasks must be at least 1, got {args.tasks}")
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    console = _console()
+    start = time.perf_counter()
+    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        ids = {s: bar.add_task(s, total=args.tasks) for s in STRATEGIES}
+        parent = run_demo(args.tasks, str(out), progress=lambda s, n: bar.advance(ids[s], n))
+    elapsed = time.perf_counter() - start
+    children = [find_experiments(out / "experiments" / c["dir"])[0] for c in parent.final_summary.get("children", []) if "dir" in c]
+    rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
+    console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
+    console.print(f"local store: {parent.path.parent}")
+    runs = [c.get("wandb_id") for c in parent.final_summary.get("children", []) if c.get("wandb_id")]
+    mode = (parent.final_summary.get("sinks") or {}).get("wandb")
+    if runs:
+        console.print(f"W&B runs ({len(runs)}, offline) are in {out / 'wandb'}; upload them with:")
+        console.print(f"  wandb sync --sync-all {out / 'wandb'}   [dim](or: tracked sync {out})[/]")
+    elif mode == "off":
+        console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}")
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracked", description="Experiments tracked with tracked: run the demo, list, compare, sync to W&B.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="run a small strategy comparison (single, debate, self_consistency)",
+                          description="Compare single, debate (3 debaters, 2 rounds) and self_consistency (5 samples) "
+                          "on simulated false-belief tasks, with a simulated local Ollama model and a priced hosted judge. "
+                          "Writes W&B offline runs and the local store, then prints the comparison.")  # fmt: skip
+    demo.add_argument("--tasks", type=int, default=10, help="number of tasks (default 10)")
+    demo.add_argument("--dir", default=".", help="where experiments/ and wandb/ are written (default: here)")
+    demo.set_defaults(fn=cmd_demo)
+
+    ls = sub.add_parser("ls", help="list the experiments in a store, newest first", description="List the experiments in a local store, newest first, with status, group, calls and cost.")
+    ls.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(fn=cmd_ls)
+
+    compare = sub.add_parser("compare", help="compare experiments by a config key", description="One row per value of a config key (default: strategy), with totals and the mean of each custom metric.")
+    compare.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
+    compare.add_argument("--by", default="strategy", help="config key to compare by (default: strategy)")
+    compare.add_argument("--group", help="only experiments of this group (a sweep's name, for example)")
+    compare.add_argument("--metric", help="rank by the mean of this metric")
+    compare.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="ranking direction")
+    fmt = compare.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    compare.set_defaults(fn=cmd_compare)
+
+    sync = sub.add_parser("sync", help="send local-store experiments to W&B", description="Replay local-store experiments into W&B "
+                          "(online with credentials, else offline runs): name, group, tags, notes, config, rows, summary. "
+                          "Each experiment keeps one W&B run id; one that already has an offline W&B run is uploaded with `wandb sync`.")  # fmt: skip
+    sync.add_argument("target", nargs="?", help="a store or one experiment directory (default: TRACKED_DIR, else here)")
+    sync.add_argument("--offline", action="store_true", help="write offline W&B runs even when credentials exist")
+    sync.set_defaults(fn=cmd_sync)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except UsageError as exc:
+        _console(stderr=True).print(f"[red]tracked {args.command}: {exc}[/]")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The older tracker API, kept working: `ExperimentConfig`, `ExperimentTracker`, `get_tracker`.
+
+Code written for the research harness's tracker runs unchanged on top of `experiment()`::
+
+    from tracked.harness import ExperimentConfig, get_tracker
+
+    config = ExperimentConfig(experiment_name="tombench_llama32", strategy="single", provider="ollama",
+                              model="llama3.2:latest")
+    tracker = get_tracker()              # W&B only if WANDB_ENABLED=true, as before
+    tracker.start_experiment(config)
+    for problem in problems:
+        result = run_strategy("single", problem, provider="ollama")
+        tracker.log_result(result)
+    tracker.finish_experiment()
+
+W&B stays off unless asked for (`use_wandb=True` or `WANDB_ENABLED=true`); the local store
+(`experiments/<name>_<timestamp>/`) is always written. `@tracked` calls made between start and
+finish are captured as in `experiment()`; a `log_result` right after a tracked call joins that
+call's row instead of counting it twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._call import Call
+from ._context import _current, _last_row
+from ._experiment import Experiment
+from ._values import clean
+from .usage import _cost, _count, _get
+
+__all__ = ["ExperimentConfig", "ExperimentTracker", "get_tracker", "wandb_enabled"]
+
+DEFAULT_PROJECT = "hidden-layer"
+_RESULT_FIELDS = ("latency_s", "tokens_in", "tokens_out", "cost_usd")
+
+
+def wandb_enabled() -> bool:
+    """`WANDB_ENABLED` as the older tracker read it: "true" turns W&B on, anything else leaves it off."""
+    return os.environ.get("WANDB_ENABLED", "false").strip().lower() == "true"
+
+
+class ExperimentConfig:
+    """What an experiment is: its name, strategy, provider, model, temperature, and any extra field."""
+
+    def __init__(
+        self,
+        experiment_name: str,
+        strategy: str,
+        provider: str,
+        model: str | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> None:
+        if not isinstance(experiment_name, str) or not experiment_name:
+            raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
+        self.experiment_name = experiment_name
+        self.strategy = strategy
+        self.provider = provider
+        self.model = model
+        self.temperature = temperature
+        self.extra = dict(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's config: strategy, provider, model, temperature and every extra field."""
+        return {
+            "strategy": self.strategy,
+            "provider": self.provider,
+            "model": self.model,
+            "temperature": self.temperature,
+            **self.extra,
+        }
+
+    def __repr__(self) -> str:
+        return f"ExperimentConfig(experiment_name={self.experiment_name!r}, {self.to_dict()!r})"
+
+
+def _field(result: Any, name: str) -> Any:
+    return _get(result, name)
+
+
+class ExperimentTracker:
+    """The older tracker: one experiment at a time, `start_experiment` ... `finish_experiment`."""
+
+    def __init__(self, use_wandb: bool = False, *, dir: str | os.PathLike[str] | None = None) -> None:
+        self.use_wandb = bool(use_wandb)
+        self.dir = dir
+        self.experiment: Experiment | None = None
+        self.config: ExperimentConfig | None = None
+
+    def start_experiment(self, config: ExperimentConfig) -> Path | None:
+        """Open an experiment for `config`; returns its local store directory."""
+        if not isinstance(config, ExperimentConfig):
+            raise TypeError(f"start_experiment takes an ExperimentConfig, got {type(config).__name__}")
+        if self.experiment is not None and not self.experiment.finished:
+            self.experiment.finish()
+        self.config = config
+        self.experiment = Experiment(
+            config.experiment_name,
+            project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+            config=config.to_dict(),
+            dir=self.dir,
+            wandb=self.use_wandb,
+        ).start()
+        return self.experiment.path
+
+    def log_result(self, result: Any) -> None:
+        """Log a result (an object or a dict with latency_s, tokens_in, tokens_out, cost_usd, output,
+        metadata) as a row. Right after a `@tracked` call it joins that call's row instead."""
+        exp = self.experiment
+        if exp is None or exp.finished:
+            raise RuntimeError("log_result() needs start_experiment() first")
+        extras: dict[str, Any] = {}
+        output = _field(result, "output")
+        if output is not None:
+            extras["output"] = output if isinstance(output, str) else repr(output)
+        metadata = _field(result, "metadata")
+        if isinstance(metadata, Mapping):
+            for key, value in metadata.items():
+                extras[f"metadata/{key}"] = value
+        for key in ("strategy", "provider", "model"):
+            value = _field(result, key)
+            if isinstance(value, str):
+                extras[key] = value
+        extras = {k: clean(v, "log_result") for k, v in extras.items()}
+        last = _last_row.get()
+        if _current.get() is None and last is not None and last.experiment is exp and exp._join(last, extras):
+            return
+        # No tracked call to join: the result itself is the row, counted in the totals.
+        call = Call("result", None, exp)
+        call.latency_s = _cost(_field(result, "latency_s")) or 0.0
+        call.tokens_in = _count(_field(result, "tokens_in")) or 0
+        call.tokens_out = _count(_field(result, "tokens_out")) or 0
+        call.cost_usd = _cost(_field(result, "cost_usd"))
+        call.cost_source = "reported" if call.cost_usd is not None else None
+        call.llm_calls = 1 if (call.tokens_in or call.tokens_out or call.cost_usd is not None) else 0
+        model = _field(result, "model")
+        call.model = model if isinstance(model, str) else self.config.model if self.config else None
+        call.metrics = extras
+        call.ended = True
+        call._row = True
+        exp._on_call_end(call)
+        exp._seal(call)
+
+    def finish_experiment(self) -> dict[str, Any] | None:
+        """Close the experiment; returns its summary (totals and status)."""
+        exp, self.experiment = self.experiment, None
+        if exp is None:
+            return None
+        exp.finish()
+        return getattr(exp, "final_summary", None)
+
+
+_tracker: ExperimentTracker | None = None
+
+
+def get_tracker(use_wandb: bool | None = None) -> ExperimentTracker:
+    """The process's tracker. `use_wandb=None` reads `WANDB_ENABLED` (default false)."""
+    global _tracker
+    wanted = wandb_enabled() if use_wandb is None else bool(use_wandb)
+    if _tracker is None:
+        _tracker = ExperimentTracker(use_wandb=wanted)
+    else:
+        _tracker.use_wandb = wanted
+    return _tracker

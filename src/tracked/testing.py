@@ -1,0 +1,165 @@
+"""Helpers for testing code that uses `tracked`: read back what an experiment wrote.
+
+`read_wandb_run` reads a W&B offline run from its `.wandb` record log (the protobuf classes ship
+with `wandb`), so tests can assert what W&B received without an account or a network.
+
+Example:
+    >>> from tracked.testing import read_experiment, read_wandb_run
+    >>> with experiment("t", dir=tmp_path) as exp:
+    ...     work()
+    >>> run = read_wandb_run(exp.final_summary["wandb"]["dir"])
+    >>> assert run.history[0]["call"] == "work"
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .sinks.local import read_jsonl, read_rows
+
+__all__ = ["LocalExperiment", "WandbRun", "read_experiment", "read_wandb_run", "wandb_records"]
+
+_BLOCK = 32768
+_HEADER = 7  # crc32c (4), length (2), type (1)
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def wandb_records(path: str | Path) -> list[Any]:
+    """Every record of a `.wandb` file, as `wandb_internal_pb2.Record` messages.
+
+    The file is a LevelDB-style log: a 7-byte file header, then 32 KiB blocks of chunks.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a .wandb file")
+    out = []
+    pos = 7
+    pending = b""
+    while pos + _HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + _HEADER])
+        if kind == 0 and length == 0:  # padding to the end of the block
+            pos += left
+            continue
+        chunk = data[pos + _HEADER : pos + _HEADER + length]
+        pos += _HEADER + length
+        if kind == _FULL:
+            raw = chunk
+        elif kind == _FIRST:
+            pending = chunk
+            continue
+        elif kind == _MIDDLE:
+            pending += chunk
+            continue
+        elif kind == _LAST:
+            raw, pending = pending + chunk, b""
+        else:
+            break
+        record = pb.Record()
+        record.ParseFromString(raw)
+        out.append(record)
+    return out
+
+
+def _items(updates: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in updates:
+        key = item.key or "/".join(item.nested_key)
+        out[key] = json.loads(item.value_json)
+    return out
+
+
+@dataclass
+class WandbRun:
+    """What a W&B run recorded, read from its `.wandb` file."""
+
+    id: str = ""
+    name: str = ""
+    project: str = ""
+    entity: str = ""
+    group: str = ""
+    job_type: str = ""
+    notes: str = ""
+    tags: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    dir: Path | None = None
+
+    def table(self, key: str = "calls") -> list[dict[str, Any]]:
+        """The rows of a table stored in the summary (by default the calls table)."""
+        ref = self.summary[key]
+        assert self.dir is not None
+        data = json.loads((self.dir / "files" / ref["path"]).read_text())
+        return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
+
+
+def read_wandb_run(path: str | Path) -> WandbRun:
+    """Read a W&B run directory (`.../offline-run-...`) or its `.wandb` file."""
+    path = Path(path)
+    run_dir = path.parent if path.suffix == ".wandb" else path
+    files = list(path.glob("*.wandb")) if path.is_dir() else [path]
+    if len(files) != 1:
+        raise FileNotFoundError(f"expected one .wandb file in {path}, found {len(files)}")
+    run = WandbRun(dir=run_dir)
+    for record in wandb_records(files[0]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            r = record.run
+            run.id, run.name, run.project, run.entity = r.run_id, r.display_name, r.project, r.entity
+            run.group, run.job_type, run.notes = r.run_group, r.job_type, r.notes
+            run.tags = list(r.tags)
+            run.config.update({k: v for k, v in _items(r.config.update).items() if k != "_wandb"})
+        elif kind == "config":
+            run.config.update({k: v for k, v in _items(record.config.update).items() if k != "_wandb"})
+        elif kind == "history":
+            row = _items(record.history.item)
+            run.history.append({k: v for k, v in row.items() if k not in ("_runtime", "_timestamp")})
+        elif kind == "summary":
+            for key, value in _items(record.summary.update).items():
+                if not key.startswith("_"):
+                    run.summary[key] = value
+        elif kind == "files":
+            run.files.extend(f.path for f in record.files.files)
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
+    return run
+
+
+@dataclass
+class LocalExperiment:
+    """What the local store holds for one experiment."""
+
+    path: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    calls: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def read_experiment(path: str | Path) -> LocalExperiment:
+    """Read an experiment directory of the local store (rows with joined metrics merged)."""
+    path = Path(path)
+
+    def load(name: str) -> dict[str, Any]:
+        p = path / name
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    return LocalExperiment(
+        path=path,
+        config=load("config.json"),
+        rows=read_rows(path / "results.jsonl"),
+        calls=list(read_jsonl(path / "calls.jsonl")),
+        summary=load("summary.json"),
+    )
