@@ -7,11 +7,13 @@ import math
 import os
 import threading
 import time
+from time import perf_counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import pricing
 from ._config import internal_error
+from ._values import clean
 from .usage import Usage, extract
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ def _renew_prefix() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_prefix)
+
+# perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
+_EPOCH = time.time() - perf_counter()
 
 # Children of one parent can end at the same moment in different threads.
 _rollup_lock = threading.Lock()
@@ -58,68 +63,47 @@ class Call:
     `cost_usd`, `llm_calls`, ... (rolled up from its children when it reported no usage itself).
     """
 
-    __slots__ = (
-        "name",
-        "_n",
-        "parent",
-        "experiment",
-        "start_time",
-        "_t0",
-        "latency_s",
-        "ttft_s",
-        "model",
-        "provider",
-        "tokens_in",
-        "tokens_out",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "cost_usd",
-        "cost_source",
-        "local",
-        "llm_calls",
-        "unpriced_calls",
-        "metrics",
-        "error_type",
-        "error_message",
-        "inputs",
-        "output",
-        "ended",
-        "_own",
-        "_kids",
-        "_row",
-    )
+    # Figures every call has; the rest start as these class-level defaults and are only set on
+    # the calls that need them (they go to the instance dict), which keeps a call cheap to make.
+    __slots__ = ("name", "_n", "parent", "experiment", "_t0", "_own", "_kids", "_row", "__dict__")
+
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    model: str | None = None
+    provider: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    cost_source: str | None = None
+    local: bool = False
+    llm_calls: int = 0
+    unpriced_calls: int = 0
+    metrics: dict[str, Any] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    inputs: dict[str, Any] | None = None
+    output: Any = None
+    ended: bool = False
+    _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
 
     def __init__(self, name: str, parent: Call | None, experiment: Experiment | None) -> None:
         self.name = name
         self._n = next(_counter)
         self.parent = parent
         self.experiment = experiment
-        self.start_time = time.time()
-        self._t0 = 0.0
-        self.latency_s: float | None = None
-        self.ttft_s: float | None = None
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.tokens_in = 0
-        self.tokens_out = 0
-        self.cache_read_tokens = 0
-        self.cache_write_tokens = 0
-        self.cost_usd: float | None = None
-        self.cost_source: str | None = None
-        self.local = False
-        self.llm_calls = 0
-        self.unpriced_calls = 0
-        self.metrics: dict[str, Any] | None = None
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self.inputs: dict[str, Any] | None = None
-        self.output: Any = None
-        self.ended = False
+        self._t0 = perf_counter()
         self._own: Usage | None = None  # usage this call reported itself
         # Children's sums: [tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls,
         # unpriced llm calls, priced llm calls, local llm calls]
         self._kids: list[Any] | None = None
         self._row: Any = None  # the experiment's row state when this is a top-level call
+
+    @property
+    def start_time(self) -> float:
+        """When the call started, in seconds since the epoch."""
+        return _EPOCH + self._t0
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -195,7 +179,7 @@ class Call:
 
     def log(self, metrics: Mapping[str, Any]) -> None:
         """Record metrics on this call; on a top-level call of an experiment they join its row."""
-        checked = check_metrics(metrics, "Call.log")
+        checked = {k: clean(v, "log") for k, v in check_metrics(metrics, "Call.log").items()}
         if self.metrics is None:
             self.metrics = checked
         else:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -48,13 +50,28 @@ def current_experiment() -> Experiment | None:
     return _open[-1] if _open else None
 
 
+def _copy_for_another_thread() -> contextvars.Context:
+    """The current context for work that runs elsewhere: the same call and experiment, but not
+    the row this thread may still be joining metrics to."""
+    ctx = contextvars.copy_context()
+    if ctx.get(_last_row) is not None:
+        ctx.run(_last_row.set, None)
+    return ctx
+
+
+def lane() -> tuple[int, Any]:
+    """The thread and asyncio task running now: rows are joined and closed per lane."""
+    loop = asyncio._get_running_loop()
+    return threading.get_ident(), asyncio.current_task(loop) if loop is not None else None
+
+
 def bind(fn: Callable[P, R]) -> Callable[P, R]:
     """Bind `fn` to the current context, so calls it makes in another thread nest under this one.
 
     Example:
         >>> threading.Thread(target=tracked.bind(worker)).start()
     """
-    ctx = contextvars.copy_context()
+    ctx = _copy_for_another_thread()
 
     @functools.wraps(fn)
     def bound(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -72,5 +89,5 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[R]:
-        ctx = contextvars.copy_context()
+        ctx = _copy_for_another_thread()
         return super().submit(ctx.run, fn, *args, **kwargs)

@@ -13,17 +13,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._call import Call, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
-from ._context import _current, _current_exp, _last_row, _open, current_experiment
+from ._context import _current, _current_exp, _last_row, _open, current_experiment, lane
+from . import _signals
 from ._sysinfo import system_info
-from ._totals import Totals
-from ._values import clean, is_number
-from .sinks.local import LocalStore
+from ._totals import ROW_FIELDS, Totals
+from ._values import clean, is_number, redact
+from .sinks.local import LocalStore, read_jsonl, read_rows
 from .sinks.wandb import WandbSink, active_sweep_run, resolve_mode
 
 __all__ = ["Experiment", "experiment"]
@@ -35,6 +37,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 # afterwards become a row of their own.
 MAX_WAITING_ROWS = 1000
 FINISH_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ExperimentHandle:
+    """What a worker process needs to record its calls in an experiment; picklable.
+
+    Made by `exp.handle()`, used in the worker with `with experiment.attach(handle):`.
+    """
+
+    name: str
+    path: str
+    config: dict[str, Any]
+    tags: tuple[str, ...]
 
 
 class _Row:
@@ -119,7 +134,7 @@ class Experiment:
         self.job_type = _check_str("job_type", job_type)
         self._notes = _check_str("notes", notes)
         self._tags = _check_tags(tags)
-        self.config: dict[str, Any] = clean(dict(config or {}), "config")
+        self.config: dict[str, Any] = redact(clean(dict(config or {}), "config"))
         self._dir = Path(dir) if dir is not None else None
         self._wandb_requested = wandb
         self._local_requested = bool(local)
@@ -136,7 +151,8 @@ class Experiment:
         self.path: Path | None = None
         self.totals_own = Totals()
         self._totals_children = Totals()
-        self._lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler may finish the experiment on a thread that holds it.
+        self._lock = threading.RLock()
         self._next_step = 0
         self._next_emit = 0
         self._open_rows: dict[int, _Row] = {}
@@ -149,6 +165,7 @@ class Experiment:
         self._pump_thread: threading.Thread | None = None
         self._started_at = 0.0
         self._had_rows = False
+        self._worker_dir: Path | None = None  # set by attach(): this is a worker's part
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -210,6 +227,7 @@ class Experiment:
         self._open_sinks()
         self._token = _current_exp.set(self)
         _open.append(self)
+        _signals.install()
         return self
 
     def finish(self, status: str = "finished") -> None:
@@ -240,7 +258,7 @@ class Experiment:
                 call.metrics.update(checked)
             return
         last = _last_row.get()
-        if last is not None and last.experiment is self and self._join(last, checked):
+        if last is not None and last.experiment is self and last._lane == lane() and self._join(last, checked):
             return
         with self._lock:
             row = self._new_row(checked)
@@ -287,6 +305,24 @@ class Experiment:
             shutil.copy2(src, tmp)
             stored = tmp
         self._send("save", (stored, name))
+
+    def handle(self) -> ExperimentHandle:
+        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork or
+        spawn), where `with experiment.attach(handle):` records their calls in this experiment.
+        Their rows are added to this one's rows and totals when it finishes.
+
+        Example:
+            >>> def work(handle, task):
+            ...     with experiment.attach(handle):
+            ...         return run_strategy("debate", task)
+            >>> with experiment("parallel") as exp, ProcessPoolExecutor() as pool:
+            ...     results = list(pool.map(work, [exp.handle()] * len(tasks), tasks))
+        """
+        if not self.started or self.finished:
+            raise RuntimeError("exp.handle() needs a running experiment")
+        if self.path is None:
+            raise RuntimeError("exp.handle() needs the local store (local=True): workers write their rows there")
+        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags))
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -352,6 +388,8 @@ class Experiment:
             data["model"] = call.model
         if call.error_type is not None:
             data["error_type"] = call.error_type
+        if call.unpriced_calls:
+            data["unpriced_calls"] = call.unpriced_calls
         if call.metrics:
             data.update(call.metrics)
         with self._lock:
@@ -432,11 +470,14 @@ class Experiment:
         if self._local_requested:
             try:
                 root_dir = self._dir or Path(os.environ.get("TRACKED_DIR") or os.getcwd())
-                self._local = LocalStore(root_dir, self.name, self._started_at)
+                exact = None
+                if self._worker_dir is not None:
+                    exact = self._worker_dir / f"{os.getpid()}_{os.urandom(3).hex()}"
+                self._local = LocalStore(root_dir, self.name, self._started_at, exact=exact)
                 self.path = self._local.path
             except Exception as exc:
                 self._sink_failed("local", exc)
-        mode = resolve_mode(self._wandb_requested)
+        mode = "disabled" if self._worker_dir is not None else resolve_mode(self._wandb_requested)
         if mode != "disabled":
             kwargs: dict[str, Any] = {
                 "project": self.project or os.environ.get("WANDB_PROJECT") or None,
@@ -525,6 +566,13 @@ class Experiment:
     def _pump(self) -> None:
         """Off the caller's path: call records to calls.jsonl and the W&B table, rows to W&B."""
         q = self._queue
+        try:
+            # Load the price data now rather than in the first priced call.
+            from genai_prices import data_snapshot
+
+            data_snapshot.get_snapshot()
+        except Exception:  # noqa: S110 - pricing reports its own failures when used
+            pass
         while True:
             kind, payload = q.get()
             calls: list[Call] = []
@@ -538,7 +586,10 @@ class Experiment:
                             calls = []
                         if kind == "stop":
                             return
-                        self._wandb_do(kind, payload)
+                        if kind == "records":
+                            self._flush_records(payload)
+                        else:
+                            self._wandb_do(kind, payload)
                     if len(calls) >= 512:
                         self._flush_calls(calls)
                         calls = []
@@ -552,7 +603,9 @@ class Experiment:
                 internal_error("the experiment's pump thread", exc)
 
     def _flush_calls(self, calls: list[Call]) -> None:
-        records = [c.to_record() for c in calls]
+        self._flush_records([c.to_record() for c in calls])
+
+    def _flush_records(self, records: list[dict[str, Any]]) -> None:
         if self._local is not None:
             try:
                 self._local.write_calls(records)
@@ -601,13 +654,17 @@ class Experiment:
         self.finished = True
         self.status = status
         try:
+            if self.path is not None and self._worker_dir is None:
+                self._merge_workers(self.path / "workers")
             with self._lock:
                 for step in sorted(self._open_rows):
                     self._seal_row(self._open_rows[step])
             summary = self._final_summary()
+            if "local" in self._sink_errors:
+                summary["sinks/local"] = f"failed: {self._sink_errors['local']}"
             exit_code = 0 if status == "finished" else 1
             force = not self.children or self._had_rows
-            self._send("finish", (summary, exit_code, force))
+            self._send("finish", (dict(summary), exit_code, force))
             self._queue.put(("stop", None))
             if self._pump_thread is not None:
                 self._pump_thread.join(FINISH_TIMEOUT_S)
@@ -636,6 +693,36 @@ class Experiment:
                 _open.remove(self)
             if self.parent is not None:
                 self.parent._absorb(self)
+
+    def _merge_workers(self, workers: Path) -> None:
+        """Rows and calls that worker processes wrote under `workers/` become this experiment's."""
+        if not workers.is_dir():
+            return
+        merged = []
+        for part in sorted(p for p in workers.iterdir() if p.is_dir()):
+            rows = read_rows(part / "results.jsonl", warn=lambda m: warn_once(("torn", m), f"tracked: {m}"))
+            with self._lock:
+                for stored in rows:
+                    data = {k: v for k, v in stored.items() if not k.startswith("_")}
+                    data["worker"] = part.name
+                    latency = data.get("latency_s")
+                    if "call" in data and is_number(latency):
+                        cost = data.get("cost_usd")
+                        self.totals_own.add_call(
+                            str(data["call"]), float(latency), bool(data.get("error")), int(data.get("llm_calls") or 0),
+                            int(data.get("tokens_in") or 0), int(data.get("tokens_out") or 0),
+                            float(cost) if is_number(cost) else None, int(data.get("unpriced_calls") or 0),
+                        )  # fmt: skip
+                    self._count_metrics({}, {k: v for k, v in data.items() if k not in ROW_FIELDS})
+                    row = self._new_row(data)
+                    self._write_row(row)
+                    self._seal_row(row)
+            calls = list(read_jsonl(part / "calls.jsonl"))
+            if calls:
+                self._queue.put(("records", calls))
+            merged.append({"dir": part.name, "rows": len(rows), "calls": len(calls)})
+        if merged:
+            self.summary["workers"] = merged
 
     def _final_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {"status": self.status, "name": self.name, "started_at": self._started_at, "finished_at": time.time()}
@@ -714,12 +801,45 @@ def experiment(
     )  # fmt: skip
 
 
-@atexit.register
-def _finish_open_experiments() -> None:
-    """At exit, experiments left open (a notebook, a script without `with`) are finished."""
-    status = "finished" if getattr(sys, "last_value", None) is None else "failed"
+def attach(handle: ExperimentHandle) -> Experiment:
+    """In a worker process: an experiment that records this process's calls into the experiment
+    `handle` came from (`exp.handle()`). Use it as `with experiment.attach(handle):`.
+    """
+    if not isinstance(handle, ExperimentHandle):
+        raise TypeError(f"experiment.attach takes the handle from exp.handle(), got {type(handle).__name__}")
+    worker = Experiment(handle.name, config=handle.config, tags=handle.tags, wandb=False)
+    worker._worker_dir = Path(handle.path) / "workers"
+    return worker
+
+
+experiment.attach = attach  # type: ignore[attr-defined]
+
+
+def finish_all(status: str) -> None:
+    """Finish every open experiment, innermost first."""
     for exp in reversed(list(_open)):
         try:
             exp._close(status)
         except Exception:  # noqa: S110 - the interpreter is going away
             pass
+
+
+@atexit.register
+def _finish_open_experiments() -> None:
+    """At exit, experiments left open (a notebook, a script without `with`) are finished."""
+    last = getattr(sys, "last_value", None)
+    finish_all("finished" if last is None else "interrupted" if isinstance(last, KeyboardInterrupt) else "failed")
+
+
+def _forget_in_child() -> None:
+    # A forked child inherits the parent's open experiments but not their threads: its calls
+    # must not write into the parent's store. Workers join an experiment with experiment.attach().
+    for exp in _open:
+        exp.finished = True
+        exp._local = None
+        exp._wandb = None
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

@@ -17,17 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ._config import TrackedWarning
-from ._totals import Totals
+from ._totals import ROW_FIELDS, Totals
 from ._values import is_number
 from .sinks.local import read_jsonl, read_rows
 
 __all__ = ["StoredExperiment", "find_experiments", "load_experiment", "ROW_FIELDS"]
 
-# Row columns that are not custom metrics.
-ROW_FIELDS = frozenset(
-    {"_step", "_timestamp", "_join", "call", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd",
-     "llm_calls", "error", "error_type", "model", "output", "strategy", "provider", "timestamp"}
-)  # fmt: skip
 
 
 def _warn(message: str) -> None:
@@ -105,7 +100,7 @@ def totals_of(experiments: list[StoredExperiment]) -> dict[str, Any]:
                 str(row.get("call") or "result"), float(latency), bool(row.get("error")),
                 int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0)),
                 int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
-                float(cost) if is_number(cost) else None, 0,
+                float(cost) if is_number(cost) else None, int(row.get("unpriced_calls") or 0),
             )  # fmt: skip
         for row in exp.rows:
             for key, value in row.items():

@@ -106,26 +106,26 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
         exp = load_experiment(path)
         state = _state(path)
         if not exp.rows and (exp.summary.get("children") or not (path / "results.jsonl").exists()):
-            console.print(f"skip {path.name}: no rows of its own")
+            console.print(f"skip {path.name}: no rows of its own", markup=False)
             continue
         existing = _offline_run_dir(exp, state)
         try:
             if online and existing is not None:
                 if state.get("synced_online"):
-                    console.print(f"skip {path.name}: already uploaded (run {state.get('run_id')})")
+                    console.print(f"skip {path.name}: already uploaded (run {state.get('run_id')})", markup=False)
                     continue
                 done = subprocess.run([sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise SyncError(done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}")
                 state.update(synced_online=True)
                 _save_state(path, state)
-                console.print(f"uploaded {path.name} with wandb sync {existing}")
+                console.print(f"uploaded {path.name} with wandb sync {existing}", markup=False)
                 continue
             if not online and existing is not None:
-                console.print(f"skip {path.name}: already has an offline W&B run; upload it with: wandb sync {existing}")
+                console.print(f"skip {path.name}: already has an offline W&B run; upload it with: wandb sync {existing}", markup=False)
                 continue
             if online and state.get("synced_online"):
-                console.print(f"skip {path.name}: already synced (run {state.get('run_id')})")
+                console.print(f"skip {path.name}: already synced (run {state.get('run_id')})", markup=False)
                 continue
             run = replay(exp, mode, state.get("run_id"), store_root)
             state["run_id"] = run.id
@@ -134,10 +134,12 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
             else:
                 state["offline_dir"] = str(Path(run.dir).parent)
             _save_state(path, state)
-            console.print(f"synced {path.name} -> W&B run {run.id} ({mode}, {len(exp.rows)} rows)")
+            console.print(f"synced {path.name} -> W&B run {run.id} ({mode}, {len(exp.rows)} rows)", markup=False)
         except Exception as exc:  # one bad experiment does not stop the others
             failures += 1
-            console.print(f"[red]failed {path.name}: {type(exc).__name__}: {exc}[/]")
+            from rich.markup import escape
+
+            console.print(f"[red]failed {escape(path.name)}: {type(exc).__name__}: {escape(str(exc))}[/]")
     if not online:
         console.print("offline runs written; upload them with `wandb sync --sync-all` once logged in")
     return 1 if failures else 0

@@ -12,6 +12,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ._values import redact
+
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
@@ -56,7 +58,7 @@ def system_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pid": os.getpid(),
-        "argv": [redact_url(a) for a in sys.argv[:20]],
+        "argv": [redact(redact_url(a)) for a in sys.argv[:20]],
         "versions": {
             "tracked": _version("tracked"),
             "wandb": _version("wandb"),

@@ -6,6 +6,89 @@ import math
 from array import array
 from typing import Any
 
+#: Row columns written by tracked itself; every other numeric column of a row is a custom metric.
+ROW_FIELDS = frozenset(
+    {"_step", "_timestamp", "_join", "call", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd",
+     "llm_calls", "unpriced_calls", "error", "error_type", "model", "output", "strategy", "provider",
+     "timestamp", "worker"}
+)  # fmt: skip
+
+#: Latencies kept exactly per group; past this many, a log-bucket sketch takes over, so memory
+#: stays bounded (about a thousand buckets from a microsecond to an hour) with percentiles within
+#: 1% of the true value.
+EXACT_LATENCIES = 10_000
+_GAMMA = 1.02
+_LOG_GAMMA = math.log(_GAMMA)
+_TINY = 1e-9
+
+
+class Quantiles:
+    """Mean and percentiles of a stream of non-negative numbers in bounded memory."""
+
+    __slots__ = ("exact", "buckets", "zeros", "count", "total")
+
+    def __init__(self) -> None:
+        self.exact: array[float] | None = array("d")
+        self.buckets: dict[int, int] = {}
+        self.zeros = 0
+        self.count = 0
+        self.total = 0.0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if self.exact is not None:
+            self.exact.append(value)
+            if len(self.exact) > EXACT_LATENCIES:
+                self._to_sketch()
+        else:
+            self._bucket(value, 1)
+
+    def _bucket(self, value: float, n: int) -> None:
+        if value <= _TINY:
+            self.zeros += n
+        else:
+            key = math.ceil(math.log(value) / _LOG_GAMMA)
+            self.buckets[key] = self.buckets.get(key, 0) + n
+
+    def _to_sketch(self) -> None:
+        exact, self.exact = self.exact, None
+        for value in exact or ():
+            self._bucket(value, 1)
+
+    def merge(self, other: Quantiles) -> None:
+        if other.exact is not None:
+            for value in other.exact:
+                self.add(value)
+            return
+        if self.exact is not None:
+            self._to_sketch()
+        self.count += other.count
+        self.total += other.total
+        self.zeros += other.zeros
+        for key, n in other.buckets.items():
+            self.buckets[key] = self.buckets.get(key, 0) + n
+
+    def mean(self) -> float:
+        return self.total / self.count
+
+    def quantile(self, q: float) -> float:
+        if self.exact is not None:
+            return _percentile(sorted(self.exact), q)
+        rank = q * (self.count - 1)
+        seen = self.zeros
+        if rank < seen:
+            return 0.0
+        for key in sorted(self.buckets):
+            seen += self.buckets[key]
+            if rank < seen:
+                # The bucket's midpoint in relative terms: within (gamma-1)/(gamma+1) of any value in it.
+                return 2 * _GAMMA**key / (_GAMMA + 1)
+        return 2 * _GAMMA ** max(self.buckets) / (_GAMMA + 1)
+
 
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
@@ -28,7 +111,7 @@ class _Group:
         self.tokens_out = 0
         self.cost_usd = 0.0
         self.unpriced_calls = 0
-        self.latencies = array("d")
+        self.latencies = Quantiles()
 
     def add(self, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
         self.calls += 1
@@ -39,12 +122,12 @@ class _Group:
         if cost_usd is not None:
             self.cost_usd += cost_usd
         self.unpriced_calls += unpriced
-        self.latencies.append(latency_s)
+        self.latencies.add(latency_s)
 
     def merge(self, other: _Group) -> None:
         for name in ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.latencies.extend(other.latencies)
+        self.latencies.merge(other.latencies)
 
     def figures(self, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,14 +142,10 @@ class _Group:
         return out
 
     def latency(self, prefix: str) -> dict[str, float]:
-        if not self.latencies:
+        q = self.latencies
+        if not q.count:
             return {}
-        values = sorted(self.latencies)
-        return {
-            f"{prefix}mean": sum(values) / len(values),
-            f"{prefix}p50": _percentile(values, 0.5),
-            f"{prefix}p95": _percentile(values, 0.95),
-        }
+        return {f"{prefix}mean": q.mean(), f"{prefix}p50": q.quantile(0.5), f"{prefix}p95": q.quantile(0.95)}
 
 
 class Totals:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, TypeVar, overload
@@ -12,22 +11,20 @@ import wrapt
 
 from ._call import Call
 from ._config import config, internal_error
-from ._context import _current, _current_exp, _last_row, _open
+from ._context import _current, _current_exp, _last_row, _open, lane
+from ._values import _SECRET_NAME, _SECRET_VALUE, REDACTED
 from .usage import Usage, extract, merge
 
 __all__ = ["tracked"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SECRET_NAME = re.compile(r"(api[_-]?key|token|password|passwd|secret|authori[sz]ation|credential|cookie)", re.I)
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|xox[bap]-[A-Za-z0-9\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16})")
-REDACTED = "[REDACTED]"
 
 
 class _Spec:
     """What the decorator was told, fixed at decoration time."""
 
-    __slots__ = ("name", "provider", "model", "capture_io", "model_index", "model_default", "signature", "skip_first")
+    __slots__ = ("name", "provider", "model", "capture_io", "model_index", "model_default", "signature")
 
     def __init__(self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None) -> None:
         func = getattr(fn, "__func__", fn)  # classmethod / staticmethod objects
@@ -39,17 +36,11 @@ class _Spec:
         self.model_index: int | None = None
         self.model_default: str | None = None
         self.signature: inspect.Signature | None = None
-        self.skip_first = False
         try:
             self.signature = inspect.signature(func)
         except (TypeError, ValueError):
             return
-        params = list(self.signature.parameters.values())
-        # wrapt passes a bound method's instance apart from args, so `self`/`cls` is not in args.
-        if params and params[0].name in ("self", "cls") and not isinstance(fn, staticmethod):
-            self.skip_first = True
-            params = params[1:]
-        for i, p in enumerate(params):
+        for i, p in enumerate(self.signature.parameters.values()):
             if p.name == "model":
                 self.model_index = i if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else -1
                 if isinstance(p.default, str) and p.default:
@@ -86,12 +77,14 @@ def snapshot(value: Any, depth: int = 0) -> Any:
     return _clip(text)
 
 
-def _capture_inputs(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _capture_inputs(spec: _Spec, bound: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     if spec.signature is None:
         named: dict[str, Any] = {f"arg{i}": a for i, a in enumerate(args)}
         named.update(kwargs)
     else:
-        params = list(spec.signature.parameters)[1 if spec.skip_first else 0 :]
+        # wrapt passes the instance of a bound method (or the class of a classmethod) apart
+        # from args: the first parameter is then not in args.
+        params = list(spec.signature.parameters)[1 if bound else 0 :]
         named = dict(zip(params, args))
         if len(args) > len(params):
             named["*args"] = list(args[len(params) :])
@@ -102,7 +95,7 @@ def _capture_inputs(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 # --- the start and end of every call ------------------------------------------------------------
 
 
-def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
     parent = _current.get()
     exp = _current_exp.get()
     if exp is None or exp.finished:
@@ -111,29 +104,32 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
     if exp is not None and (parent is None or parent.experiment is not exp):
         # A top-level call of this experiment: one row. It closes the previous row of this
         # thread or task, so that `exp.log()` between the two joined the previous one.
+        here = lane()
         prev = _last_row.get()
-        if prev is not None:
+        if prev is not None and prev._lane == here:
             try:
                 prev.experiment._seal(prev)  # type: ignore[union-attr]
             except Exception as exc:
                 internal_error("closing a row", exc)
         call._row = True
+        call._lane = here
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
-            call.inputs = _capture_inputs(spec, args, kwargs)
+            call.inputs = _capture_inputs(spec, instance is not None, args, kwargs)
         except Exception as exc:
             internal_error("capturing inputs", exc)
     return call
 
 
-def _end(call: Call, spec: _Spec, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _end(call: Call, spec: _Spec, instance: Any, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         arg_model = None
         if spec.model is None and spec.model_index is not None:
             arg_model = kwargs.get("model")
             if arg_model is None:
-                if 0 <= spec.model_index < len(args):
-                    arg_model = args[spec.model_index]
+                index = spec.model_index - (instance is not None)
+                if 0 <= index < len(args):
+                    arg_model = args[index]
                 else:
                     arg_model = spec.model_default
         call._finish(latency_s, result, spec.model, spec.provider, arg_model)
@@ -162,7 +158,7 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.enabled:
             return wrapped(*args, **kwargs)
-        call = _begin(spec, args, kwargs)
+        call = _begin(spec, instance, args, kwargs)
         token = _current.set(call)
         t0 = perf_counter()
         try:
@@ -171,21 +167,21 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
             latency = perf_counter() - t0
             _current.reset(token)
             _failed(call, exc)
-            _end(call, spec, latency, None, args, kwargs)
+            _end(call, spec, instance, latency, None, args, kwargs)
             raise
         latency = perf_counter() - t0
         _current.reset(token)
-        _end(call, spec, latency, result, args, kwargs)
+        _end(call, spec, instance, latency, result, args, kwargs)
         return result
 
     return wrapper
 
 
 def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
-    async def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Runs when awaited, in the awaiting task's context: the awaited time is measured, and
         # the parent is the call running there (or the task creator's, copied by asyncio).
-        call = _begin(spec, args, kwargs)
+        call = _begin(spec, instance, args, kwargs)
         token = _current.set(call)
         t0 = perf_counter()
         try:
@@ -194,17 +190,17 @@ def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
             latency = perf_counter() - t0
             _current.reset(token)
             _failed(call, exc)
-            _end(call, spec, latency, None, args, kwargs)
+            _end(call, spec, instance, latency, None, args, kwargs)
             raise
         latency = perf_counter() - t0
         _current.reset(token)
-        _end(call, spec, latency, result, args, kwargs)
+        _end(call, spec, instance, latency, result, args, kwargs)
         return result
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.enabled:
             return wrapped(*args, **kwargs)
-        return run(wrapped, args, kwargs)
+        return run(wrapped, instance, args, kwargs)
 
     return wrapper
 
@@ -217,10 +213,10 @@ def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float)
 
 
 def _gen_wrapper(spec: _Spec) -> Callable[..., Any]:
-    def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The context is set around each step of the inner generator only: between items the
         # consumer's code runs, and calls it makes are not children of this one.
-        call = _begin(spec, args, kwargs)
+        call = _begin(spec, instance, args, kwargs)
         t0 = perf_counter()
         token = _current.set(call)
         try:
@@ -273,14 +269,15 @@ def _gen_wrapper(spec: _Spec) -> Callable[..., Any]:
                     raise
                 finally:
                     _current.reset(token)
-                    _end(call, spec, latency, _final_usage(stream, result), args, kwargs)
+                    _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
             else:
-                _end(call, spec, latency, _final_usage(stream, result), args, kwargs)
+                _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
+        return result
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.enabled:
             return wrapped(*args, **kwargs)
-        return run(wrapped, args, kwargs)
+        return run(wrapped, instance, args, kwargs)
 
     return wrapper
 
@@ -294,8 +291,8 @@ def _final_usage(stream: Usage | None, result: Any) -> Any:
 
 
 def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
-    async def run(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(spec, args, kwargs)
+    async def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(spec, instance, args, kwargs)
         t0 = perf_counter()
         agen = wrapped(*args, **kwargs)
         stream: Usage | None = None
@@ -341,12 +338,12 @@ def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
                     finally:
                         _current.reset(token)
             finally:
-                _end(call, spec, latency, stream, args, kwargs)
+                _end(call, spec, instance, latency, stream, args, kwargs)
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.enabled:
             return wrapped(*args, **kwargs)
-        return run(wrapped, args, kwargs)
+        return run(wrapped, instance, args, kwargs)
 
     return wrapper
 

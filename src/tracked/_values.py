@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ._config import warn_once
 
 _MAX_DEPTH = 32
+
+# Names of arguments and config keys whose values are secrets, and values that look like keys.
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|password|passwd|secret|authori[sz]ation|credential|cookie|private[_-]?key|bearer"
+    r"|^token$|[_\-.]token$)",
+    re.I,
+)
+_SECRET_VALUE = re.compile(
+    r"\b(sk-[A-Za-z0-9_\-]{8,}|xox[bap]-[A-Za-z0-9\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{20,})"
+)
+REDACTED = "[REDACTED]"
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON-like value with secrets removed: values under secret-like keys, and
+    strings that look like provider keys."""
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _SECRET_NAME.search(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
 
 
 def _is_wandb_object(value: Any) -> bool:

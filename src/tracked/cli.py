@@ -24,6 +24,13 @@ class UsageError(Exception):
     """A wrong path or argument: printed without a traceback, exit code 2."""
 
 
+def escape(text: str) -> str:
+    """User text (names, config values, paths) shown as is, not read as rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -106,7 +113,7 @@ def _sort_rows(rows: list[dict[str, Any]], metric: str | None, goal: str) -> lis
 def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title) if title else None, title_justify="left")
     metric_cols = [k for k in (rows[0] if rows else {}) if k.endswith("_mean") and k != "latency_s_mean"]
     for col, justify in [(by, "left"), ("runs", "right"), ("calls", "right"), ("LLM calls", "right"),
                          ("tokens in", "right"), ("tokens out", "right"), ("cost", "right"),
@@ -116,7 +123,7 @@ def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None
         table.add_column(col[: -len("_mean")], justify="right")
     for row in rows:
         table.add_row(
-            str(row[by]), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
+            escape(str(row[by])), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
             _num(row["tokens_in"]), _num(row["tokens_out"]), _money(row["cost_usd"]),
             _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
             *(_num(row[c]) for c in metric_cols),
@@ -186,7 +193,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not experiments:
         _console().print(f"no experiments under {root}")
         return 0
-    table = Table(title=f"experiments in {root}", title_justify="left")
+    table = Table(title=escape(f"experiments in {root}"), title_justify="left")
     for col, justify in [("started", "left"), ("name", "left"), ("status", "left"), ("group", "left"),
                          ("calls", "right"), ("cost", "right"), ("dir", "left")]:  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -195,9 +202,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         totals = exp.totals()
         status = exp.status
         table.add_row(
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), exp.name,
-            f"[{colour.get(status, 'white')}]{status}[/]", exp.group or "", _num(totals.get("total/calls", 0)),
-            _money(totals.get("total/cost_usd")), exp.path.name,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), escape(exp.name),
+            f"[{colour.get(status, 'white')}]{escape(status)}[/]", escape(exp.group or ""), _num(totals.get("total/calls", 0)),
+            _money(totals.get("total/cost_usd")), escape(exp.path.name),
         )  # fmt: skip
     _console().print(table)
     return 0
@@ -237,14 +244,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     children = [find_experiments(out / "experiments" / c["dir"])[0] for c in parent.final_summary.get("children", []) if "dir" in c]
     rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
     console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
-    console.print(f"local store: {parent.path.parent}")
+    console.print(f"local store: {escape(str(parent.path.parent))}")
     runs = [c.get("wandb_id") for c in parent.final_summary.get("children", []) if c.get("wandb_id")]
     mode = (parent.final_summary.get("sinks") or {}).get("wandb")
     if runs:
-        console.print(f"W&B runs ({len(runs)}, offline) are in {out / 'wandb'}; upload them with:")
-        console.print(f"  wandb sync --sync-all {out / 'wandb'}   [dim](or: tracked sync {out})[/]")
+        console.print(f"W&B runs ({len(runs)}, offline) are in {out / 'wandb'}; upload them with:", markup=False)
+        console.print(f"  wandb sync --sync-all {out / 'wandb'}   (or: tracked sync {out})", markup=False)
     elif mode == "off":
-        console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}")
+        console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
     return 0
 
 
@@ -294,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except UsageError as exc:
-        _console(stderr=True).print(f"[red]tracked {args.command}: {exc}[/]")
+        _console(stderr=True).print(f"[red]tracked {args.command}: {escape(str(exc))}[/]")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._call import Call
-from ._context import _current, _last_row
+from ._context import _current, _last_row, lane
 from ._experiment import Experiment
 from ._values import clean
 from .usage import _cost, _count, _get
@@ -133,7 +133,7 @@ class ExperimentTracker:
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
         last = _last_row.get()
-        if _current.get() is None and last is not None and last.experiment is exp and exp._join(last, extras):
+        if _current.get() is None and last is not None and last.experiment is exp and last._lane == lane() and exp._join(last, extras):
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
         call = Call("result", None, exp)

@@ -10,9 +10,8 @@ re-read after an hour, because `genai-prices` data can change prices at a given 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._config import config, warn_once
 
@@ -22,8 +21,7 @@ _PROBE = 1000  # tokens; far below any tier threshold
 _TTL_S = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(NamedTuple):
     """The cost of one call and where it came from."""
 
     cost_usd: float | None
@@ -140,7 +138,10 @@ def price(
         key = model.lower()
         rate = config.prices.get(f"{provider.lower()}/{key}" if provider else key) or config.prices.get(key)
         if rate is not None:
-            return Price((tokens_in * rate[0] + tokens_out * rate[1]) / 1e6, "override")
+            try:
+                return Price((tokens_in * rate[0] + tokens_out * rate[1]) / 1e6, "override")
+            except ArithmeticError:
+                return _UNPRICED
     cache_key = (provider, model)
     rates = _cache.get(cache_key)
     if rates is None or rates.expires < time.monotonic() or rates.generation != config.generation:
@@ -160,20 +161,20 @@ def price(
                 f"Set one with tracked.configure(prices={{{model!r}: (usd_per_1m_in, usd_per_1m_out)}})",
             )
             return _UNPRICED
-    if rates.tier_start is None or (0 <= tokens_in <= rates.tier_start):
-        uncached = max(tokens_in - cache_read - cache_write, 0)
-        cost = (
-            rates.base
-            + uncached * rates.per_in
-            + tokens_out * rates.per_out
-            + cache_read * rates.per_cache_read
-            + cache_write * rates.per_cache_write
-        )
-    else:
-        try:
+    try:
+        if rates.tier_start is None or (0 <= tokens_in <= rates.tier_start):
+            uncached = max(tokens_in - cache_read - cache_write, 0)
+            cost = (
+                rates.base
+                + uncached * rates.per_in
+                + tokens_out * rates.per_out
+                + cache_read * rates.per_cache_read
+                + cache_write * rates.per_cache_write
+            )
+        else:
             cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
-        except Exception:
-            return _UNPRICED
+    except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
+        return _UNPRICED
     return Price(cost, rates.source)
 
 

@@ -46,21 +46,25 @@ class LocalStore:
     """Writes one experiment's directory. Row writes happen on the caller's thread, call records
     on the experiment's pump thread."""
 
-    def __init__(self, root: Path, name: str, started: float) -> None:
-        base = root / "experiments"
-        base.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.fromtimestamp(started).strftime("%Y%m%d_%H%M%S")
-        stem = f"{safe_name(name)}_{stamp}"
-        # Two experiments of the same name in the same second: the second gets a suffix.
-        for i in range(1, 10_000):
-            path = base / (stem if i == 1 else f"{stem}_{i}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            break
-        else:  # pragma: no cover - ten thousand in one second
-            raise FileExistsError(f"cannot make a directory for {name!r} under {base}")
+    def __init__(self, root: Path, name: str, started: float, *, exact: Path | None = None) -> None:
+        if exact is not None:  # a worker process's part of an experiment
+            exact.mkdir(parents=True)
+            path = exact
+        else:
+            base = root / "experiments"
+            base.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.fromtimestamp(started).strftime("%Y%m%d_%H%M%S")
+            stem = f"{safe_name(name)}_{stamp}"
+            # Two experiments of the same name in the same second: the second gets a suffix.
+            for i in range(1, 10_000):
+                path = base / (stem if i == 1 else f"{stem}_{i}")
+                try:
+                    path.mkdir()
+                except FileExistsError:
+                    continue
+                break
+            else:  # pragma: no cover - ten thousand in one second
+                raise FileExistsError(f"cannot make a directory for {name!r} under {base}")
         self.path = path
         self._rows_fd = os.open(path / "results.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._calls = open(path / "calls.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finish

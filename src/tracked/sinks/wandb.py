@@ -91,7 +91,7 @@ class WandbSink:
 
     def __init__(self, mode: str, init_kwargs: Mapping[str, Any], adopted: Any = None) -> None:
         self.mode = mode
-        self._init_kwargs = dict(init_kwargs)
+        self._init_kwargs: dict[str, Any] | None = dict(init_kwargs)
         self.run: Any = adopted
         self.adopted = adopted is not None
         self._table: list[list[Any]] = []
@@ -101,6 +101,8 @@ class WandbSink:
 
     def start(self) -> Any:
         if self.run is not None:
+            if self.adopted and self._init_kwargs is not None:
+                self._adopt(self.run)
             return self.run
         import atexit
 
@@ -111,7 +113,7 @@ class WandbSink:
         # wandb's own exit hook, registered on import, must run after ours finishes open runs.
         atexit.unregister(_experiment._finish_open_experiments)
         atexit.register(_experiment._finish_open_experiments)
-        kwargs = dict(self._init_kwargs)
+        kwargs = dict(self._init_kwargs or {})
         settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
         try:
             self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)
@@ -127,6 +129,17 @@ class WandbSink:
             settings = wandb.Settings(console="off", silent=True)
             self.run = wandb.init(mode="offline", reinit="create_new", settings=settings, **kwargs)
         return self.run
+
+    def _adopt(self, run: Any) -> None:
+        """A run started by `wandb agent` (or the user): it keeps its name and the sweep's
+        parameters, and gets the experiment's other config keys, tags and notes."""
+        kwargs, self._init_kwargs = self._init_kwargs, None
+        ours = kwargs.get("config") or {}
+        run.config.update({k: v for k, v in ours.items() if k not in run.config}, allow_val_change=False)
+        tags = [*run.tags, *[t for t in kwargs.get("tags") or () if t not in run.tags]]
+        run.tags = tuple(tags)
+        if kwargs.get("notes") and not run.notes:
+            run.notes = kwargs["notes"]
 
     @property
     def started(self) -> bool:
@@ -160,10 +173,14 @@ class WandbSink:
     def set_notes(self, notes: str | None) -> None:
         if self.run is not None:
             self.run.notes = notes or ""
+        elif self._init_kwargs is not None:  # not created yet: it will be created with these
+            self._init_kwargs["notes"] = notes
 
     def set_tags(self, tags: Sequence[str]) -> None:
         if self.run is not None:
             self.run.tags = tuple(tags)
+        elif self._init_kwargs is not None:
+            self._init_kwargs["tags"] = list(tags)
 
     def save(self, path: Path, name: str) -> None:
         import shutil

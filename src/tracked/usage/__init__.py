@@ -10,16 +10,14 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._config import internal_error, warn_once
 
 __all__ = ["Usage", "extract", "merge", "register_extractor"]
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """Token usage (and optionally cost) reported by one call; `None` means "not reported".
 
     `tokens_in` counts every input token, cached ones included (as OpenAI and `genai-prices` do);
@@ -40,27 +38,32 @@ class Usage:
         return self.tokens_in is not None or self.tokens_out is not None or self.cost_usd is not None
 
 
-_FIELDS = tuple(f.name for f in fields(Usage))
-
-
 def merge(old: Usage | None, new: Usage) -> Usage:
     """Stream semantics: later events carry cumulative counts, so present fields replace old ones."""
     if old is None:
         return new
-    changes = {name: v for name in _FIELDS if (v := getattr(new, name)) is not None}
-    return replace(old, **changes) if changes else old
+    return Usage(*(o if n is None else n for o, n in zip(old, new)))
 
 
 # --- value coercion: everything a provider reports is checked, nothing is trusted ---------------
+
+# Whether a type is a Mapping, remembered: an ABC isinstance check per field read is too slow.
+_is_mapping: dict[type, bool] = {dict: True}
 
 
 def _get(obj: Any, key: str) -> Any:
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    kind = type(obj)
+    mapping = _is_mapping.get(kind)
+    if mapping is None:
+        mapping = isinstance(obj, Mapping)
+        if len(_is_mapping) < 4096:
+            _is_mapping[kind] = mapping
+    if mapping:
         try:
             return obj.get(key)
-        except TypeError:  # unhashable-key mappings, odd user classes
+        except Exception:  # unhashable-key mappings, odd user classes
             return None
     return getattr(obj, key, None)
 
@@ -106,7 +109,17 @@ def _add(*values: int | None) -> int | None:
 
 
 def _from_usage(obj: Any) -> Usage | None:
-    return obj if isinstance(obj, Usage) else None
+    return obj if type(obj) is Usage else None
+
+
+def _has_hidden_params(obj: Any) -> bool:
+    # Checked without getattr: a missing attribute costs an exception on pydantic models.
+    if hasattr(type(obj), "_hidden_params"):
+        return True
+    private = getattr(obj, "__pydantic_private__", None)
+    if isinstance(private, dict) and "_hidden_params" in private:
+        return True
+    return "_hidden_params" in getattr(obj, "__dict__", ())
 
 
 def _from_openai_chat(obj: Any) -> Usage | None:
@@ -118,10 +131,11 @@ def _from_openai_chat(obj: Any) -> Usage | None:
         return None
     cached = _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
     cost = provider = None
-    hidden = getattr(obj, "_hidden_params", None)  # LiteLLM computes its own cost
-    if isinstance(hidden, Mapping):
-        cost = _cost(hidden.get("response_cost"))
-        provider = _name(hidden.get("custom_llm_provider"))
+    if _has_hidden_params(obj):  # LiteLLM computes its own cost
+        hidden = getattr(obj, "_hidden_params", None)
+        if isinstance(hidden, Mapping):
+            cost = _cost(hidden.get("response_cost"))
+            provider = _name(hidden.get("custom_llm_provider"))
     return Usage(
         tokens_in=tokens_in,
         tokens_out=tokens_out,
@@ -226,18 +240,46 @@ _NO_USAGE = frozenset({type(None), str, bytes, int, float, bool, complex, list, 
 
 
 def _coerce(found: Any) -> Usage | None:
-    """A user extractor may return a `Usage` or a mapping of its field names."""
-    if found is None or isinstance(found, Usage):
-        return found
+    """A user extractor may return a `Usage` or a mapping of its field names; either is checked
+    like a provider's response (negative or non-integer counts are dropped)."""
+    if isinstance(found, Usage):
+        return Usage(
+            _count(found.tokens_in),
+            _count(found.tokens_out),
+            _count(found.cache_read_tokens),
+            _count(found.cache_write_tokens),
+            _name(found.model),
+            _name(found.provider),
+            _cost(found.cost_usd),
+        )
     if isinstance(found, Mapping):
         return _from_fields(found)
     return None
 
 
+# The extractor that last matched each type, tried first next time.
+_by_type: dict[type, Extractor] = {}
+
+
 def extract(obj: Any) -> Usage | None:
     """Usage reported by `obj`, or None. Never raises."""
-    if type(obj) in _NO_USAGE:
+    kind = type(obj)
+    if kind in _NO_USAGE:
         return None
+    if kind is Usage:
+        return obj if obj.reported else None
+    fn = _by_type.get(kind)
+    if fn is not None and fn not in _user:
+        try:
+            found = fn(obj)
+        except Exception:
+            found = None
+        if type(found) is Usage and found.reported:
+            return found
+    return _search(obj, kind)
+
+
+def _search(obj: Any, kind: type) -> Usage | None:
     for fn in _chain:
         try:
             found = fn(obj)
@@ -247,11 +289,13 @@ def extract(obj: Any) -> Usage | None:
             continue
         if found is not None:
             try:
-                usage = found if type(found) is Usage else _coerce(found)
+                usage = found if type(found) is Usage and fn not in _user else _coerce(found)
             except Exception as exc:  # pragma: no cover - _coerce is total on its own
                 internal_error("usage extraction", exc)
                 continue
             if usage is not None and usage.reported:
+                if len(_by_type) < 4096:
+                    _by_type[kind] = fn
                 return usage
     return None
 
@@ -277,6 +321,7 @@ def register_extractor(fn: Extractor) -> Extractor:
     if fn not in _user:
         _user.insert(0, fn)
     _chain = (*_user, *_BUILTIN)
+    _by_type.clear()
     return fn
 
 
@@ -285,3 +330,4 @@ def _unregister_all() -> None:
     global _chain
     _user.clear()
     _chain = _BUILTIN
+    _by_type.clear()
