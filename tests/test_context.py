@@ -158,7 +158,7 @@ def test_task_group_children_have_outer_parent():
     started = {}
 
     @tracked.tracked
-    async def child(tag, n_siblings):
+    async def child(tag):
         record[tag] = current_call()
         started[tag].set()
         for ev in started.values():
@@ -172,7 +172,7 @@ def test_task_group_children_have_outer_parent():
             started[tag] = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             for tag in "abc":
-                tg.create_task(child(tag, 3))
+                tg.create_task(child(tag))
 
     asyncio.run(outer())
     assert {record[t].parent_id for t in "abc"} == {record["outer"].id}
@@ -293,7 +293,7 @@ def test_plain_thread_does_not_carry_parent():
 
 
 def test_bind_carries_parent_into_threads_concurrently():
-    """`tracked.bind(fn)` makes calls in other threads children of the call where it was bound, even run twice at once."""
+    """`tracked.bind(fn)` nests calls in other threads under the call where it was bound, even run concurrently."""
     n = 3
     barrier = threading.Barrier(n, timeout=10)
     record: dict = {}

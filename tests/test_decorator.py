@@ -412,7 +412,9 @@ def test_tracked_disabled_env_var_makes_passthrough_in_fresh_process():
     assert result.stdout.strip() == "OK"
 
 
-@pytest.mark.parametrize(("value", "enabled"), [("1", False), ("true", False), (" YES ", False), ("0", True), ("", True)])
+@pytest.mark.parametrize(
+    ("value", "enabled"), [("1", False), ("true", False), (" YES ", False), ("0", True), ("", True)]
+)
 def test_tracked_disabled_env_values(monkeypatch, value, enabled):
     """Truthy `TRACKED_DISABLED` values disable tracking and anything else leaves it on."""
     monkeypatch.setenv("TRACKED_DISABLED", value)
@@ -686,8 +688,7 @@ def make_stream(seen: list, n: int = 5):
     def stream():
         seen.append(current_call())
         try:
-            for i in range(n):
-                yield i
+            yield from range(n)
         finally:
             seen.append(("cleanup", current_call()))
 
@@ -805,7 +806,7 @@ def test_generator_body_sees_its_call_and_consumer_sees_outer():
 
 
 def test_async_generator_body_sees_its_call_and_consumer_sees_outer():
-    """Inside a tracked async generator `current_call()` is its call; the consumer's code between items sees the outer call."""
+    """Inside a tracked async generator `current_call()` is its call; between items the consumer sees the outer one."""
     inner_seen = []
     consumer_seen = []
     outer_seen = []
@@ -872,10 +873,6 @@ def test_async_generator_asend_is_forwarded():
     assert asyncio.run(main()) == ("ready", 42)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the generator wrapper drops the wrapped generator's return value (StopIteration.value)",
-)
 def test_generator_return_value_is_kept():
     """`yield from` a tracked generator returns the generator's own return value."""
 
@@ -893,6 +890,53 @@ def test_generator_return_value_is_kept():
     with pytest.raises(StopIteration) as info:
         next(gen)
     assert info.value.value == "summary"
+
+
+def test_async_generator_athrow_is_forwarded():
+    """Exceptions thrown into a tracked async generator reach the user's async generator."""
+    seen = []
+
+    @tracked.tracked
+    async def guarded():
+        seen.append(current_call())
+        try:
+            yield "first"
+        except ValueError as exc:
+            yield f"caught {exc}"
+
+    async def main():
+        agen = guarded()
+        first = await agen.__anext__()
+        second = await agen.athrow(ValueError("boom"))
+        await agen.aclose()
+        return first, second
+
+    assert asyncio.run(main()) == ("first", "caught boom")
+    assert seen[0].ended
+    assert seen[0].error_type is None
+
+
+def test_cancelled_coroutine_records_cancellation_and_propagates():
+    """Cancelling a task running a tracked coroutine records CancelledError and still cancels the task."""
+    seen = []
+
+    @tracked.tracked
+    async def wait_forever():
+        seen.append(current_call())
+        await asyncio.Event().wait()
+
+    async def main():
+        task = asyncio.create_task(wait_forever())
+        while not seen:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main()) is True
+    assert seen[0].error_type == "CancelledError"
+    assert seen[0].ended
 
 
 # --- model, provider and capture_io options --------------------------------------------------
@@ -973,6 +1017,35 @@ def test_capture_io_method_skips_self():
     Bot().reply("abc")
     assert seen[0].inputs == {"text": "abc"}
     assert seen[0].output == "cba"
+
+
+def test_plain_function_with_first_parameter_named_cls():
+    """A plain function whose first parameter is named `cls` has its `model` argument and inputs read correctly."""
+    seen = []
+
+    @tracked.tracked(capture_io=True)
+    def build(cls, model="default-model"):
+        seen.append(current_call())
+        return cls.__name__
+
+    assert build(dict, "gpt-4o") == "dict"
+    assert seen[0].model == "gpt-4o"
+    assert seen[0].inputs == {"cls": "<class 'dict'>", "model": "gpt-4o"}
+
+
+def test_method_with_unconventional_self_name():
+    """A method whose receiver is not called `self` still has its `model` argument and inputs read correctly."""
+    seen = []
+
+    class Client:
+        @tracked.tracked(capture_io=True)
+        def ask(this, prompt, model="default-model"):
+            seen.append(current_call())
+            return prompt
+
+    assert Client().ask("hello", "gpt-4o") == "hello"
+    assert seen[0].model == "gpt-4o"
+    assert seen[0].inputs == {"prompt": "hello", "model": "gpt-4o"}
 
 
 def test_call_ids_are_unique_and_call_is_not_current_after_return():

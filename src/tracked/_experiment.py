@@ -119,7 +119,7 @@ class Experiment:
         notes: str | None = None,
         dir: str | os.PathLike[str] | None = None,
         wandb: bool | None = None,
-        local: bool = True,
+        local: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"experiment name must be a non-empty string, got {name!r}")
@@ -127,6 +127,8 @@ class Experiment:
             raise TypeError(f"config must be a mapping, got {type(config).__name__}")
         if wandb is not None and not isinstance(wandb, bool):
             raise TypeError(f"wandb must be True, False or None, got {wandb!r}")
+        if local is not None and not isinstance(local, bool):
+            raise TypeError(f"local must be True, False or None, got {local!r}")
         self.name = name
         self.project = _check_str("project", project)
         self.entity = _check_str("entity", entity)
@@ -137,7 +139,7 @@ class Experiment:
         self.config: dict[str, Any] = redact(clean(dict(config or {}), "config"))
         self._dir = Path(dir) if dir is not None else None
         self._wandb_requested = wandb
-        self._local_requested = bool(local)
+        self._local_requested = local
         self._args = {
             "project": project, "entity": entity, "config": config, "tags": tags, "group": group,
             "job_type": job_type, "notes": notes, "dir": dir, "wandb": wandb, "local": local,
@@ -224,6 +226,13 @@ class Experiment:
                 self.entity = parent.entity
             if self._dir is None:
                 self._dir = parent._dir
+            # A parent that turned a sink off turns it off for its children, unless they ask.
+            if self._wandb_requested is None and parent._wandb_requested is False:
+                self._wandb_requested = False
+            if self._local_requested is None:
+                self._local_requested = parent._local_requested
+        if self._local_requested is None:
+            self._local_requested = True
         self._open_sinks()
         self._token = _current_exp.set(self)
         _open.append(self)
@@ -403,13 +412,13 @@ class Experiment:
             self._open_rows[row.step] = row
 
     def _count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Keep the metric means right when a row's metrics are set or replaced."""
         for key, value in new.items():
+            before = old.get(key)
+            if is_number(before):
+                self.totals_own.add_metric(key, before, -1)
             if is_number(value):
-                before = old.get(key)
-                if is_number(before):
-                    self.totals_own.add_metric(key, value - before, 0)
-                else:
-                    self.totals_own.add_metric(key, value)
+                self.totals_own.add_metric(key, value)
 
     def _join(self, call: Call, metrics: dict[str, Any]) -> bool:
         """Metrics logged after a top-level call returned join its row, unless it was closed."""
@@ -741,6 +750,7 @@ class Experiment:
                 entry["dir"] = child.path.name
             if child._wandb is not None and child._wandb.started:
                 entry["wandb_id"] = child._wandb.run.id
+                entry["wandb_mode"] = child._wandb.mode
             self.children.append(entry)
 
 
@@ -770,7 +780,7 @@ def experiment(
     notes: str | None = None,
     dir: str | os.PathLike[str] | None = None,
     wandb: bool | None = None,
-    local: bool = True,
+    local: bool | None = None,
 ) -> Experiment:
     """An experiment: every top-level `@tracked` call inside it is a row, sent to a W&B run and
     written to a local store (`experiments/<name>_<YYYYmmdd_HHMMSS>/`).
@@ -787,7 +797,8 @@ def experiment(
         dir: Where `experiments/` (and W&B's `wandb/`) go (default: `TRACKED_DIR`, else the working
             directory, and W&B's own default).
         wandb: False turns W&B off (so does `WANDB_MODE=disabled`); the local store stays on.
-        local: False turns the local store off.
+            Children of an experiment with `wandb=False` inherit it unless they say otherwise.
+        local: False turns the local store off (inherited by children likewise; default on).
 
     Example:
         >>> with experiment("tombench_debate", config={"strategy": "debate"}, tags=["strategy:debate"]) as exp:

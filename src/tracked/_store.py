@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from .sinks.local import read_jsonl, read_rows
 
 __all__ = ["StoredExperiment", "find_experiments", "load_experiment", "ROW_FIELDS"]
 
+
+
+_STAMP = re.compile(r"_(\d{8}_\d{6})(?:_\d+)?$")
 
 
 def _warn(message: str) -> None:
@@ -68,6 +73,12 @@ class StoredExperiment:
         value = self.meta.get("started_at")
         if is_number(value):
             return float(value)
+        stamp = _STAMP.search(self.path.name)  # <name>_<YYYYmmdd_HHMMSS>, the older tracker's too
+        if stamp:
+            try:
+                return datetime.strptime(stamp.group(1), "%Y%m%d_%H%M%S").timestamp()
+            except ValueError:
+                pass
         try:
             return self.path.stat().st_mtime
         except OSError:

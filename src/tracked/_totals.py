@@ -156,7 +156,7 @@ class Totals:
     def __init__(self) -> None:
         self.all = _Group()
         self.by_name: dict[str, _Group] = {}
-        self.metric_sums: dict[str, list[float]] = {}  # key -> [sum, count]
+        self.metric_sums: dict[str, list[Any]] = {}
 
     def add_call(self, name: str, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
         args = (latency_s, error, llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
@@ -166,13 +166,21 @@ class Totals:
             group = self.by_name[name] = _Group()
         group.add(*args)
 
-    def add_metric(self, key: str, value: float, count: int = 1) -> None:
+    def add_metric(self, key: str, value: float, sign: int = 1) -> None:
+        """Count a metric value (`sign=-1` takes one back, when a row's value is replaced).
+
+        Infinities are counted apart from the finite sum, so that taking one back is exact.
+        """
         slot = self.metric_sums.get(key)
         if slot is None:
-            self.metric_sums[key] = [value, count]
+            slot = self.metric_sums[key] = [0.0, 0, 0, 0]  # finite sum, count, +inf, -inf
+        if math.isfinite(value):
+            slot[0] += sign * value
+        elif value > 0:
+            slot[2] += sign
         else:
-            slot[0] += value
-            slot[1] += count
+            slot[3] += sign
+        slot[1] += sign
 
     def merge(self, other: Totals) -> None:
         self.all.merge(other.all)
@@ -181,8 +189,10 @@ class Totals:
             if mine is None:
                 mine = self.by_name[name] = _Group()
             mine.merge(group)
-        for key, (total, count) in other.metric_sums.items():
-            self.add_metric(key, total, int(count))
+        for key, theirs in other.metric_sums.items():
+            mine = self.metric_sums.setdefault(key, [0.0, 0, 0, 0])
+            for i in range(4):
+                mine[i] += theirs[i]
 
     def as_dict(self) -> dict[str, Any]:
         """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`."""
@@ -191,7 +201,12 @@ class Totals:
         for name, group in sorted(self.by_name.items()):
             out.update(group.figures(f"{name}/"))
             out.update(group.latency(f"{name}/latency_s/"))
-        for key, (total, count) in sorted(self.metric_sums.items()):
+        for key, (total, count, pos_inf, neg_inf) in sorted(self.metric_sums.items()):
             if count:
-                out[f"{key}/mean"] = total / count
+                if pos_inf and neg_inf:
+                    out[f"{key}/mean"] = math.nan
+                elif pos_inf or neg_inf:
+                    out[f"{key}/mean"] = math.inf if pos_inf else -math.inf
+                else:
+                    out[f"{key}/mean"] = total / count
         return out

@@ -96,6 +96,7 @@ class ExperimentTracker:
         self.dir = dir
         self.experiment: Experiment | None = None
         self.config: ExperimentConfig | None = None
+        self._joined: Call | None = None  # the tracked call the last result joined
 
     def start_experiment(self, config: ExperimentConfig) -> Path | None:
         """Open an experiment for `config`; returns its local store directory."""
@@ -133,7 +134,15 @@ class ExperimentTracker:
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
         last = _last_row.get()
-        if _current.get() is None and last is not None and last.experiment is exp and last._lane == lane() and exp._join(last, extras):
+        if (
+            _current.get() is None
+            and last is not None
+            and last is not self._joined  # one result per call: a second one is a row of its own
+            and last.experiment is exp
+            and last._lane == lane()
+            and exp._join(last, extras)
+        ):
+            self._joined = last
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
         call = Call("result", None, exp)

@@ -9,6 +9,7 @@ re-read after an hour, because `genai-prices` data can change prices at a given 
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -174,6 +175,8 @@ def price(
         else:
             cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
     except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
+        return _UNPRICED
+    if not math.isfinite(cost):
         return _UNPRICED
     return Price(cost, rates.source)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def wandb_records(path: str | Path) -> list[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
+    if len(data) < 7:  # created, nothing written yet
+        return []
     if data[:4] != b":W&B":
         raise ValueError(f"{path} is not a .wandb file")
     out = []
@@ -105,15 +108,25 @@ class WandbRun:
         return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
 
 
-def read_wandb_run(path: str | Path) -> WandbRun:
-    """Read a W&B run directory (`.../offline-run-...`) or its `.wandb` file."""
+def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
+    """Read a W&B run directory (`.../offline-run-...`) or its `.wandb` file.
+
+    wandb writes the file from its own service process, which may still be writing when
+    `run.finish()` has returned: this waits up to `wait_s` for the run's exit record.
+    """
     path = Path(path)
     run_dir = path.parent if path.suffix == ".wandb" else path
-    files = list(path.glob("*.wandb")) if path.is_dir() else [path]
+    deadline = time.monotonic() + wait_s
+    while True:
+        files = list(path.glob("*.wandb")) if path.is_dir() else [path] if path.exists() else []
+        records = wandb_records(files[0]) if len(files) == 1 else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     if len(files) != 1:
         raise FileNotFoundError(f"expected one .wandb file in {path}, found {len(files)}")
     run = WandbRun(dir=run_dir)
-    for record in wandb_records(files[0]):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run

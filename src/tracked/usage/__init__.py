@@ -129,7 +129,9 @@ def _from_openai_chat(obj: Any) -> Usage | None:
     tokens_out = _count(_get(usage, "completion_tokens"))
     if tokens_in is None and tokens_out is None:
         return None
-    cached = _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
+    details = _get(usage, "prompt_tokens_details")
+    cached = _count(_get(details, "cached_tokens"))
+    cache_write = _count(_get(details, "cache_write_tokens"))
     cost = provider = None
     if _has_hidden_params(obj):  # LiteLLM computes its own cost
         hidden = getattr(obj, "_hidden_params", None)
@@ -140,6 +142,7 @@ def _from_openai_chat(obj: Any) -> Usage | None:
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         cache_read_tokens=cached or None,
+        cache_write_tokens=cache_write or None,
         model=_name(_get(obj, "model")),
         provider=provider,
         cost_usd=cost,
@@ -154,11 +157,14 @@ def _from_input_output(obj: Any) -> Usage | None:
     if tokens_in is None and tokens_out is None:
         return None
     if _get(obj, "object") == "response":  # OpenAI Responses: input_tokens includes cached ones
-        cached = _count(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+        details = _get(usage, "input_tokens_details")
+        cached = _count(_get(details, "cached_tokens"))
+        cache_write = _count(_get(usage, "cache_write_tokens")) or _count(_get(details, "cache_write_tokens"))
         return Usage(
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cache_read_tokens=cached or None,
+            cache_write_tokens=cache_write or None,
             model=_name(_get(obj, "model")),
             provider="openai",
         )
@@ -211,7 +217,9 @@ def _from_fields(obj: Any) -> Usage | None:
     tokens_in = _count(_get(obj, "tokens_in"))
     tokens_out = _count(_get(obj, "tokens_out"))
     cost = _cost(_get(obj, "cost_usd"))
-    if tokens_in is None and tokens_out is None and cost is None:
+    # All zero is a result whose fields were never filled in (dataclass defaults), not a report:
+    # the call's children, if any, are its usage.
+    if not tokens_in and not tokens_out and not cost:
         return None
     return Usage(
         tokens_in=tokens_in,
@@ -266,10 +274,13 @@ def extract(obj: Any) -> Usage | None:
     kind = type(obj)
     if kind in _NO_USAGE:
         return None
-    if kind is Usage:
-        return obj if obj.reported else None
-    fn = _by_type.get(kind)
-    if fn is not None and fn not in _user:
+    if kind is Usage:  # returned by the user's function: checked like any other report
+        usage = _coerce(obj)
+        return usage if usage is not None and usage.reported else None
+    # The extractor that matched this type last time is tried first; not for mappings, whose
+    # shape varies from one value to the next, nor when user extractors must be tried first.
+    fn = None if _user else _by_type.get(kind)
+    if fn is not None:
         try:
             found = fn(obj)
         except Exception:
@@ -294,7 +305,7 @@ def _search(obj: Any, kind: type) -> Usage | None:
                 internal_error("usage extraction", exc)
                 continue
             if usage is not None and usage.reported:
-                if len(_by_type) < 4096:
+                if len(_by_type) < 4096 and not _is_mapping.get(kind, True):
                     _by_type[kind] = fn
                 return usage
     return None

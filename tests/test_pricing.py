@@ -1,0 +1,375 @@
+"""Cost in USD: genai-prices data and its fast linear path, overrides, local providers, unpriced models."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+from unittest import mock
+
+import genai_prices
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tracked
+from tracked import current_call, pricing
+
+
+def finished_call(value: Any, **decorator_kwargs: Any):
+    """The finished Call of a tracked function that returns `value`."""
+    seen: list = []
+
+    @tracked.tracked(**decorator_kwargs)
+    def llm_call():
+        seen.append(current_call())
+        return value
+
+    llm_call()
+    assert seen[0].ended
+    return seen[0]
+
+
+def genai_cost(
+    provider: str | None, model: str, tokens_in: int, tokens_out: int, cache_read: int = 0, cache_write: int = 0
+) -> float:
+    """The exact cost computed by `genai_prices.calc_price`."""
+    usage = genai_prices.Usage(
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cache_read_tokens=cache_read or None,
+        cache_write_tokens=cache_write or None,
+    )
+    return float(genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price)
+
+
+# --- genai-prices --------------------------------------------------------------------------------
+
+
+def test_gpt_4o_price_and_source():
+    """1000 input and 500 output tokens of gpt-4o cost $0.0075, sourced from genai-prices with its version."""
+    p = pricing.price(None, "gpt-4o", 1000, 500)
+    assert p.cost_usd == pytest.approx(0.0075)
+    assert p.source == f"genai-prices {genai_prices.__version__}"
+    assert p.local is False
+
+
+def test_gpt_4o_call_cost():
+    """A tracked call reporting 1000/500 gpt-4o tokens costs $0.0075 with a genai-prices source."""
+    call = finished_call({"tokens_in": 1000, "tokens_out": 500, "model": "gpt-4o"})
+    assert call.cost_usd == pytest.approx(0.0075)
+    assert call.cost_source.startswith("genai-prices ")
+    assert call.local is False
+    assert call.unpriced_calls == 0
+
+
+def test_price_is_cached_and_fast_path_skips_genai_prices():
+    """After the first lookup, pricing the same model again does not call genai-prices."""
+    first = pricing.price(None, "gpt-4o", 1000, 500)
+    with (
+        mock.patch.object(pricing, "_slow", side_effect=AssertionError("slow path used")),
+        mock.patch.object(pricing, "_lookup", side_effect=AssertionError("looked up again")),
+    ):
+        second = pricing.price(None, "gpt-4o", 1000, 500)
+        third = pricing.price(None, "gpt-4o", 2000, 1000)
+    assert first == second
+    assert third.cost_usd == pytest.approx(2 * first.cost_usd)
+
+
+def test_tier_above_threshold_uses_tier_price():
+    """Usage past a model's tier threshold is priced at the tier rate, exactly as genai-prices does."""
+    below = pricing.price("anthropic", "claude-sonnet-4-5", 200_000, 1000)
+    above = pricing.price("anthropic", "claude-sonnet-4-5", 200_001, 1000)
+    assert below.cost_usd == pytest.approx(genai_cost("anthropic", "claude-sonnet-4-5", 200_000, 1000), rel=1e-9)
+    assert above.cost_usd == pytest.approx(genai_cost("anthropic", "claude-sonnet-4-5", 200_001, 1000), rel=1e-9)
+    assert above.cost_usd > below.cost_usd * 1.5  # the long-context rate applies to every token
+
+
+def test_unknown_provider_falls_back_to_model_price():
+    """A provider genai-prices does not know (a gateway) is priced by the model alone."""
+    p = pricing.price("my-gateway", "gpt-4o", 1000, 500)
+    assert p.cost_usd == pytest.approx(0.0075)
+    assert p.source.startswith("genai-prices ")
+
+
+def test_cached_rates_are_reread_after_expiry():
+    """Cached rates are looked up again once they expire, and not before."""
+    with mock.patch.object(pricing, "_lookup", wraps=pricing._lookup) as lookup:
+        pricing.price(None, "gpt-4o", 1000, 500)
+        pricing.price(None, "gpt-4o", 1000, 500)
+        assert lookup.call_count == 1
+        pricing._cache[(None, "gpt-4o")].expires = 0.0
+        assert pricing.price(None, "gpt-4o", 1000, 500).cost_usd == pytest.approx(0.0075)
+        assert lookup.call_count == 2
+
+
+# --- overrides -----------------------------------------------------------------------------------
+
+
+def test_override_price_source():
+    """A price set with `configure(prices=...)` is used with source "override"."""
+    tracked.configure(prices={"my-model": (1.0, 2.0)})
+    p = pricing.price(None, "my-model", 1_000_000, 500_000)
+    assert p.cost_usd == pytest.approx(1.0 + 1.0)
+    assert p.source == "override"
+    call = finished_call({"tokens_in": 2000, "tokens_out": 1000, "model": "my-model"})
+    assert call.cost_usd == pytest.approx((2000 * 1.0 + 1000 * 2.0) / 1e6)
+    assert call.cost_source == "override"
+
+
+def test_override_wins_over_genai_prices_and_can_be_removed():
+    """An override for a known model wins over genai-prices, and clearing overrides restores it."""
+    assert pricing.price(None, "gpt-4o", 1000, 500).source.startswith("genai-prices ")
+    tracked.configure(prices={"GPT-4o": (100.0, 100.0)})
+    p = pricing.price(None, "gpt-4o", 1000, 500)
+    assert (p.cost_usd, p.source) == (pytest.approx(0.15), "override")
+    tracked.configure(prices={})
+    assert pricing.price(None, "gpt-4o", 1000, 500).cost_usd == pytest.approx(0.0075)
+
+
+def test_override_by_provider_and_model():
+    """A "provider/model" override applies to that provider only; a bare model key applies to all."""
+    tracked.configure(prices={"acme/shared": (1.0, 0.0), "shared": (2.0, 0.0)})
+    assert pricing.price("acme", "shared", 1_000_000, 0).cost_usd == pytest.approx(1.0)
+    assert pricing.price("other", "shared", 1_000_000, 0).cost_usd == pytest.approx(2.0)
+    assert pricing.price(None, "shared", 1_000_000, 0).cost_usd == pytest.approx(2.0)
+
+
+def test_zero_override_is_used():
+    """An override of (0, 0) prices a model at zero rather than falling back to genai-prices."""
+    tracked.configure(prices={"gpt-4o": (0.0, 0.0)})
+    assert pricing.price(None, "gpt-4o", 1000, 500) == pricing.Price(0.0, "override")
+
+
+@pytest.mark.parametrize(
+    ("prices", "error"),
+    [
+        ([("m", (1.0, 2.0))], TypeError),
+        ("m=1,2", TypeError),
+        ({"": (1.0, 2.0)}, TypeError),
+        ({3: (1.0, 2.0)}, TypeError),
+        ({"m": 1.0}, TypeError),
+        ({"m": (1.0,)}, TypeError),
+        ({"m": (1.0, 2.0, 3.0)}, TypeError),
+        ({"m": ("a", "b")}, TypeError),
+        ({"m": (None, 1.0)}, TypeError),
+        ({"m": (-1.0, 2.0)}, ValueError),
+        ({"m": (1.0, float("nan"))}, ValueError),
+        ({"m": (float("inf"), 1.0)}, ValueError),
+    ],
+)
+def test_invalid_price_overrides_raise(prices, error):
+    """Invalid `configure(prices=...)` raises TypeError or ValueError and keeps the previous overrides."""
+    tracked.configure(prices={"kept": (1.0, 1.0)})
+    with pytest.raises(error):
+        tracked.configure(prices=prices)
+    assert pricing.price(None, "kept", 1_000_000, 0) == pricing.Price(1.0, "override")
+
+
+# --- local providers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["ollama", "mlx", "llama.cpp", "vllm", "Ollama", "lmstudio"])
+def test_local_providers_cost_nothing(provider):
+    """Calls to local providers cost 0, are marked local, and have source "local"."""
+    assert pricing.price(provider, "gpt-4o", 10_000, 10_000) == pricing.Price(0.0, "local", True)
+    call = finished_call({"tokens_in": 10, "tokens_out": 5, "model": "some-local-model"}, provider=provider)
+    assert (call.cost_usd, call.cost_source, call.local) == (0.0, "local", True)
+    assert call.unpriced_calls == 0
+
+
+def test_custom_local_providers():
+    """`configure(local_providers=...)` replaces the set of providers that cost nothing."""
+    tracked.configure(local_providers=["my-gpu-box"])
+    assert pricing.price("my-gpu-box", "x", 1, 1).local is True
+    assert pricing.price("ollama", "gpt-4o", 1000, 500).cost_usd == pytest.approx(0.0075)
+    with pytest.raises(TypeError):
+        tracked.configure(local_providers="ollama")
+
+
+# --- unknown models, reported cost ---------------------------------------------------------------
+
+
+def test_unknown_model_warns_once_and_is_unpriced():
+    """An unknown model gives cost None and exactly one warning for two calls, never an exception."""
+    with pytest.warns(tracked.TrackedWarning, match="no-such-model-123") as record:
+        first = finished_call({"tokens_in": 10, "tokens_out": 5, "model": "no-such-model-123"})
+        second = finished_call({"tokens_in": 20, "tokens_out": 5, "model": "no-such-model-123"})
+    assert len([w for w in record if issubclass(w.category, tracked.TrackedWarning)]) == 1
+    for call in (first, second):
+        assert call.cost_usd is None
+        assert call.cost_source is None
+        assert call.llm_calls == 1
+        assert call.unpriced_calls == 1
+        assert call.tokens_in > 0
+
+
+def test_two_unknown_models_warn_once_each():
+    """Each unknown model gets its own single warning."""
+    with pytest.warns(tracked.TrackedWarning) as record:
+        for model in ("unknown-a-1", "unknown-b-1", "unknown-a-1", "unknown-b-1"):
+            assert pricing.price(None, model, 1, 1).cost_usd is None
+    messages = [str(w.message) for w in record if issubclass(w.category, tracked.TrackedWarning)]
+    assert len(messages) == 2
+    assert any("unknown-a-1" in m for m in messages) and any("unknown-b-1" in m for m in messages)
+
+
+def test_unknown_model_does_not_raise_when_warnings_are_errors_in_production():
+    """With internal errors not raised, an unknown model never raises even if warnings are errors."""
+    from tracked import _config
+
+    _config.config.raise_internal_errors = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pricing.price(None, "no-such-model-456", 10, 10).cost_usd is None
+
+
+def test_tokens_without_model_warn_once():
+    """A call with tokens but no model is unpriced with one warning."""
+    with pytest.warns(tracked.TrackedWarning, match="no model") as record:
+        a = finished_call({"tokens_in": 10, "tokens_out": 5})
+        b = finished_call({"tokens_in": 10, "tokens_out": 5})
+    assert len([w for w in record if issubclass(w.category, tracked.TrackedWarning)]) == 1
+    assert a.cost_usd is None and b.cost_usd is None
+
+
+def test_reported_cost_is_taken_as_is():
+    """A reported cost is used unchanged, even for a model genai-prices knows and with an override set."""
+    tracked.configure(prices={"gpt-4o": (100.0, 100.0)})
+    call = finished_call({"tokens_in": 1000, "tokens_out": 500, "model": "gpt-4o", "cost_usd": 0.000123})
+    assert call.cost_usd == 0.000123
+    assert call.cost_source == "reported"
+
+
+def test_reported_zero_cost_is_kept():
+    """A reported cost of 0 is kept as 0, not replaced by a computed price."""
+    call = finished_call({"tokens_in": 1000, "tokens_out": 500, "model": "gpt-4o", "cost_usd": 0})
+    assert call.cost_usd == 0.0
+    assert call.cost_source == "reported"
+
+
+def test_price_never_raises_on_huge_counts():
+    """`pricing.price` never raises, even for token counts too large for a float."""
+    tracked.configure(prices={"my-model": (1.0, 2.0)})
+    for provider, model in ((None, "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), (None, "my-model")):
+        p = pricing.price(provider, model, 10**400, 10**400)
+        assert isinstance(p, pricing.Price)
+        assert p.cost_usd is None or p.cost_usd >= 0
+
+
+def test_price_of_huge_counts_is_finite_or_none():
+    """A cost that cannot be represented is None, never an infinite float, whatever the model."""
+    for provider, model in ((None, "gpt-4o"), ("anthropic", "claude-sonnet-4-5")):
+        p = pricing.price(provider, model, 10**400, 10**400)
+        assert p.cost_usd is None or math.isfinite(p.cost_usd), (model, p)
+
+
+def test_call_with_huge_counts_still_ends():
+    """A call reporting absurd token counts still ends, with no cost rather than an error."""
+    call = finished_call({"tokens_in": 10**400, "tokens_out": 1, "model": "gpt-4o"})
+    assert call.tokens_in == 10**400
+    assert call.cost_usd is None or (math.isfinite(call.cost_usd) and call.cost_usd >= 0)
+
+
+# --- properties: fast path matches genai-prices, additive, monotone --------------------------------
+
+# (provider, model, linear region upper bound for tokens_in)
+MODELS = [
+    (None, "gpt-4o", 10_000_000),
+    (None, "gpt-4o-mini", 10_000_000),
+    ("openai", "gpt-4.1", 10_000_000),
+    ("anthropic", "claude-sonnet-4-5", 200_000),
+    (None, "claude-3-5-haiku", 10_000_000),
+    ("anthropic", "claude-haiku-4-5", 10_000_000),
+]
+
+
+@st.composite
+def usages(draw, limit: int = 10_000_000):
+    tokens_in = draw(st.integers(0, limit))
+    cache_read = draw(st.integers(0, tokens_in))
+    cache_write = draw(st.integers(0, tokens_in - cache_read))
+    tokens_out = draw(st.integers(0, 1_000_000))
+    return tokens_in, tokens_out, cache_read, cache_write
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), model=st.sampled_from(MODELS))
+def test_fast_path_matches_genai_prices(data, model):
+    """The fast linear price equals `genai_prices.calc_price` within 1e-9 relative, without calling it."""
+    provider, name, limit = model
+    tokens_in, tokens_out, cache_read, cache_write = data.draw(usages(limit))
+    pricing.price(provider, name, 1, 1)  # probe the rates once
+    with mock.patch.object(pricing, "_slow", side_effect=AssertionError("slow path used")):
+        fast = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write)
+    exact = genai_cost(provider, name, tokens_in, tokens_out, cache_read, cache_write)
+    assert fast.source.startswith("genai-prices ")
+    assert fast.cost_usd == pytest.approx(exact, rel=1e-9, abs=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), model=st.sampled_from(MODELS))
+def test_price_matches_genai_prices_past_tiers(data, model):
+    """Prices past the linear region still equal `genai_prices.calc_price`."""
+    provider, name, limit = model
+    tokens_in = data.draw(st.integers(0, 3 * min(limit, 1_000_000)))
+    cache_read = data.draw(st.integers(0, tokens_in))
+    tokens_out = data.draw(st.integers(0, 100_000))
+    got = pricing.price(provider, name, tokens_in, tokens_out, cache_read)
+    assert got.cost_usd == pytest.approx(
+        genai_cost(provider, name, tokens_in, tokens_out, cache_read), rel=1e-9, abs=1e-15
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), model=st.sampled_from(MODELS))
+def test_cost_is_additive_in_linear_region(data, model):
+    """In the linear region, the price of a+b tokens is the price of a plus the price of b."""
+    provider, name, limit = model
+    a = data.draw(usages(limit // 2))
+    b = data.draw(usages(limit // 2))
+    total = tuple(x + y for x, y in zip(a, b, strict=True))
+    pa = pricing.price(provider, name, *a).cost_usd
+    pb = pricing.price(provider, name, *b).cost_usd
+    pt = pricing.price(provider, name, *total).cost_usd
+    assert pt == pytest.approx(pa + pb, rel=1e-9, abs=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.data(),
+    model=st.sampled_from(MODELS),
+    field=st.sampled_from(["tokens_in", "tokens_out"]),
+    extra=st.integers(1, 100_000),
+)
+def test_cost_is_monotone_in_tokens(data, model, field, extra):
+    """Adding input or output tokens never lowers the cost."""
+    provider, name, limit = model
+    tokens_in, tokens_out, cache_read, cache_write = data.draw(usages(limit))
+    base = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write).cost_usd
+    if field == "tokens_in":
+        tokens_in += extra
+    else:
+        tokens_out += extra
+    more = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write).cost_usd
+    assert more >= base
+    if field == "tokens_out":
+        assert more > base
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    provider=st.one_of(st.none(), st.text(max_size=10)),
+    model=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+    counts=st.tuples(*[st.integers(0, 10**9)] * 4),
+)
+def test_price_never_raises_on_arbitrary_names(provider, model, counts):
+    """`pricing.price` returns a Price for any provider and model name, with a cost that is None or non-negative."""
+    from tracked import _config
+
+    _config._warned.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = pricing.price(provider, model, *counts)
+    assert isinstance(p, pricing.Price)
+    assert p.cost_usd is None or (math.isfinite(p.cost_usd) and p.cost_usd >= 0)
