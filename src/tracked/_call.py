@@ -7,8 +7,8 @@ import math
 import os
 import threading
 import time
-from time import perf_counter
 from collections.abc import Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from . import pricing
@@ -65,7 +65,7 @@ class Call:
 
     # Figures every call has; the rest start as these class-level defaults and are only set on
     # the calls that need them (they go to the instance dict), which keeps a call cheap to make.
-    __slots__ = ("name", "_n", "parent", "experiment", "_t0", "_own", "_kids", "_row", "__dict__")
+    __slots__ = ("__dict__", "_kids", "_n", "_own", "_row", "_t0", "experiment", "name", "parent")
 
     latency_s: float | None = None
     ttft_s: float | None = None
@@ -119,7 +119,8 @@ class Call:
 
     def __repr__(self) -> str:
         state = f"latency_s={self.latency_s:.6f}" if self.latency_s is not None else "running"
-        return f"<Call {self.name} {self.id} {state} tokens_in={self.tokens_in} tokens_out={self.tokens_out} cost_usd={self.cost_usd}>"
+        usage = f"tokens_in={self.tokens_in} tokens_out={self.tokens_out} cost_usd={self.cost_usd}"
+        return f"<Call {self.name} {self.id} {state} {usage}>"
 
     # --- what user code may do while the call runs ---------------------------------------
 
@@ -154,7 +155,12 @@ class Call:
             if s is not None and (not isinstance(s, str) or not s):
                 raise ValueError(f"add_usage: {label} must be a non-empty string, got {s!r}")
         if cost_usd is not None:
-            if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)) or not math.isfinite(cost_usd) or cost_usd < 0:
+            if (
+                isinstance(cost_usd, bool)
+                or not isinstance(cost_usd, (int, float))
+                or not math.isfinite(cost_usd)
+                or cost_usd < 0
+            ):
                 raise ValueError(f"add_usage: cost_usd must be a finite non-negative number, got {cost_usd!r}")
             cost_usd = float(cost_usd)
         if self.ended:
@@ -189,7 +195,9 @@ class Call:
 
     # --- the end of the call (SDK side; guarded by the wrapper) ---------------------------
 
-    def _finish(self, latency_s: float, result: Any, spec_model: str | None, spec_provider: str | None, arg_model: Any) -> None:
+    def _finish(
+        self, latency_s: float, result: Any, spec_model: str | None, spec_provider: str | None, arg_model: Any
+    ) -> None:
         own = self._own
         if own is None and result is not None:
             own = extract(result)
@@ -211,7 +219,14 @@ class Call:
             if own.cost_usd is not None:
                 self.cost_usd, self.cost_source = own.cost_usd, "reported"
             else:
-                p = pricing.price(provider, self.model, self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens)
+                p = pricing.price(
+                    provider,
+                    self.model,
+                    self.tokens_in,
+                    self.tokens_out,
+                    self.cache_read_tokens,
+                    self.cache_write_tokens,
+                )
                 self.cost_usd, self.cost_source, self.local = p.cost_usd, p.source, p.local
             # A call that reports its own totals while its LLM calls are tracked too is an
             # aggregate, not one more LLM call: count the calls below it.
@@ -219,7 +234,12 @@ class Call:
             self.llm_calls = below or 1
             self.unpriced_calls = (kids[6] if kids is not None else 0) if below else (1 if self.cost_usd is None else 0)
         elif kids is not None:
-            self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens = kids[0], kids[1], kids[2], kids[3]
+            self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens = (
+                kids[0],
+                kids[1],
+                kids[2],
+                kids[3],
+            )
             self.cost_usd = kids[4] if kids[7] else None
             self.cost_source = "children" if kids[7] else None
             self.llm_calls, self.unpriced_calls = kids[5], kids[6]

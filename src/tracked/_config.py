@@ -22,15 +22,15 @@ class TrackedWarning(UserWarning):
 
 class _Config:
     __slots__ = (
-        "enabled",
-        "prices",
-        "local_providers",
         "capture_io",
-        "io_max_chars",
-        "wandb_init_timeout_s",
-        "table_max_rows",
-        "raise_internal_errors",
+        "enabled",
         "generation",
+        "io_max_chars",
+        "local_providers",
+        "prices",
+        "raise_internal_errors",
+        "table_max_rows",
+        "wandb_init_timeout_s",
     )
 
     def __init__(self) -> None:
@@ -55,9 +55,7 @@ def _check_rate(model: str, value: Any) -> tuple[float, float]:
         usd_in, usd_out = value
         pair = (float(usd_in), float(usd_out))
     except (TypeError, ValueError):
-        raise TypeError(
-            f"prices[{model!r}] must be a pair (usd_per_1m_in, usd_per_1m_out), got {value!r}"
-        ) from None
+        raise TypeError(f"prices[{model!r}] must be a pair (usd_per_1m_in, usd_per_1m_out), got {value!r}") from None
     if not all(math.isfinite(x) and x >= 0 for x in pair):
         raise ValueError(f"prices[{model!r}] must be finite and non-negative, got {value!r}")
     return pair

@@ -38,7 +38,14 @@ def make_tasks(n: int) -> list[dict[str, Any]]:
             f"{a} puts the {obj} in the {first} and leaves the room. While {a} is away, "
             f"{b} moves the {obj} to the {second}. {a} comes back."
         )
-        tasks.append({"id": i, "question": f"{story} Where will {a} look for the {obj}?", "answer": first, "options": [first, second]})
+        tasks.append(
+            {
+                "id": i,
+                "question": f"{story} Where will {a} look for the {obj}?",
+                "answer": first,
+                "options": [first, second],
+            }
+        )
     return tasks
 
 
@@ -56,7 +63,9 @@ def _simulated_answer(prompt: str, options: list[str], skill: float, salt: Any) 
 
 
 @tracked(provider="ollama")
-def call_llm(prompt: str, options: list[str], *, model: str = LOCAL_MODEL, temperature: float = 0.7, seed: int = 0) -> dict[str, Any]:
+def call_llm(
+    prompt: str, options: list[str], *, model: str = LOCAL_MODEL, temperature: float = 0.7, seed: int = 0
+) -> dict[str, Any]:
     """The simulated local model: an Ollama `/api/chat` response."""
     answer = _simulated_answer(prompt, options, skill=0.62, salt=(model, temperature, seed))
     content = f"{answer}. Because of what they last saw, they will look in the {answer}."
@@ -91,7 +100,11 @@ def call_hosted(prompt: str, options: list[str], *, model: str = HOSTED_MODEL) -
         "created": int(time.time()),
         "model": f"{model}-2024-07-18",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens, "total_tokens": prompt_tokens + output_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": prompt_tokens + output_tokens,
+        },
     }
 
 
@@ -118,13 +131,19 @@ def debate(task: dict[str, Any], n_debaters: int = 3, rounds: int = 2) -> str:
 
 def self_consistency(task: dict[str, Any], n_samples: int = 5) -> str:
     votes = Counter(
-        _pick(call_llm(task["question"], task["options"], temperature=0.9, seed=s)["message"]["content"], task["options"])
+        _pick(
+            call_llm(task["question"], task["options"], temperature=0.9, seed=s)["message"]["content"], task["options"]
+        )
         for s in range(n_samples)
     )
     return votes.most_common(1)[0][0]
 
 
-_RUN: dict[str, Callable[[dict[str, Any]], str]] = {"single": single, "debate": debate, "self_consistency": self_consistency}
+_RUN: dict[str, Callable[[dict[str, Any]], str]] = {
+    "single": single,
+    "debate": debate,
+    "self_consistency": self_consistency,
+}
 
 
 @tracked
@@ -141,7 +160,12 @@ def run_demo(n_tasks: int, dir: str, progress: Callable[[str, int], None] | None
         "demo_strategy_comparison",
         project="tracked-demo",
         group=f"demo_{stamp}",
-        config={"benchmark": "false-belief (simulated)", "n_tasks": n_tasks, "model": LOCAL_MODEL, "provider": "ollama"},
+        config={
+            "benchmark": "false-belief (simulated)",
+            "n_tasks": n_tasks,
+            "model": LOCAL_MODEL,
+            "provider": "ollama",
+        },
         tags=["demo", "benchmark:false-belief"],
         notes="Does debate or self-consistency beat a single call on false-belief tasks?",
         dir=dir,

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import _signals
 from ._call import Call, check_metrics
-from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, _open, current_experiment, lane
-from . import _signals
 from ._sysinfo import system_info
 from ._totals import ROW_FIELDS, Totals
 from ._values import clean, is_number, redact
@@ -53,7 +52,7 @@ class ExperimentHandle:
 
 
 class _Row:
-    __slots__ = ("step", "data", "sealed")
+    __slots__ = ("data", "sealed", "step")
 
     def __init__(self, step: int, data: dict[str, Any]) -> None:
         self.step = step
@@ -72,7 +71,7 @@ class _Summary(dict[str, Any]):
             raise TypeError(f"summary keys must be non-empty strings, got {key!r}")
         super().__setitem__(key, clean(value, "summary"))
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
@@ -140,7 +139,7 @@ class Experiment:
         self._dir = Path(dir) if dir is not None else None
         self._wandb_requested = wandb
         self._local_requested = local
-        self._args = {
+        self._args: dict[str, Any] = {
             "project": project, "entity": entity, "config": config, "tags": tags, "group": group,
             "job_type": job_type, "notes": notes, "dir": dir, "wandb": wandb, "local": local,
         }  # fmt: skip
@@ -357,7 +356,7 @@ class Experiment:
         rows = "".join(
             f"<tr><td>{escape(k)}</td><td>{escape(_fmt(v))}</td></tr>"
             for k, v in self.totals.items()
-            if k.startswith(("total/", "latency_s/")) or k.endswith("/mean") and "/" not in k[:-5]
+            if k.startswith(("total/", "latency_s/")) or (k.endswith("/mean") and "/" not in k[:-5])
         )
         where = f"<br><code>{escape(str(self.path))}</code>" if self.path else ""
         return f"<b>{escape(self.name)}</b> ({escape(self.status)}){where}<table>{rows}</table>"
@@ -567,7 +566,7 @@ class Experiment:
             local, self._local = self._local, None
             try:
                 local.close()
-            except Exception:  # noqa: S110 - already failing
+            except Exception:
                 pass
         if sink == "wandb":
             self._wandb = None
@@ -580,7 +579,7 @@ class Experiment:
             from genai_prices import data_snapshot
 
             data_snapshot.get_snapshot()
-        except Exception:  # noqa: S110 - pricing reports its own failures when used
+        except Exception:
             pass
         while True:
             kind, payload = q.get()
@@ -685,7 +684,9 @@ class Experiment:
                     summary["calls_table_truncated"] = self._wandb.table_truncated
             summary["sinks"] = {
                 "local": self._sink_errors.get("local", "ok") if self._local_requested else "off",
-                "wandb": self._sink_errors.get("wandb", "ok") if self._wandb is not None or "wandb" in self._sink_errors else "off",
+                "wandb": self._sink_errors.get("wandb", "ok")
+                if self._wandb is not None or "wandb" in self._sink_errors
+                else "off",
             }
             if self._local is not None:
                 self._write_config()
@@ -734,7 +735,12 @@ class Experiment:
             self.summary["workers"] = merged
 
     def _final_summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {"status": self.status, "name": self.name, "started_at": self._started_at, "finished_at": time.time()}
+        summary: dict[str, Any] = {
+            "status": self.status,
+            "name": self.name,
+            "started_at": self._started_at,
+            "finished_at": time.time(),
+        }
         summary.update(self.totals)
         summary.update(self.summary)
         if self.children:
@@ -831,7 +837,7 @@ def finish_all(status: str) -> None:
     for exp in reversed(list(_open)):
         try:
             exp._close(status)
-        except Exception:  # noqa: S110 - the interpreter is going away
+        except Exception:
             pass
 
 

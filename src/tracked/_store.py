@@ -26,7 +26,6 @@ from .sinks.local import read_jsonl, read_rows
 __all__ = ["StoredExperiment", "find_experiments", "load_experiment", "ROW_FIELDS"]
 
 
-
 _STAMP = re.compile(r"_(\d{8}_\d{6})(?:_\d+)?$")
 
 
@@ -107,11 +106,14 @@ def totals_of(experiments: list[StoredExperiment]) -> dict[str, Any]:
             if not is_number(latency):
                 continue  # a row of metrics only
             cost = row.get("cost_usd")
+            llm_calls = int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0))
+            unpriced = row.get("unpriced_calls")
+            if unpriced is None:  # rows of the older tracker: usage without a cost is unpriced
+                unpriced = 1 if llm_calls and not is_number(cost) else 0
             totals.add_call(
-                str(row.get("call") or "result"), float(latency), bool(row.get("error")),
-                int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0)),
+                str(row.get("call") or "result"), float(latency), bool(row.get("error")), llm_calls,
                 int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
-                float(cost) if is_number(cost) else None, int(row.get("unpriced_calls") or 0),
+                float(cost) if is_number(cost) else None, int(unpriced),
             )  # fmt: skip
         for row in exp.rows:
             for key, value in row.items():
@@ -130,6 +132,7 @@ def _flatten_legacy(row: dict[str, Any]) -> dict[str, Any]:
 
 def load_experiment(path: Path, *, with_rows: bool = True) -> StoredExperiment:
     """Read one experiment directory (new or older format)."""
+
     def load(name: str) -> dict[str, Any]:
         try:
             data = json.loads((path / name).read_text(encoding="utf-8"))
@@ -148,7 +151,9 @@ def load_experiment(path: Path, *, with_rows: bool = True) -> StoredExperiment:
         config = {k: v for k, v in meta.items() if k != "experiment_name"}
         name = meta.get("experiment_name") or path.name.rsplit("_", 2)[0]
     rows = [_flatten_legacy(r) for r in read_rows(path / "results.jsonl", warn=_warn)] if with_rows else []
-    return StoredExperiment(path=path, name=str(name), config=config, meta=meta, summary=load("summary.json"), rows=rows)
+    return StoredExperiment(
+        path=path, name=str(name), config=config, meta=meta, summary=load("summary.json"), rows=rows
+    )
 
 
 def experiment_dirs(root: Path) -> Iterator[Path]:

@@ -57,7 +57,7 @@ def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path
     config = dict(exp.config)
     if not legacy:
         config["_tracked"] = meta.get("system")
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "name": exp.name,
         "project": meta.get("project") or os.environ.get("WANDB_PROJECT") or (DEFAULT_PROJECT if legacy else None),
         "entity": meta.get("entity"),
@@ -71,7 +71,7 @@ def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path
     run = wandb.init(
         id=run_id,
         resume="allow" if run_id else None,
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]
         dir=str(wandb_dir),
         reinit="create_new",
         settings=wandb.Settings(console="off", silent=True),
@@ -84,7 +84,9 @@ def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path
     run.summary["tracked/status"] = status
     calls = read_calls(exp.path)
     if calls:
-        run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=[[c.get(col) for col in CALL_COLUMNS] for c in calls[:10_000]])
+        run.summary["calls"] = wandb.Table(
+            columns=list(CALL_COLUMNS), data=[[c.get(col) for col in CALL_COLUMNS] for c in calls[:10_000]]
+        )
     run.finish(exit_code=0 if status in ("finished", "legacy") else 1)
     return run
 
@@ -114,15 +116,22 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
                 if state.get("synced_online"):
                     console.print(f"skip {path.name}: already uploaded (run {state.get('run_id')})", markup=False)
                     continue
-                done = subprocess.run([sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True)
+                done = subprocess.run(
+                    [sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True
+                )
                 if done.returncode != 0:
-                    raise SyncError(done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}")
+                    raise SyncError(
+                        done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}"
+                    )
                 state.update(synced_online=True)
                 _save_state(path, state)
                 console.print(f"uploaded {path.name} with wandb sync {existing}", markup=False)
                 continue
             if not online and existing is not None:
-                console.print(f"skip {path.name}: already has an offline W&B run; upload it with: wandb sync {existing}", markup=False)
+                console.print(
+                    f"skip {path.name}: already has an offline W&B run; upload it with: wandb sync {existing}",
+                    markup=False,
+                )
                 continue
             if online and state.get("synced_online"):
                 console.print(f"skip {path.name}: already synced (run {state.get('run_id')})", markup=False)

@@ -44,7 +44,10 @@ def _git_info(cwd: str) -> dict[str, Any]:
     commit = _git("-C", cwd, "rev-parse", "HEAD")
     if commit is None:
         return {}
-    info: dict[str, Any] = {"commit": commit, "dirty": bool(_git("-C", cwd, "status", "--porcelain", "--untracked-files=no"))}
+    info: dict[str, Any] = {
+        "commit": commit,
+        "dirty": bool(_git("-C", cwd, "status", "--porcelain", "--untracked-files=no")),
+    }
     remote = _git("-C", cwd, "remote", "get-url", "origin")
     if remote:
         info["remote"] = redact_url(remote)

@@ -25,7 +25,7 @@ _TINY = 1e-9
 class Quantiles:
     """Mean and percentiles of a stream of non-negative numbers in bounded memory."""
 
-    __slots__ = ("exact", "buckets", "zeros", "count", "total")
+    __slots__ = ("buckets", "count", "exact", "total", "zeros")
 
     def __init__(self) -> None:
         self.exact: array[float] | None = array("d")
@@ -101,7 +101,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 class _Group:
-    __slots__ = ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls", "latencies")
+    __slots__ = ("calls", "cost_usd", "errors", "latencies", "llm_calls", "tokens_in", "tokens_out", "unpriced_calls")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -113,7 +113,16 @@ class _Group:
         self.unpriced_calls = 0
         self.latencies = Quantiles()
 
-    def add(self, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
+    def add(
+        self,
+        latency_s: float,
+        error: bool,
+        llm_calls: int,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | None,
+        unpriced: int,
+    ) -> None:
         self.calls += 1
         self.errors += error
         self.llm_calls += llm_calls
@@ -158,7 +167,17 @@ class Totals:
         self.by_name: dict[str, _Group] = {}
         self.metric_sums: dict[str, list[Any]] = {}
 
-    def add_call(self, name: str, latency_s: float, error: bool, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
+    def add_call(
+        self,
+        name: str,
+        latency_s: float,
+        error: bool,
+        llm_calls: int,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | None,
+        unpriced: int,
+    ) -> None:
         args = (latency_s, error, llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
         self.all.add(*args)
         group = self.by_name.get(name)
@@ -190,9 +209,9 @@ class Totals:
                 mine = self.by_name[name] = _Group()
             mine.merge(group)
         for key, theirs in other.metric_sums.items():
-            mine = self.metric_sums.setdefault(key, [0.0, 0, 0, 0])
+            sums = self.metric_sums.setdefault(key, [0.0, 0, 0, 0])
             for i in range(4):
-                mine[i] += theirs[i]
+                sums[i] += theirs[i]
 
     def as_dict(self) -> dict[str, Any]:
         """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`."""

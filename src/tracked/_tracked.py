@@ -20,13 +20,14 @@ __all__ = ["tracked"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 class _Spec:
     """What the decorator was told, fixed at decoration time."""
 
-    __slots__ = ("name", "provider", "model", "capture_io", "model_index", "model_default", "signature")
+    __slots__ = ("capture_io", "model", "model_default", "model_index", "name", "provider", "signature")
 
-    def __init__(self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None) -> None:
+    def __init__(
+        self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None
+    ) -> None:
         func = getattr(fn, "__func__", fn)  # classmethod / staticmethod objects
         qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
         self.name = name or qualname.rsplit("<locals>.", 1)[-1]
@@ -65,9 +66,7 @@ def snapshot(value: Any, depth: int = 0) -> Any:
         return _clip(value)
     if depth < 3 and isinstance(value, dict):
         items = list(value.items())[:50]
-        return {
-            str(k): REDACTED if _SECRET_NAME.search(str(k)) else snapshot(v, depth + 1) for k, v in items
-        }
+        return {str(k): REDACTED if _SECRET_NAME.search(str(k)) else snapshot(v, depth + 1) for k, v in items}
     if depth < 3 and isinstance(value, (list, tuple)):
         return [snapshot(v, depth + 1) for v in value[:50]]
     try:
@@ -85,7 +84,7 @@ def _capture_inputs(spec: _Spec, bound: bool, args: tuple[Any, ...], kwargs: dic
         # wrapt passes the instance of a bound method (or the class of a classmethod) apart
         # from args: the first parameter is then not in args.
         params = list(spec.signature.parameters)[1 if bound else 0 :]
-        named = dict(zip(params, args))
+        named = dict(zip(params, args, strict=False))  # *args beyond the named ones follow
         if len(args) > len(params):
             named["*args"] = list(args[len(params) :])
         named.update(kwargs)
@@ -121,7 +120,9 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     return call
 
 
-def _end(call: Call, spec: _Spec, instance: Any, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _end(
+    call: Call, spec: _Spec, instance: Any, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     try:
         arg_model = None
         if spec.model is None and spec.model_index is not None:

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._config import warn_once
 
@@ -92,5 +92,10 @@ def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (isinstance(value, float) and math.isnan(value))
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A real number (not a bool, not NaN): what metric means and totals count."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and math.isnan(value))
+    )

@@ -70,10 +70,17 @@ def _store_root(arg: str | None) -> Path:
 
 def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None) -> list[dict[str, Any]]:
     """One row per value of config key `by`: totals and the mean of each custom metric."""
-    chosen = [e for e in experiments if by in e.config and (group is None or e.group == group)]
+    # A parent whose rows are all its children's would count them twice: only experiments with
+    # rows of their own (or no children) are compared.
+    chosen = [
+        e for e in experiments
+        if by in e.config and (group is None or e.group == group) and (e.rows or not e.summary.get("children"))
+    ]  # fmt: skip
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
-        buckets.setdefault(json.dumps(exp.config[by]) if not isinstance(exp.config[by], str) else exp.config[by], []).append(exp)
+        buckets.setdefault(
+            json.dumps(exp.config[by]) if not isinstance(exp.config[by], str) else exp.config[by], []
+        ).append(exp)
     metrics = sorted({m for e in chosen for m in e.metrics()})
     out = []
     for value, exps in buckets.items():
@@ -162,7 +169,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        title = f"by {args.by}" + (f" in group {args.group}" if args.group else "") + (f", ranked by {metric} ({goal})" if metric else "")
+        title = (
+            f"by {args.by}"
+            + (f" in group {args.group}" if args.group else "")
+            + (f", ranked by {metric} ({goal})" if metric else "")
+        )
         _console().print(render_compare(rows, args.by, title))
     return 0
 
@@ -203,7 +214,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         status = exp.status
         table.add_row(
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), escape(exp.name),
-            f"[{colour.get(status, 'white')}]{escape(status)}[/]", escape(exp.group or ""), _num(totals.get("total/calls", 0)),
+            f"[{colour.get(status, 'white')}]{escape(status)}[/]", escape(exp.group or ""),
+            _num(totals.get("total/calls", 0)),
             _money(totals.get("total/cost_usd")), escape(exp.path.name),
         )  # fmt: skip
     _console().print(table)
@@ -237,11 +249,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("WANDB_SILENT", "true")
     console = _console()
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         ids = {s: bar.add_task(s, total=args.tasks) for s in STRATEGIES}
         parent = run_demo(args.tasks, str(out), progress=lambda s, n: bar.advance(ids[s], n))
     elapsed = time.perf_counter() - start
-    children = [find_experiments(out / "experiments" / c["dir"])[0] for c in parent.final_summary.get("children", []) if "dir" in c]
+    children = [
+        find_experiments(out / "experiments" / c["dir"])[0]
+        for c in parent.final_summary.get("children", [])
+        if "dir" in c
+    ]
     rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
     console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
     console.print(f"local store: {escape(str(parent.path.parent))}")
@@ -262,23 +280,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tracked", description="Experiments tracked with tracked: run the demo, list, compare, sync to W&B.")
+    parser = argparse.ArgumentParser(
+        prog="tracked", description="Experiments tracked with tracked: run the demo, list, compare, sync to W&B."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser("demo", help="run a small strategy comparison (single, debate, self_consistency)",
-                          description="Compare single, debate (3 debaters, 2 rounds) and self_consistency (5 samples) "
-                          "on simulated false-belief tasks, with a simulated local Ollama model and a priced hosted judge. "
-                          "Writes W&B offline runs and the local store, then prints the comparison.")  # fmt: skip
+    demo = sub.add_parser(
+        "demo",
+        help="run a small strategy comparison (single, debate, self_consistency)",
+        description=(
+            "Compare single, debate (3 debaters, 2 rounds) and self_consistency (5 samples) on simulated "
+            "false-belief tasks, with a simulated local Ollama model and a priced hosted judge. Writes W&B "
+            "offline runs and the local store, then prints the comparison."
+        ),
+    )
     demo.add_argument("--tasks", type=int, default=10, help="number of tasks (default 10)")
     demo.add_argument("--dir", default=".", help="where experiments/ and wandb/ are written (default: here)")
     demo.set_defaults(fn=cmd_demo)
 
-    ls = sub.add_parser("ls", help="list the experiments in a store, newest first", description="List the experiments in a local store, newest first, with status, group, calls and cost.")
+    ls = sub.add_parser(
+        "ls",
+        help="list the experiments in a store, newest first",
+        description="List the experiments in a local store, newest first, with status, group, calls and cost.",
+    )
     ls.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(fn=cmd_ls)
 
-    compare = sub.add_parser("compare", help="compare experiments by a config key", description="One row per value of a config key (default: strategy), with totals and the mean of each custom metric.")
+    compare = sub.add_parser(
+        "compare",
+        help="compare experiments by a config key",
+        description="One row per value of a config key (default: strategy), with totals and each custom metric's mean.",
+    )
     compare.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
     compare.add_argument("--by", default="strategy", help="config key to compare by (default: strategy)")
     compare.add_argument("--group", help="only experiments of this group (a sweep's name, for example)")
@@ -289,9 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     compare.set_defaults(fn=cmd_compare)
 
-    sync = sub.add_parser("sync", help="send local-store experiments to W&B", description="Replay local-store experiments into W&B "
-                          "(online with credentials, else offline runs): name, group, tags, notes, config, rows, summary. "
-                          "Each experiment keeps one W&B run id; one that already has an offline W&B run is uploaded with `wandb sync`.")  # fmt: skip
+    sync = sub.add_parser(
+        "sync",
+        help="send local-store experiments to W&B",
+        description=(
+            "Replay local-store experiments into W&B (online with credentials, else offline runs): name, group, "
+            "tags, notes, config, rows, summary. Each experiment keeps one W&B run id; one that already has an "
+            "offline W&B run is uploaded with `wandb sync`."
+        ),
+    )
     sync.add_argument("target", nargs="?", help="a store or one experiment directory (default: TRACKED_DIR, else here)")
     sync.add_argument("--offline", action="store_true", help="write offline W&B runs even when credentials exist")
     sync.set_defaults(fn=cmd_sync)

@@ -133,10 +133,15 @@ class ExperimentTracker:
             if isinstance(value, str):
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
+        if _current.get() is not None:
+            # Inside a tracked call, that call's own measurements win; the result's output and
+            # metadata join its row.
+            if extras:
+                exp.log(extras)
+            return
         last = _last_row.get()
         if (
-            _current.get() is None
-            and last is not None
+            last is not None
             and last is not self._joined  # one result per call: a second one is a row of its own
             and last.experiment is exp
             and last._lane == lane()
@@ -152,6 +157,7 @@ class ExperimentTracker:
         call.cost_usd = _cost(_field(result, "cost_usd"))
         call.cost_source = "reported" if call.cost_usd is not None else None
         call.llm_calls = 1 if (call.tokens_in or call.tokens_out or call.cost_usd is not None) else 0
+        call.unpriced_calls = 1 if call.llm_calls and call.cost_usd is None else 0
         model = _field(result, "model")
         call.model = model if isinstance(model, str) else self.config.model if self.config else None
         call.metrics = extras

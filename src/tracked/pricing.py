@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from ._config import config, warn_once
@@ -35,7 +35,18 @@ _UNPRICED = Price(None, None)
 
 
 class _Rates:
-    __slots__ = ("base", "per_in", "per_out", "per_cache_read", "per_cache_write", "tier_start", "expires", "generation", "found", "source")
+    __slots__ = (
+        "base",
+        "expires",
+        "found",
+        "generation",
+        "per_cache_read",
+        "per_cache_write",
+        "per_in",
+        "per_out",
+        "source",
+        "tier_start",
+    )
 
     def __init__(self) -> None:
         self.found: Any = None  # (genai provider, genai model) for the slow path
@@ -104,8 +115,8 @@ def _probe(provider: str | None, model: str) -> _Rates | None:
         rates.per_out = (_slow(found, 0, n, 0, 0) - base) / n
         rates.per_cache_read = (_slow(found, n, 0, n, 0) - base) / n
         rates.per_cache_write = (_slow(found, n, 0, 0, n) - base) / n
-        starts = []
-        model_price = found[1].get_prices(datetime.now(tz=timezone.utc))
+        starts: list[int] = []
+        model_price = found[1].get_prices(datetime.now(tz=UTC))
         for value in vars(model_price).values():
             tiers = getattr(value, "tiers", None)
             if tiers:

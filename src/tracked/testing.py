@@ -67,7 +67,7 @@ def wandb_records(path: str | Path) -> list[Any]:
             raw, pending = pending + chunk, b""
         else:
             break
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]
         record.ParseFromString(raw)
         out.append(record)
     return out

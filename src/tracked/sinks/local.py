@@ -1,12 +1,12 @@
 """The local store: the durable record of an experiment, always on disk.
 
-    experiments/<name>_<YYYYmmdd_HHMMSS>/
-        config.json     name, project, group, tags, notes, config, system info
-        results.jsonl   one line per row, written (one `write` syscall) before the call returns;
-                        metrics joined later are extra lines with the same `_step` and `"_join": true`
-        calls.jsonl     every call, nested ones too, written from a background thread
-        summary.json    totals, status, children; rewritten at finish
-        files/          copies of files given to `exp.save()`
+experiments/<name>_<YYYYmmdd_HHMMSS>/
+    config.json     name, project, group, tags, notes, config, system info
+    results.jsonl   one line per row, written (one `write` syscall) before the call returns;
+                    metrics joined later are extra lines with the same `_step` and `"_join": true`
+    calls.jsonl     every call, nested ones too, written from a background thread
+    summary.json    totals, status, children; rewritten at finish
+    files/          copies of files given to `exp.save()`
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class LocalStore:
                 raise FileExistsError(f"cannot make a directory for {name!r} under {base}")
         self.path = path
         self._rows_fd = os.open(path / "results.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._calls = open(path / "calls.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finish
+        self._calls = open(path / "calls.jsonl", "a", encoding="utf-8")
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         _write_json(self.path / "config.json", config)
@@ -103,7 +103,7 @@ class LocalStore:
 def read_jsonl(path: Path, *, warn: Any = None) -> Iterator[dict[str, Any]]:
     """Lines of a JSONL file; a torn or unreadable line (a crash mid-write) is skipped with a warning."""
     try:
-        f = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        f = open(path, encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
         return
     with f:

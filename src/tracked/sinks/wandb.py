@@ -50,7 +50,7 @@ _told_offline = False
 
 
 def resolve_mode(requested: bool | None) -> str:
-    """"disabled", "offline" or "online": `wandb=False` or WANDB_MODE=disabled turn W&B off;
+    """ "disabled", "offline" or "online": `wandb=False` or WANDB_MODE=disabled turn W&B off;
     WANDB_MODE wins otherwise; else online when credentials exist, else offline. Never prompts."""
     global _told_offline
     if requested is False:
@@ -116,7 +116,7 @@ class WandbSink:
         kwargs = dict(self._init_kwargs or {})
         settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
         try:
-            self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)
+            self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)  # type: ignore[arg-type]
         except Exception as exc:
             if self.mode != "online":
                 raise
@@ -133,7 +133,7 @@ class WandbSink:
     def _adopt(self, run: Any) -> None:
         """A run started by `wandb agent` (or the user): it keeps its name and the sweep's
         parameters, and gets the experiment's other config keys, tags and notes."""
-        kwargs, self._init_kwargs = self._init_kwargs, None
+        kwargs, self._init_kwargs = self._init_kwargs or {}, None
         ours = kwargs.get("config") or {}
         run.config.update({k: v for k, v in ours.items() if k not in run.config}, allow_val_change=False)
         tags = [*run.tags, *[t for t in kwargs.get("tags") or () if t not in run.tags]]
@@ -154,7 +154,7 @@ class WandbSink:
             out["dir"] = str(Path(run.dir).parent)
             if self.mode == "online":
                 out["url"] = run.url
-        except Exception:  # noqa: S110 - information only
+        except Exception:
             pass
         return out
 

@@ -42,7 +42,7 @@ def merge(old: Usage | None, new: Usage) -> Usage:
     """Stream semantics: later events carry cumulative counts, so present fields replace old ones."""
     if old is None:
         return new
-    return Usage(*(o if n is None else n for o, n in zip(old, new)))
+    return Usage._make(o if n is None else n for o, n in zip(old, new, strict=True))
 
 
 # --- value coercion: everything a provider reports is checked, nothing is trusted ---------------

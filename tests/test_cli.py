@@ -1,0 +1,635 @@
+"""The `tracked` command: --help, ls, compare and sync, on stores written by the tests and by the older tracker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import tracked
+from tracked import cli
+from tracked.testing import read_experiment, read_wandb_run
+
+LEGACY_DIR = "old_20251103_143022"
+LEGACY_TIME = datetime(2025, 11, 3, 14, 30, 22).timestamp()
+
+
+@tracked.tracked(provider="openai", model="gpt-4o-mini")
+def ask(tokens_in: int, tokens_out: int, cost_usd: float) -> dict:
+    """A model call that reports its usage and cost."""
+    return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost_usd}
+
+
+# name, config, group, (tokens_in, tokens_out, cost) per call, accuracy per call
+STORE = [
+    ("e_single_a", {"strategy": "single", "model": "a", "temperature": 0.7}, "g1", (10, 2, 0.01), [1, 0]),
+    ("e_debate_a", {"strategy": "debate", "model": "a", "temperature": 0.7}, "g1", (100, 20, 0.1), [1, 1]),
+    ("e_debate_b", {"strategy": "debate", "model": "b", "temperature": 0.9}, "g2", (50, 5, 0.05), [0]),
+]
+
+
+def write_store(root: Path) -> dict[str, Path]:
+    """Three experiments (W&B off), oldest first, each one tracked call per task with an accuracy."""
+    paths = {}
+    for name, config, group, usage, accuracies in STORE:
+        with tracked.experiment(name, config=config, group=group, dir=root, wandb=False) as exp:
+            for accuracy in accuracies:
+                ask(*usage)
+                exp.log({"accuracy": accuracy})
+        paths[name] = exp.path
+        time.sleep(0.01)  # distinct start times
+    return paths
+
+
+def write_legacy(root: Path, *, old_mtime: bool = True) -> Path:
+    """The older tracker's files: a flat config.json and results.jsonl lines without `_step`, no summary.json."""
+    path = root / "experiments" / LEGACY_DIR
+    path.mkdir(parents=True)
+    config = {
+        "experiment_name": "old",
+        "strategy": "single",
+        "provider": "ollama",
+        "model": "llama3.2:latest",
+        "temperature": 0.7,
+    }
+    (path / "config.json").write_text(json.dumps(config))
+    line = {
+        "latency_s": 0.5,
+        "tokens_in": 100,
+        "tokens_out": 10,
+        "cost_usd": 0.0,
+        "output": "basket",
+        "metadata": {"accuracy": 1},
+    }
+    (path / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for _ in range(2)))
+    if old_mtime:  # files that really were written on the day their directory is named after
+        for p in (path / "config.json", path / "results.jsonl", path):
+            os.utime(p, (LEGACY_TIME, LEGACY_TIME))
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`tracked <argv>` in this process: exit code, stdout, stderr."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table, as lists of stripped cells."""
+    return [
+        [c.strip() for c in line.strip().strip("│").split("│")] for line in text.splitlines() if line.startswith("│")
+    ]
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace (including rich's line wrapping) made one space."""
+    return " ".join(text.split())
+
+
+def run_module(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    """`python -m tracked <argv>` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracked", *argv], capture_output=True, text=True, timeout=120, check=False, **kwargs
+    )
+
+
+def read_finished_run(run_dir: str | Path, timeout: float = 20.0):
+    """A W&B run read from its offline `.wandb` file once wandb-core has written the exit record
+    (wandb-core writes the file asynchronously: `run.finish()` can return before it is complete)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            run = read_wandb_run(run_dir)
+        except FileNotFoundError:
+            run = None
+        if run is not None and run.exit_code is not None:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
+        time.sleep(0.02)
+
+
+def wandb_run_dirs(root: Path) -> list[Path]:
+    base = root / "wandb"
+    return sorted(p for p in base.glob("offline-run-*") if p.is_dir()) if base.is_dir() else []
+
+
+# --- --help -----------------------------------------------------------------------------------------
+
+SUBCOMMANDS = ["demo", "ls", "compare", "sync"]
+
+
+def test_the_parser_has_exactly_the_documented_subcommands():
+    """The subcommands checked below are all the parser has: demo, ls, compare, sync."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", [None, *SUBCOMMANDS])
+def test_help_exits_zero_with_usage(capsys, command):
+    """`tracked [COMMAND] --help` prints that command's usage and exits 0."""
+    argv = ["--help"] if command is None else [command, "--help"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tracked" + ("" if command is None else f" {command}"))
+    if command is None:
+        for name in SUBCOMMANDS:
+            assert name in out
+    if command == "compare":
+        assert "--by" in out and "--group" in out and "--json" in out and "--csv" in out
+
+
+def test_help_through_python_m():
+    """`python -m tracked --help` and `python -m tracked sync --help` work in a fresh interpreter."""
+    top = run_module("--help")
+    assert top.returncode == 0, top.stderr
+    assert "usage: tracked" in top.stdout
+    assert all(name in top.stdout for name in SUBCOMMANDS)
+    sync = run_module("sync", "--help")
+    assert sync.returncode == 0, sync.stderr
+    assert "usage: tracked sync" in sync.stdout
+    assert "--offline" in sync.stdout
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    """`tracked` without a subcommand exits 2 with argparse's message."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main([])
+    assert exited.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+# --- ls ----------------------------------------------------------------------------------------------
+
+
+def test_ls_lists_newest_first_with_status_group_calls_and_cost(capsys, tmp_path):
+    """`tracked ls` shows every experiment newest first, with its status, group, calls and cost."""
+    paths = write_store(tmp_path)
+    write_legacy(tmp_path)
+
+    code, out, err = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0, err
+    rows = table_rows(out)
+    assert [r[1] for r in rows] == ["e_debate_b", "e_debate_a", "e_single_a", "old"]
+    by_name = {r[1]: r for r in rows}
+    # started, name, status, group, calls, cost, dir
+    assert by_name["e_debate_b"][2:] == ["finished", "g2", "1", "$0.0500", paths["e_debate_b"].name]
+    assert by_name["e_debate_a"][2:] == ["finished", "g1", "2", "$0.2000", paths["e_debate_a"].name]
+    assert by_name["e_single_a"][2:] == ["finished", "g1", "2", "$0.0200", paths["e_single_a"].name]
+    assert by_name["old"][2:] == ["legacy", "", "2", "$0", LEGACY_DIR]
+    assert by_name["old"][0] == "2025-11-03 14:30:22"
+
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [e["name"] for e in listed] == ["e_debate_b", "e_debate_a", "e_single_a", "old"]
+    assert [e["calls"] for e in listed] == [1, 2, 2, 2]
+    assert [e["status"] for e in listed] == ["finished", "finished", "finished", "legacy"]
+    assert [e["group"] for e in listed] == ["g2", "g1", "g1", None]
+    assert listed[1]["cost_usd"] == pytest.approx(0.2)
+    assert listed[0]["started_at"] > listed[1]["started_at"] > listed[2]["started_at"] > listed[3]["started_at"]
+
+
+def test_ls_defaults_to_tracked_dir_and_reads_experiments_dir_directly(capsys, tmp_path, monkeypatch):
+    """Without an argument ls reads TRACKED_DIR; given `experiments/` itself it lists the same experiments."""
+    write_store(tmp_path / "store")
+    monkeypatch.setenv("TRACKED_DIR", str(tmp_path / "store"))
+    _, default, _ = run_cli(capsys, "ls", "--json")
+    _, direct, _ = run_cli(capsys, "ls", str(tmp_path / "store" / "experiments"), "--json")
+    assert [e["name"] for e in json.loads(default)] == ["e_debate_b", "e_debate_a", "e_single_a"]
+    assert json.loads(direct) == json.loads(default)
+
+
+def test_ls_of_an_empty_store_says_so(capsys, tmp_path):
+    """ls of a directory without experiments exits 0 and says there are none."""
+    (tmp_path / "empty").mkdir()
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path / "empty"))
+    assert code == 0
+    assert "no experiments" in out
+
+
+@pytest.mark.parametrize("command", ["ls", "compare", "sync"])
+def test_a_missing_directory_is_an_error_naming_it(capsys, tmp_path, command):
+    """ls, compare and sync of a directory that does not exist exit non-zero and name the path."""
+    missing = tmp_path / "no_such_store"
+    code, _, err = run_cli(capsys, command, str(missing))
+    assert code != 0
+    assert str(missing) in flat(err)
+    assert "Traceback" not in err
+    assert not missing.exists()
+
+
+def test_ls_and_a_missing_directory_through_python_m(tmp_path):
+    """`python -m tracked ls` lists a store, and exits non-zero naming a missing directory on stderr."""
+    write_store(tmp_path)
+    done = run_module("ls", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name, *_ in STORE:
+        assert name in done.stdout
+    assert done.stdout.index("e_debate_b") < done.stdout.index("e_single_a")
+
+    missing = tmp_path / "nowhere"
+    failed = run_module("ls", str(missing), cwd=tmp_path)
+    assert failed.returncode != 0
+    assert str(missing) in flat(failed.stderr)
+    assert "Traceback" not in failed.stderr
+
+
+def test_ls_shows_a_dead_process_as_crashed_and_skips_a_torn_line(capsys, tmp_path):
+    """An experiment whose process died (no summary.json) is "crashed"; its torn last line is skipped with a warning."""
+    script = textwrap.dedent(
+        f"""
+        import os, tracked
+
+        @tracked.tracked
+        def ask():
+            return {{"tokens_in": 7, "tokens_out": 3, "cost_usd": 0.02}}
+
+        exp = tracked.experiment("crashing", config={{"strategy": "single"}}, dir={str(tmp_path)!r}, wandb=False)
+        exp.start()
+        ask()
+        ask()
+        os._exit(1)  # killed: no summary.json
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    (path,) = (tmp_path / "experiments").iterdir()
+    assert not (path / "summary.json").exists()
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["system"]["host"] == socket.gethostname()
+    with pytest.raises(ProcessLookupError):
+        os.kill(meta["system"]["pid"], 0)  # the process is gone
+    with open(path / "results.jsonl", "a") as f:
+        f.write('{"_step": 2, "call": "ask", "latency_s": 0.1, "tok')  # the write the crash cut short
+
+    with pytest.warns(tracked.TrackedWarning, match="torn"):
+        code, out, err = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0, err
+    (row,) = table_rows(out)
+    assert row[1:6] == ["crashing", "crashed", "", "2", "$0.0400"]
+
+    with pytest.warns(tracked.TrackedWarning, match=r"results\.jsonl:3"):
+        _, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    (listed,) = json.loads(out)
+    assert (listed["status"], listed["calls"]) == ("crashed", 2)
+    assert listed["cost_usd"] == pytest.approx(0.04)
+
+
+def test_ls_shows_a_live_process_without_summary_as_running(capsys, tmp_path):
+    """An experiment without summary.json whose process (this one) is alive is "running", not crashed."""
+    exp = tracked.experiment("live", dir=tmp_path, wandb=False).start()
+    try:
+        ask(1, 1, 0.0)
+        code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    finally:
+        exp.finish()
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert (listed["status"], listed["calls"]) == ("running", 1)
+
+
+# --- compare ---------------------------------------------------------------------------------------------
+
+
+def test_compare_table_by_strategy_is_the_default(capsys, tmp_path):
+    """`tracked compare` groups by strategy and shows runs, calls, tokens, cost and the accuracy mean."""
+    write_store(tmp_path)
+    code, out, err = run_cli(capsys, "compare")  # TRACKED_DIR is tmp_path
+    assert code == 0, err
+    assert "by strategy" in out
+    header = next(line for line in out.splitlines() if "strategy" in line and "calls" in line)
+    assert "accuracy" in header
+    rows = {r[0]: r for r in table_rows(out)}
+    assert set(rows) == {"single", "debate"}
+    # strategy, runs, calls, LLM calls, tokens in, tokens out, cost, latency mean, latency p95, accuracy
+    assert rows["single"][1:7] == ["1", "2", "2", "20", "4", "$0.0200"]
+    assert rows["debate"][1:7] == ["2", "3", "3", "250", "45", "$0.2500"]
+    assert rows["single"][-1] == "0.500"
+    assert rows["debate"][-1] == "0.667"
+
+
+def test_compare_json_numbers(capsys, tmp_path):
+    """`compare --json` gives per-strategy experiments, calls, tokens, cost and accuracy mean over experiments."""
+    write_store(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--json")
+    assert code == 0
+    rows = {r["strategy"]: r for r in json.loads(out)}
+    assert set(rows) == {"single", "debate"}
+    debate = rows["debate"]
+    assert (debate["experiments"], debate["calls"], debate["llm_calls"], debate["errors"]) == (2, 3, 3, 0)
+    assert (debate["tokens_in"], debate["tokens_out"]) == (250, 45)
+    assert debate["cost_usd"] == pytest.approx(0.25)
+    assert debate["accuracy_mean"] == pytest.approx(2 / 3)
+    single = rows["single"]
+    assert (single["experiments"], single["calls"], single["tokens_in"], single["tokens_out"]) == (1, 2, 20, 4)
+    assert single["cost_usd"] == pytest.approx(0.02)
+    assert single["accuracy_mean"] == pytest.approx(0.5)
+    assert 0 < single["latency_s_mean"] <= single["latency_s_p95"]
+
+
+def test_compare_by_model(capsys, tmp_path):
+    """`compare --by model` makes one row per model value."""
+    write_store(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "model", "--json")
+    assert code == 0
+    rows = {r["model"]: r for r in json.loads(out)}
+    assert set(rows) == {"a", "b"}
+    assert (rows["a"]["experiments"], rows["a"]["calls"], rows["a"]["tokens_in"]) == (2, 4, 220)
+    assert rows["a"]["cost_usd"] == pytest.approx(0.22)
+    assert rows["a"]["accuracy_mean"] == pytest.approx(0.75)
+    assert (rows["b"]["experiments"], rows["b"]["calls"], rows["b"]["tokens_in"]) == (1, 1, 50)
+    assert rows["b"]["accuracy_mean"] == 0
+
+
+def test_compare_by_a_numeric_key(capsys, tmp_path):
+    """`compare --by temperature` buckets numeric config values."""
+    write_store(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "temperature", "--json")
+    assert code == 0
+    rows = {r["temperature"]: r for r in json.loads(out)}
+    assert set(rows) == {"0.7", "0.9"}
+    assert rows["0.7"]["calls"] == 4
+    assert rows["0.9"]["calls"] == 1
+
+
+def test_compare_within_a_group(capsys, tmp_path):
+    """`compare --group g1` leaves out the experiments of other groups."""
+    write_store(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--group", "g1", "--json")
+    assert code == 0
+    rows = {r["strategy"]: r for r in json.loads(out)}
+    assert (rows["debate"]["experiments"], rows["debate"]["calls"], rows["debate"]["tokens_in"]) == (1, 2, 200)
+    assert rows["debate"]["accuracy_mean"] == 1.0
+    assert (rows["single"]["experiments"], rows["single"]["calls"]) == (1, 2)
+
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--group", "g1")
+    assert code == 0
+    assert "in group g1" in out
+
+
+def test_compare_unknown_group_is_an_error_listing_groups(capsys, tmp_path):
+    """A group no experiment belongs to exits non-zero, naming it and the groups there are."""
+    write_store(tmp_path)
+    code, _, err = run_cli(capsys, "compare", str(tmp_path), "--group", "nope")
+    assert code != 0
+    assert "'nope'" in err
+    assert "g1" in err and "g2" in err
+
+
+def test_compare_metric_ranks_rows(capsys, tmp_path):
+    """`--metric accuracy` puts the best mean first; `--goal minimize` the worst."""
+    write_store(tmp_path)
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--metric", "accuracy", "--json")
+    assert [r["strategy"] for r in json.loads(out)] == ["debate", "single"]
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--metric", "accuracy", "--goal", "minimize", "--json")
+    assert [r["strategy"] for r in json.loads(out)] == ["single", "debate"]
+
+
+def test_compare_csv(capsys, tmp_path):
+    """`compare --csv` prints a header and one parseable line per strategy, with the same numbers as --json."""
+    write_store(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--csv")
+    assert code == 0
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert {r["strategy"] for r in records} == {"single", "debate"}
+    debate = next(r for r in records if r["strategy"] == "debate")
+    assert int(debate["experiments"]) == 2
+    assert int(debate["calls"]) == 3
+    assert int(debate["tokens_in"]) == 250
+    assert float(debate["cost_usd"]) == pytest.approx(0.25)
+    assert float(debate["accuracy_mean"]) == pytest.approx(2 / 3)
+    assert list(records[0]) == [
+        "strategy", "experiments", "calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
+        "latency_s_mean", "latency_s_p95", "accuracy_mean",
+    ]  # fmt: skip
+
+
+def test_compare_json_and_csv_are_exclusive(capsys, tmp_path):
+    """--json and --csv together are refused by the parser."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["compare", str(tmp_path), "--json", "--csv"])
+    assert exited.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_compare_by_an_unknown_key_names_it(capsys, tmp_path):
+    """`--by` a key no experiment has exits non-zero with an error naming the key and the keys there are."""
+    write_store(tmp_path)
+    code, out, err = run_cli(capsys, "compare", str(tmp_path), "--by", "n_debaters")
+    assert code != 0
+    assert "'n_debaters'" in err
+    assert "strategy" in err and "model" in err
+    assert out == ""
+
+
+def test_compare_of_an_empty_store_is_an_error(capsys, tmp_path):
+    """compare with no experiments exits non-zero saying so."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "compare", str(tmp_path / "empty"))
+    assert code != 0
+    assert "no experiments" in err
+
+
+# --- the older tracker's files ------------------------------------------------------------------------
+
+
+def test_older_tracker_experiment_is_listed_and_compared(capsys, tmp_path):
+    """An older tracker's experiment dir is listed (status legacy, its rows counted) and compare includes it."""
+    write_store(tmp_path)
+    write_legacy(tmp_path)
+
+    _, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    legacy = next(e for e in json.loads(out) if e["name"] == "old")
+    assert legacy["status"] == "legacy"
+    assert legacy["calls"] == 2
+    assert legacy["cost_usd"] == 0.0
+    assert legacy["dir"].endswith(LEGACY_DIR)
+
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--json")
+    single = next(r for r in json.loads(out) if r["strategy"] == "single")
+    assert single["experiments"] == 2
+    assert single["calls"] == 4
+    assert single["tokens_in"] == 220
+    assert single["tokens_out"] == 24
+    assert single["llm_calls"] == 4
+    assert single["cost_usd"] == pytest.approx(0.02)
+    assert single["accuracy_mean"] == pytest.approx(0.5)  # the new experiment's
+    assert single["metadata/accuracy_mean"] == 1.0  # the older tracker's metadata
+
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "model", "--json")
+    rows = {r["model"]: r for r in json.loads(out)}
+    assert rows["llama3.2:latest"]["calls"] == 2
+    assert rows["llama3.2:latest"]["latency_s_mean"] == pytest.approx(0.5)
+
+
+def test_older_tracker_experiment_start_time_comes_from_its_directory_name(capsys, tmp_path):
+    """ls shows an older tracker's experiment as started at the time in its directory name, and sorts it by that."""
+    write_store(tmp_path)
+    write_legacy(tmp_path, old_mtime=False)  # copied today: files and directory are new
+    _, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    listed = json.loads(out)
+    assert listed[-1]["name"] == "old"
+    assert listed[-1]["started_at"] == pytest.approx(LEGACY_TIME)
+
+
+# --- text from the user's experiments is shown as written -------------------------------------------
+
+
+def test_ls_shows_names_with_brackets_verbatim(capsys, tmp_path):
+    """An experiment named with square brackets appears in the ls table with its brackets."""
+    with tracked.experiment("sweep[lr]", group="[bold]ablation", dir=tmp_path, wandb=False):
+        pass
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0
+    assert table_rows(out)[0][1:4] == ["sweep[lr]", "finished", "[bold]ablation"]
+
+
+def test_compare_by_a_prompt_template_with_brackets(capsys, tmp_path):
+    """compare --by a config value holding a Llama-2 prompt template prints it instead of crashing."""
+    template = "[INST] {question} [/INST]"
+    with tracked.experiment("templated", config={"template": template}, dir=tmp_path, wandb=False):
+        ask(1, 1, 0.0)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "template")
+    assert code == 0
+    assert template in out
+
+
+# --- sync --------------------------------------------------------------------------------------------------
+
+
+def test_sync_replays_an_experiment_into_an_offline_wandb_run(capsys, tmp_path, monkeypatch):
+    """A W&B-off experiment is replayed offline (no credentials): name, group, tags, notes, config, rows, totals."""
+    with tracked.experiment(
+        "replayed",
+        project="sync-project",
+        config={"strategy": "debate", "model": "llama3.2:3b", "temperature": 0.5},
+        group="sync-group",
+        tags=["strategy:debate", "benchmark:tombench"],
+        notes="Does debate help?",
+        dir=tmp_path,
+        wandb=False,
+    ) as exp:
+        for usage, accuracy in [((10, 2, 0.01), 1), ((30, 4, 0.03), 0), ((20, 3, 0.02), 1)]:
+            ask(*usage)
+            exp.log({"accuracy": accuracy})
+    local = read_experiment(exp.path)
+    assert wandb_run_dirs(tmp_path) == []
+
+    monkeypatch.delenv("WANDB_MODE")
+    code, out, err = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0, out + err
+    assert "offline" in out
+    state = json.loads((exp.path / "wandb_sync.json").read_text())
+    offline_dir = Path(state["offline_dir"])
+    assert offline_dir.parent == tmp_path / "wandb"
+    assert wandb_run_dirs(tmp_path) == [offline_dir]
+
+    run = read_finished_run(offline_dir)
+    assert run.id == state["run_id"]
+    assert (run.name, run.project, run.group, run.notes) == (
+        "replayed",
+        "sync-project",
+        "sync-group",
+        "Does debate help?",
+    )
+    assert sorted(run.tags) == ["benchmark:tombench", "strategy:debate"]
+    assert {k: run.config[k] for k in ("strategy", "model", "temperature")} == local.config["config"]
+    assert run.config["_tracked"]["host"] == socket.gethostname()
+    assert len(run.history) == 3
+    for row, stored in zip(run.history, local.rows, strict=True):
+        for key in ("call", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "accuracy"):
+            assert row[key] == stored[key]
+    assert [row["accuracy"] for row in run.history] == [1, 0, 1]
+    for key in (
+        "total/calls",
+        "total/tokens_in",
+        "total/tokens_out",
+        "total/cost_usd",
+        "total/llm_calls",
+        "accuracy/mean",
+    ):
+        assert run.summary[key] == pytest.approx(local.summary[key])
+    assert run.summary["total/calls"] == 3
+    assert run.summary["total/tokens_in"] == 60
+    assert run.summary["tracked/status"] == "finished"
+    assert run.exit_code == 0
+
+    # Twice: skipped, no second run.
+    code, out, _ = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0
+    assert "skip" in out
+    assert wandb_run_dirs(tmp_path) == [offline_dir]
+    assert json.loads((exp.path / "wandb_sync.json").read_text()) == state
+
+
+def test_sync_replays_an_older_tracker_experiment_into_hidden_layer(capsys, tmp_path, monkeypatch):
+    """An older tracker's experiment syncs to project hidden-layer with its flat config, rows and recomputed totals."""
+    path = write_legacy(tmp_path)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    code, out, err = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0, out + err
+    state = json.loads((path / "wandb_sync.json").read_text())
+    run = read_finished_run(state["offline_dir"])
+    assert run.project == "hidden-layer"
+    assert run.name == "old"
+    assert run.config == {"strategy": "single", "provider": "ollama", "model": "llama3.2:latest", "temperature": 0.7}
+    assert len(run.history) == 2
+    assert all(row["output"] == "basket" and row["metadata/accuracy"] == 1 for row in run.history)
+    assert run.summary["total/calls"] == 2
+    assert run.summary["total/tokens_in"] == 200
+    assert run.summary["total/tokens_out"] == 20
+    assert run.summary["metadata/accuracy/mean"] == 1.0
+    assert run.summary["tracked/status"] == "legacy"
+    assert run.exit_code == 0
+
+
+def test_sync_skips_an_experiment_that_has_an_offline_run(capsys, tmp_path, monkeypatch):
+    """Offline, an experiment that already wrote a W&B offline run is skipped with a message naming `wandb sync`."""
+    with tracked.experiment("had_wandb", config={"strategy": "single"}, dir=tmp_path) as exp:  # WANDB_MODE=offline
+        ask(1, 1, 0.001)
+    run_dir = exp.final_summary["wandb"]["dir"]
+    before = wandb_run_dirs(tmp_path)
+    assert [str(p) for p in before] == [run_dir]
+
+    monkeypatch.delenv("WANDB_MODE")
+    code, out, _ = run_cli(capsys, "sync", str(exp.path))
+    assert code == 0
+    text = flat(out)
+    assert f"skip {exp.path.name}" in text
+    assert f"wandb sync {run_dir}" in text
+    assert wandb_run_dirs(tmp_path) == before
+    assert not (exp.path / "wandb_sync.json").exists()
+
+
+def test_sync_refuses_when_wandb_is_disabled(capsys, tmp_path, monkeypatch):
+    """With WANDB_MODE=disabled sync exits non-zero and writes no run."""
+    write_legacy(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    code, _, err = run_cli(capsys, "sync", str(tmp_path))
+    assert code != 0
+    assert "WANDB_MODE=disabled" in err
+    assert wandb_run_dirs(tmp_path) == []
+
+
+def test_sync_of_a_directory_without_experiments_is_an_error(capsys, tmp_path):
+    """sync of an existing directory with no experiments exits non-zero saying so."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "sync", str(tmp_path / "empty"))
+    assert code != 0
+    assert "no experiments" in err
