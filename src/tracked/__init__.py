@@ -9,7 +9,7 @@ Example:
     ...     exp.log({"accuracy": 1.0})
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from ._call import Call
 from ._config import TrackedWarning, configure
@@ -19,8 +19,8 @@ from ._tracked import tracked
 from .usage import Usage, register_extractor
 
 try:
-    __version__ = version("tracked")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("tracked")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

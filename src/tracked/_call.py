@@ -36,6 +36,22 @@ def _renew_prefix() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_prefix)
 
+# What a call's figures read as before it has ended.
+_UNSET: dict[str, Any] = {
+    "latency_s": None,
+    "model": None,
+    "provider": None,
+    "tokens_in": 0,
+    "tokens_out": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "cost_usd": None,
+    "cost_source": None,
+    "local": False,
+    "llm_calls": 0,
+    "unpriced_calls": 0,
+}
+
 # perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
 _EPOCH = time.time() - perf_counter()
 
@@ -63,37 +79,71 @@ class Call:
     `cost_usd`, `llm_calls`, ... (rolled up from its children when it reported no usage itself).
     """
 
-    # Figures every call has; the rest start as these class-level defaults and are only set on
-    # the calls that need them (they go to the instance dict), which keeps a call cheap to make.
-    __slots__ = ("__dict__", "_kids", "_n", "_own", "_row", "_t0", "experiment", "name", "parent")
+    # The figures every call ends with are slots, set once in _finish(); until then they read
+    # as their defaults (see __getattr__). Rarer fields live in the instance dict, with class-level
+    # defaults. This keeps a call cheap to make and to end.
+    __slots__ = (
+        "__dict__",
+        "_kids",
+        "_n",
+        "_own",
+        "_row",
+        "_t0",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_source",
+        "cost_usd",
+        "ended",
+        "experiment",
+        "latency_s",
+        "llm_calls",
+        "local",
+        "model",
+        "name",
+        "parent",
+        "provider",
+        "tokens_in",
+        "tokens_out",
+        "unpriced_calls",
+    )
 
-    latency_s: float | None = None
     ttft_s: float | None = None
-    model: str | None = None
-    provider: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float | None = None
-    cost_source: str | None = None
-    local: bool = False
-    llm_calls: int = 0
-    unpriced_calls: int = 0
     metrics: dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None
     inputs: dict[str, Any] | None = None
     output: Any = None
-    ended: bool = False
     _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
 
-    def __init__(self, name: str, parent: Call | None, experiment: Experiment | None) -> None:
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for a figure of a call that has not ended yet.
+            try:
+                return _UNSET[name]
+            except KeyError:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+    else:
+        latency_s: float | None
+        model: str | None
+        provider: str | None
+        tokens_in: int
+        tokens_out: int
+        cache_read_tokens: int
+        cache_write_tokens: int
+        cost_usd: float | None
+        cost_source: str | None
+        local: bool
+        llm_calls: int
+        unpriced_calls: int
+
+    def __init__(self, name: str, parent: Call | None, experiment: Experiment | None, t0: float) -> None:
         self.name = name
         self._n = next(_counter)
         self.parent = parent
         self.experiment = experiment
-        self._t0 = perf_counter()
+        self._t0 = t0  # perf_counter() at the start
+        self.ended = False
         self._own: Usage | None = None  # usage this call reported itself
         # Children's sums: [tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls,
         # unpriced llm calls, priced llm calls, local llm calls]
@@ -201,49 +251,53 @@ class Call:
         own = self._own
         if own is None and result is not None:
             own = extract(result)
-        provider = spec_provider
-        if own is not None:
-            self.model = own.model or spec_model or (arg_model if isinstance(arg_model, str) else None)
-            provider = provider or own.provider
-            self.tokens_in = own.tokens_in or 0
-            self.tokens_out = own.tokens_out or 0
-            self.cache_read_tokens = own.cache_read_tokens or 0
-            self.cache_write_tokens = own.cache_write_tokens or 0
-            self._own = own
-        else:
-            self.model = spec_model or (arg_model if isinstance(arg_model, str) else None)
-        self.provider = provider
-        self.latency_s = latency_s
         kids = self._kids
+        cost_source = None
+        local = False
         if own is not None:
-            if own.cost_usd is not None:
-                self.cost_usd, self.cost_source = own.cost_usd, "reported"
+            self._own = own
+            model = own.model or spec_model or (arg_model if type(arg_model) is str else None)
+            provider = spec_provider or own.provider
+            tokens_in = own.tokens_in or 0
+            tokens_out = own.tokens_out or 0
+            cache_read = own.cache_read_tokens or 0
+            cache_write = own.cache_write_tokens or 0
+            cost = own.cost_usd
+            if cost is not None:
+                cost_source = "reported"
             else:
-                p = pricing.price(
-                    provider,
-                    self.model,
-                    self.tokens_in,
-                    self.tokens_out,
-                    self.cache_read_tokens,
-                    self.cache_write_tokens,
+                cost, cost_source, local = pricing.price(
+                    provider, model, tokens_in, tokens_out, cache_read, cache_write
                 )
-                self.cost_usd, self.cost_source, self.local = p.cost_usd, p.source, p.local
             # A call that reports its own totals while its LLM calls are tracked too is an
             # aggregate, not one more LLM call: count the calls below it.
             below = kids[5] if kids is not None else 0
-            self.llm_calls = below or 1
-            self.unpriced_calls = (kids[6] if kids is not None else 0) if below else (1 if self.cost_usd is None else 0)
-        elif kids is not None:
-            self.tokens_in, self.tokens_out, self.cache_read_tokens, self.cache_write_tokens = (
-                kids[0],
-                kids[1],
-                kids[2],
-                kids[3],
-            )
-            self.cost_usd = kids[4] if kids[7] else None
-            self.cost_source = "children" if kids[7] else None
-            self.llm_calls, self.unpriced_calls = kids[5], kids[6]
-            self.local = kids[5] > 0 and kids[8] == kids[5]
+            llm_calls = below or 1
+            unpriced = (kids[6] if kids is not None else 0) if below else (1 if cost is None else 0)
+        else:
+            model = spec_model or (arg_model if type(arg_model) is str else None)
+            provider = spec_provider
+            if kids is not None:
+                tokens_in, tokens_out, cache_read, cache_write = kids[0], kids[1], kids[2], kids[3]
+                cost = kids[4] if kids[7] else None
+                cost_source = "children" if kids[7] else None
+                llm_calls, unpriced = kids[5], kids[6]
+                local = kids[5] > 0 and kids[8] == kids[5]
+            else:
+                tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = 0
+                cost = None
+        self.latency_s = latency_s
+        self.model = model
+        self.provider = provider
+        self.tokens_in = tokens_in
+        self.tokens_out = tokens_out
+        self.cache_read_tokens = cache_read
+        self.cache_write_tokens = cache_write
+        self.cost_usd = cost
+        self.cost_source = cost_source
+        self.local = local
+        self.llm_calls = llm_calls
+        self.unpriced_calls = unpriced
         self.ended = True
         parent = self.parent
         if parent is not None and not parent.ended:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from time import perf_counter
@@ -23,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Spec:
     """What the decorator was told, fixed at decoration time."""
 
-    __slots__ = ("capture_io", "model", "model_default", "model_index", "name", "provider", "signature")
+    __slots__ = ("capture_io", "in_class", "model", "model_default", "model_index", "name", "provider", "signature")
 
     def __init__(
         self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None
@@ -31,6 +32,9 @@ class _Spec:
         func = getattr(fn, "__func__", fn)  # classmethod / staticmethod objects
         qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
         self.name = name or qualname.rsplit("<locals>.", 1)[-1]
+        # Defined in a class body ("Bot.reply", not "build" or "f.<locals>.build"): a method.
+        parts = qualname.rsplit(".", 2)
+        self.in_class = len(parts) > 1 and parts[-2] != "<locals>" and not isinstance(fn, staticmethod)
         self.provider = provider
         self.model = model
         self.capture_io = capture_io
@@ -88,6 +92,8 @@ def _capture_inputs(spec: _Spec, bound: bool, args: tuple[Any, ...], kwargs: dic
         if len(args) > len(params):
             named["*args"] = list(args[len(params) :])
         named.update(kwargs)
+        if not bound and spec.in_class and params:
+            named.pop(params[0], None)  # a method's receiver, passed in args by a plain wrapper
     return {k: REDACTED if _SECRET_NAME.search(k) else snapshot(v) for k, v in named.items()}
 
 
@@ -99,7 +105,7 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     exp = _current_exp.get()
     if exp is None or exp.finished:
         exp = _open[-1] if _open else None
-    call = Call(spec.name, parent, exp)
+    call = Call(spec.name, parent, exp, perf_counter())
     if exp is not None and (parent is None or parent.experiment is not exp):
         # A top-level call of this experiment: one row. It closes the previous row of this
         # thread or task, so that `exp.log()` between the two joined the previous one.
@@ -152,58 +158,45 @@ def _failed(call: Call, exc: BaseException) -> None:
         internal_error("recording an error", inner)
 
 
-# --- one wrapper per kind ------------------------------------------------------------------------
+# --- one runner per kind of callable ------------------------------------------------------------
 
 
-def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.enabled:
-            return wrapped(*args, **kwargs)
-        call = _begin(spec, instance, args, kwargs)
-        token = _current.set(call)
-        t0 = perf_counter()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            latency = perf_counter() - t0
-            _current.reset(token)
-            _failed(call, exc)
-            _end(call, spec, instance, latency, None, args, kwargs)
-            raise
+def _run_sync(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    call = _begin(spec, instance, args, kwargs)
+    token = _current.set(call)
+    t0 = call._t0
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
         latency = perf_counter() - t0
         _current.reset(token)
-        _end(call, spec, instance, latency, result, args, kwargs)
-        return result
+        _failed(call, exc)
+        _end(call, spec, instance, latency, None, args, kwargs)
+        raise
+    latency = perf_counter() - t0
+    _current.reset(token)
+    _end(call, spec, instance, latency, result, args, kwargs)
+    return result
 
-    return wrapper
 
-
-def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
-    async def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # Runs when awaited, in the awaiting task's context: the awaited time is measured, and
-        # the parent is the call running there (or the task creator's, copied by asyncio).
-        call = _begin(spec, instance, args, kwargs)
-        token = _current.set(call)
-        t0 = perf_counter()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            latency = perf_counter() - t0
-            _current.reset(token)
-            _failed(call, exc)
-            _end(call, spec, instance, latency, None, args, kwargs)
-            raise
+async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Runs when awaited, in the awaiting task's context: the awaited time is measured, and the
+    # parent is the call running there (or the task creator's, copied by asyncio).
+    call = _begin(spec, instance, args, kwargs)
+    token = _current.set(call)
+    t0 = call._t0
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
         latency = perf_counter() - t0
         _current.reset(token)
-        _end(call, spec, instance, latency, result, args, kwargs)
-        return result
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.enabled:
-            return wrapped(*args, **kwargs)
-        return run(wrapped, instance, args, kwargs)
-
-    return wrapper
+        _failed(call, exc)
+        _end(call, spec, instance, latency, None, args, kwargs)
+        raise
+    latency = perf_counter() - t0
+    _current.reset(token)
+    _end(call, spec, instance, latency, result, args, kwargs)
+    return result
 
 
 def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float) -> Usage | None:
@@ -213,74 +206,66 @@ def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float)
     return stream if found is None else merge(stream, found)
 
 
-def _gen_wrapper(spec: _Spec) -> Callable[..., Any]:
-    def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # The context is set around each step of the inner generator only: between items the
-        # consumer's code runs, and calls it makes are not children of this one.
-        call = _begin(spec, instance, args, kwargs)
-        t0 = perf_counter()
-        token = _current.set(call)
-        try:
-            gen = wrapped(*args, **kwargs)
-        finally:
-            _current.reset(token)
-        stream: Usage | None = None
-        n = 0
-        sent: Any = None
-        thrown: BaseException | None = None
-        result: Any = None
-        done = False
-        try:
-            while True:
-                token = _current.set(call)
-                try:
-                    if thrown is not None:
-                        exc, thrown = thrown, None
-                        item = gen.throw(exc)
-                    else:
-                        item = gen.send(sent)
-                except StopIteration as stop:
-                    result = stop.value
-                    done = True
-                    break
-                finally:
-                    _current.reset(token)
-                stream = _stream_item(call, stream, item, n, t0)
-                n += 1
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:
-                    thrown = exc
-        except GeneratorExit:
-            pass  # closed early, broken out of or collected: the call ends normally
-        except BaseException as exc:
-            _failed(call, exc)
-            done = True
-            raise
-        finally:
-            latency = perf_counter() - t0
-            if not done:
-                token = _current.set(call)
-                try:
-                    gen.close()
-                except BaseException as exc:
-                    _failed(call, exc)
-                    raise
-                finally:
-                    _current.reset(token)
-                    _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
-            else:
+def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The context is set around each step of the inner generator only: between items the
+    # consumer's code runs, and calls it makes are not children of this one.
+    call = _begin(spec, instance, args, kwargs)
+    t0 = call._t0
+    token = _current.set(call)
+    try:
+        gen = wrapped(*args, **kwargs)
+    finally:
+        _current.reset(token)
+    stream: Usage | None = None
+    n = 0
+    sent: Any = None
+    thrown: BaseException | None = None
+    result: Any = None
+    done = False
+    try:
+        while True:
+            token = _current.set(call)
+            try:
+                if thrown is not None:
+                    exc, thrown = thrown, None
+                    item = gen.throw(exc)
+                else:
+                    item = gen.send(sent)
+            except StopIteration as stop:
+                result = stop.value
+                done = True
+                break
+            finally:
+                _current.reset(token)
+            stream = _stream_item(call, stream, item, n, t0)
+            n += 1
+            try:
+                sent = yield item
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                thrown = exc
+    except GeneratorExit:
+        pass  # closed early, broken out of or collected: the call ends normally
+    except BaseException as exc:
+        _failed(call, exc)
+        done = True
+        raise
+    finally:
+        latency = perf_counter() - t0
+        if not done:
+            token = _current.set(call)
+            try:
+                gen.close()
+            except BaseException as exc:
+                _failed(call, exc)
+                raise
+            finally:
+                _current.reset(token)
                 _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
-        return result
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.enabled:
-            return wrapped(*args, **kwargs)
-        return run(wrapped, instance, args, kwargs)
-
-    return wrapper
+        else:
+            _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
+    return result
 
 
 def _final_usage(stream: Usage | None, result: Any) -> Any:
@@ -291,73 +276,118 @@ def _final_usage(stream: Usage | None, result: Any) -> Any:
     return stream
 
 
-def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
-    async def run(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(spec, instance, args, kwargs)
-        t0 = perf_counter()
-        agen = wrapped(*args, **kwargs)
-        stream: Usage | None = None
-        n = 0
-        sent: Any = None
-        thrown: BaseException | None = None
-        done = False
+async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    call = _begin(spec, instance, args, kwargs)
+    t0 = call._t0
+    agen = wrapped(*args, **kwargs)
+    stream: Usage | None = None
+    n = 0
+    sent: Any = None
+    thrown: BaseException | None = None
+    done = False
+    try:
+        while True:
+            token = _current.set(call)
+            try:
+                if thrown is not None:
+                    exc, thrown = thrown, None
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(sent)
+            except StopAsyncIteration:
+                done = True
+                break
+            finally:
+                _current.reset(token)
+            stream = _stream_item(call, stream, item, n, t0)
+            n += 1
+            try:
+                sent = yield item
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                thrown = exc
+    except GeneratorExit:
+        pass
+    except BaseException as exc:
+        _failed(call, exc)
+        done = True
+        raise
+    finally:
+        latency = perf_counter() - t0
         try:
-            while True:
+            if not done:
                 token = _current.set(call)
                 try:
-                    if thrown is not None:
-                        exc, thrown = thrown, None
-                        item = await agen.athrow(exc)
-                    else:
-                        item = await agen.asend(sent)
-                except StopAsyncIteration:
-                    done = True
-                    break
+                    await agen.aclose()
                 finally:
                     _current.reset(token)
-                stream = _stream_item(call, stream, item, n, t0)
-                n += 1
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:
-                    thrown = exc
-        except GeneratorExit:
-            pass
-        except BaseException as exc:
-            _failed(call, exc)
-            done = True
-            raise
         finally:
-            latency = perf_counter() - t0
-            try:
-                if not done:
-                    token = _current.set(call)
-                    try:
-                        await agen.aclose()
-                    finally:
-                        _current.reset(token)
-            finally:
-                _end(call, spec, instance, latency, stream, args, kwargs)
+            _end(call, spec, instance, latency, stream, args, kwargs)
 
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.enabled:
-            return wrapped(*args, **kwargs)
-        return run(wrapped, instance, args, kwargs)
+
+_SYNC, _ASYNC, _GEN, _ASYNCGEN = "sync", "async", "gen", "asyncgen"
+_RUNNERS: dict[str, Callable[..., Any]] = {
+    _SYNC: _run_sync,
+    _ASYNC: _run_async,
+    _GEN: _run_gen,
+    _ASYNCGEN: _run_asyncgen,
+}
+
+
+def _kind_of(fn: Any) -> str:
+    func = inspect.unwrap(getattr(fn, "__func__", fn))
+    if inspect.isasyncgenfunction(func):
+        return _ASYNCGEN
+    if inspect.iscoroutinefunction(func):
+        return _ASYNC
+    if inspect.isgeneratorfunction(func):
+        return _GEN
+    return _SYNC
+
+
+def _closure(spec: _Spec, fn: Any, kind: str) -> Any:
+    """A plain function wrapper: about 0.35 us cheaper per call than wrapt's proxy, and a plain
+    function is bound as a method by Python itself. Its own kind (coroutine function, generator
+    function) is the wrapped one's, so `inspect` sees the same thing."""
+    if kind == _ASYNC:
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not config.enabled:
+                return await fn(*args, **kwargs)
+            return await _run_async(spec, fn, None, args, kwargs)
+
+    elif kind == _GEN:
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not config.enabled:
+                return (yield from fn(*args, **kwargs))
+            return (yield from _run_gen(spec, fn, None, args, kwargs))
+
+    else:
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not config.enabled:
+                return fn(*args, **kwargs)
+            return _run_sync(spec, fn, None, args, kwargs)
 
     return wrapper
 
 
-def _kind_of(fn: Any) -> Callable[[_Spec], Callable[..., Any]]:
-    func = inspect.unwrap(getattr(fn, "__func__", fn))
-    if inspect.isasyncgenfunction(func):
-        return _asyncgen_wrapper
-    if inspect.iscoroutinefunction(func):
-        return _async_wrapper
-    if inspect.isgeneratorfunction(func):
-        return _gen_wrapper
-    return _sync_wrapper
+def _wrapt(spec: _Spec, fn: Any, kind: str) -> Any:
+    """wrapt's proxy for what a plain function wrapper cannot be: classmethod and staticmethod
+    objects, callable objects, and async generators (whose kind a wrapper must share)."""
+    runner = _RUNNERS[kind]
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not config.enabled:
+            return wrapped(*args, **kwargs)
+        return runner(spec, wrapped, instance, args, kwargs)
+
+    return wrapt.FunctionWrapper(fn, wrapper)
 
 
 def _check(label: str, value: Any) -> None:
@@ -412,7 +442,10 @@ def tracked(
         if not callable(fn) and not isinstance(fn, (classmethod, staticmethod)):
             raise TypeError(f"@tracked decorates functions and methods, got {type(fn).__name__}")
         spec = _Spec(fn, name, provider, model, capture_io)
-        return wrapt.FunctionWrapper(fn, _kind_of(fn)(spec))
+        kind = _kind_of(fn)
+        if inspect.isfunction(fn) and kind != _ASYNCGEN:
+            return _closure(spec, fn, kind)
+        return _wrapt(spec, fn, kind)
 
     if fn is None:
         return decorate

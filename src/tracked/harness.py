@@ -22,6 +22,7 @@ call's row instead of counting it twice.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ class ExperimentTracker:
             self._joined = last
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
-        call = Call("result", None, exp)
+        call = Call("result", None, exp, time.perf_counter())
         call.latency_s = _cost(_field(result, "latency_s")) or 0.0
         call.tokens_in = _count(_field(result, "tokens_in")) or 0
         call.tokens_out = _count(_field(result, "tokens_out")) or 0

@@ -30,6 +30,9 @@ class Price(NamedTuple):
     local: bool = False
 
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__, on the hot path
+_monotonic = time.monotonic
+_INF = math.inf
 _LOCAL = Price(0.0, "local", True)
 _UNPRICED = Price(None, None)
 
@@ -156,7 +159,7 @@ def price(
                 return _UNPRICED
     cache_key = (provider, model)
     rates = _cache.get(cache_key)
-    if rates is None or rates.expires < time.monotonic() or rates.generation != config.generation:
+    if rates is None or rates.generation != config.generation or rates.expires < _monotonic():
         if rates is None and cache_key in _cache:  # known miss
             return _UNPRICED
         try:
@@ -175,7 +178,9 @@ def price(
             return _UNPRICED
     try:
         if rates.tier_start is None or (0 <= tokens_in <= rates.tier_start):
-            uncached = max(tokens_in - cache_read - cache_write, 0)
+            uncached = tokens_in - cache_read - cache_write
+            if uncached < 0:
+                uncached = 0
             cost = (
                 rates.base
                 + uncached * rates.per_in
@@ -187,9 +192,9 @@ def price(
             cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
     except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
         return _UNPRICED
-    if not math.isfinite(cost):
+    if not 0.0 <= cost < _INF:  # also false for NaN
         return _UNPRICED
-    return Price(cost, rates.source)
+    return _new(Price, (cost, rates.source, False))
 
 
 def _clear_cache() -> None:

@@ -45,27 +45,45 @@ def merge(old: Usage | None, new: Usage) -> Usage:
     return Usage._make(o if n is None else n for o, n in zip(old, new, strict=True))
 
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__, on the hot path
+
 # --- value coercion: everything a provider reports is checked, nothing is trusted ---------------
 
 # Whether a type is a Mapping, remembered: an ABC isinstance check per field read is too slow.
 _is_mapping: dict[type, bool] = {dict: True}
 
 
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
+def _mapping(obj: Any) -> bool:
     kind = type(obj)
     mapping = _is_mapping.get(kind)
     if mapping is None:
         mapping = isinstance(obj, Mapping)
         if len(_is_mapping) < 4096:
             _is_mapping[kind] = mapping
-    if mapping:
+    return mapping
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if _mapping(obj):
         try:
             return obj.get(key)
         except Exception:  # unhashable-key mappings, odd user classes
             return None
     return getattr(obj, key, None)
+
+
+def _two(obj: Any, a: str, b: str) -> tuple[Any, Any]:
+    """Two fields at once (the extractors' hot path reads pairs)."""
+    if obj is None:
+        return None, None
+    if _mapping(obj):
+        try:
+            return obj.get(a), obj.get(b)
+        except Exception:
+            return None, None
+    return getattr(obj, a, None), getattr(obj, b, None)
 
 
 def _count(value: Any) -> int | None:
@@ -112,41 +130,48 @@ def _from_usage(obj: Any) -> Usage | None:
     return obj if type(obj) is Usage else None
 
 
+# Whether a class declares LiteLLM's `_hidden_params` (as a class attribute or a pydantic private
+# attribute), remembered: asking a pydantic class for a missing attribute raises inside.
+_declares_hidden: dict[type, bool] = {}
+
+
 def _has_hidden_params(obj: Any) -> bool:
-    # Checked without getattr: a missing attribute costs an exception on pydantic models.
-    if hasattr(type(obj), "_hidden_params"):
-        return True
-    private = getattr(obj, "__pydantic_private__", None)
-    if isinstance(private, dict) and "_hidden_params" in private:
-        return True
-    return "_hidden_params" in getattr(obj, "__dict__", ())
+    kind = type(obj)
+    declared = _declares_hidden.get(kind)
+    if declared is None:
+        declared = any(
+            "_hidden_params" in vars(c) or "_hidden_params" in (vars(c).get("__private_attributes__") or ())
+            for c in kind.__mro__
+        )
+        if len(_declares_hidden) < 4096:
+            _declares_hidden[kind] = declared
+    return declared or "_hidden_params" in getattr(obj, "__dict__", ())
 
 
 def _from_openai_chat(obj: Any) -> Usage | None:
     """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses."""
-    usage = _get(obj, "usage")
-    tokens_in = _count(_get(usage, "prompt_tokens"))
-    tokens_out = _count(_get(usage, "completion_tokens"))
+    usage, model = _two(obj, "usage", "model")
+    if usage is None:
+        return None
+    tokens_in, tokens_out = _two(usage, "prompt_tokens", "completion_tokens")
+    # Plain non-negative ints are the common case: checked inline, the rest by _count.
+    if not (type(tokens_in) is int and tokens_in >= 0):
+        tokens_in = _count(tokens_in)
+    if not (type(tokens_out) is int and tokens_out >= 0):
+        tokens_out = _count(tokens_out)
     if tokens_in is None and tokens_out is None:
         return None
-    details = _get(usage, "prompt_tokens_details")
-    cached = _count(_get(details, "cached_tokens"))
-    cache_write = _count(_get(details, "cache_write_tokens"))
+    cached, cache_write = _two(_get(usage, "prompt_tokens_details"), "cached_tokens", "cache_write_tokens")
+    cached, cache_write = _count(cached), _count(cache_write)
     cost = provider = None
     if _has_hidden_params(obj):  # LiteLLM computes its own cost
         hidden = getattr(obj, "_hidden_params", None)
         if isinstance(hidden, Mapping):
             cost = _cost(hidden.get("response_cost"))
             provider = _name(hidden.get("custom_llm_provider"))
-    return Usage(
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cache_read_tokens=cached or None,
-        cache_write_tokens=cache_write or None,
-        model=_name(_get(obj, "model")),
-        provider=provider,
-        cost_usd=cost,
-    )
+    if not (type(model) is str and 0 < len(model) <= 256):
+        model = None
+    return _new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, provider, cost))
 
 
 def _from_input_output(obj: Any) -> Usage | None:
