@@ -112,16 +112,21 @@ def _pick(text: str, options: list[str]) -> str:
     return options[0] if text.startswith(options[0]) or f"the {options[0]}." in text else options[1]
 
 
-def single(task: dict[str, Any]) -> str:
-    reply = call_llm(task["question"], task["options"])
+def single(task: dict[str, Any], temperature: float = 0.7) -> str:
+    reply = call_llm(task["question"], task["options"], temperature=temperature)
     return _pick(reply["message"]["content"], task["options"])
 
 
-def debate(task: dict[str, Any], n_debaters: int = 3, rounds: int = 2) -> str:
+def debate(task: dict[str, Any], temperature: float = 0.7, n_debaters: int = 3, rounds: int = 2) -> str:
     transcript = task["question"]
     for r in range(rounds):
         replies = [
-            call_llm(f"{transcript}\nDebater {d + 1}, round {r + 1}: argue your answer.", task["options"], seed=d)
+            call_llm(
+                f"{transcript}\nDebater {d + 1}, round {r + 1}: argue your answer.",
+                task["options"],
+                temperature=temperature,
+                seed=d,
+            )
             for d in range(n_debaters)
         ]
         transcript += "\n" + "\n".join(reply["message"]["content"] for reply in replies)
@@ -129,27 +134,25 @@ def debate(task: dict[str, Any], n_debaters: int = 3, rounds: int = 2) -> str:
     return _pick(verdict["choices"][0]["message"]["content"], task["options"])
 
 
-def self_consistency(task: dict[str, Any], n_samples: int = 5) -> str:
+def self_consistency(task: dict[str, Any], temperature: float = 0.9, n_samples: int = 5) -> str:
     votes = Counter(
         _pick(
-            call_llm(task["question"], task["options"], temperature=0.9, seed=s)["message"]["content"], task["options"]
+            call_llm(task["question"], task["options"], temperature=temperature, seed=s)["message"]["content"],
+            task["options"],
         )
         for s in range(n_samples)
     )
     return votes.most_common(1)[0][0]
 
 
-_RUN: dict[str, Callable[[dict[str, Any]], str]] = {
-    "single": single,
-    "debate": debate,
-    "self_consistency": self_consistency,
-}
+_RUN: dict[str, Callable[..., str]] = {"single": single, "debate": debate, "self_consistency": self_consistency}
+_TEMPERATURE = {"single": 0.7, "debate": 0.7, "self_consistency": 0.9}
 
 
 @tracked
-def run_strategy(strategy: str, task: dict[str, Any]) -> str:
+def run_strategy(strategy: str, task: dict[str, Any], temperature: float | None = None) -> str:
     """One task with one strategy; its LLM calls roll up into this call."""
-    return _RUN[strategy](task)
+    return _RUN[strategy](task, temperature=_TEMPERATURE[strategy] if temperature is None else temperature)
 
 
 def run_demo(n_tasks: int, dir: str, progress: Callable[[str, int], None] | None = None) -> Any:

@@ -7,6 +7,7 @@ import atexit
 import functools
 import heapq
 import inspect
+import json
 import os
 import queue
 import sys
@@ -167,6 +168,7 @@ class Experiment:
         self._started_at = 0.0
         self._had_rows = False
         self._worker_dir: Path | None = None  # set by attach(): this is a worker's part
+        self.sweep: dict[str, Any] | None = None  # the trial of a `tracked sweep` this is
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -232,6 +234,8 @@ class Experiment:
                 self._local_requested = parent._local_requested
         if self._local_requested is None:
             self._local_requested = True
+        if parent is None and self._worker_dir is None:
+            self._join_sweep()
         self._open_sinks()
         self._token = _current_exp.set(self)
         _open.append(self)
@@ -515,6 +519,25 @@ class Experiment:
         self._pump_thread = threading.Thread(target=self._pump, name=f"tracked-{self.name}", daemon=True)
         self._pump_thread.start()
 
+    def _join_sweep(self) -> None:
+        """Under `tracked sweep`, the trial's parameters win over the config in the code, and the
+        experiment is in the sweep's group."""
+        params = os.environ.get("TRACKED_SWEEP_PARAMS")
+        if not params:
+            return
+        try:
+            values = json.loads(params)
+            sweep = json.loads(os.environ.get("TRACKED_SWEEP") or "{}")
+        except ValueError:
+            warn_once("bad-sweep-env", "tracked: TRACKED_SWEEP_PARAMS is not JSON; ignored")
+            return
+        if isinstance(values, dict):
+            self.config.update(clean(values, "config"))
+        if isinstance(sweep, dict):
+            self.sweep = {**sweep, "params": values}
+            if self.group is None and isinstance(sweep.get("name"), str):
+                self.group = sweep["name"]
+
     def _tracked_info(self) -> dict[str, Any]:
         info = dict(self.system)
         chain = []
@@ -539,6 +562,7 @@ class Experiment:
             "parent": self.parent.path.name if self.parent is not None and self.parent.path else None,
             "started_at": self._started_at,
             "system": self._tracked_info(),
+            **({"sweep": self.sweep} if self.sweep else {}),
         }
 
     def _write_config(self) -> None:

@@ -68,19 +68,33 @@ def _store_root(arg: str | None) -> Path:
 # --- compare ----------------------------------------------------------------------------------
 
 
+TRIAL = "trial"
+
+
+def _label(exp: StoredExperiment, by: str) -> str:
+    if by == TRIAL:  # one row per sweep trial, named by its parameters
+        sweep = exp.meta.get("sweep") or {}
+        params = sweep.get("params") if isinstance(sweep, dict) else None
+        if isinstance(params, dict):
+            return " ".join(f"{k}={v}" for k, v in params.items())
+        return exp.path.name
+    value = exp.config[by]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None) -> list[dict[str, Any]]:
-    """One row per value of config key `by`: totals and the mean of each custom metric."""
+    """One row per value of config key `by` (or per sweep trial): totals and each custom metric's mean."""
     # A parent whose rows are all its children's would count them twice: only experiments with
     # rows of their own (or no children) are compared.
     chosen = [
         e for e in experiments
-        if by in e.config and (group is None or e.group == group) and (e.rows or not e.summary.get("children"))
+        if (by == TRIAL or by in e.config)
+        and (group is None or e.group == group)
+        and (e.rows or not e.summary.get("children"))
     ]  # fmt: skip
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
-        buckets.setdefault(
-            json.dumps(exp.config[by]) if not isinstance(exp.config[by], str) else exp.config[by], []
-        ).append(exp)
+        buckets.setdefault(_label(exp, by), []).append(exp)
     metrics = sorted({m for e in chosen for m in e.metrics()})
     out = []
     for value, exps in buckets.items():
@@ -152,13 +166,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.group is not None and not any(e.group == args.group for e in experiments):
         groups = sorted({e.group for e in experiments if e.group})
         raise UsageError(f"no experiments in group {args.group!r} under {root} (groups: {', '.join(groups) or 'none'})")
-    rows = compare_rows(experiments, args.by, args.group)
+    sweep_metric = _sweep_metric(experiments, args.group) if args.group is not None else None
+    by = args.by or (TRIAL if sweep_metric is not None else "strategy")
+    rows = compare_rows(experiments, by, args.group)
     if not rows:
         keys = sorted({k for e in experiments for k in e.config})
-        raise UsageError(f"no experiment has config key {args.by!r} (keys: {', '.join(keys) or 'none'})")
+        raise UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
     metric, goal = args.metric, args.goal
-    if metric is None and args.group is not None:
-        metric, goal = _sweep_metric(experiments, args.group) or (None, goal)
+    if metric is None and sweep_metric and sweep_metric[0]:
+        metric, goal = sweep_metric
     rows = _sort_rows(rows, metric, goal)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -169,20 +185,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        title = (
-            f"by {args.by}"
-            + (f" in group {args.group}" if args.group else "")
-            + (f", ranked by {metric} ({goal})" if metric else "")
-        )
-        _console().print(render_compare(rows, args.by, title))
+        title = f"by {by}" + (f" in group {args.group}" if args.group else "")
+        title += f", ranked by {metric} ({goal})" if metric else ""
+        _console().print(render_compare(rows, by, title))
     return 0
 
 
 def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str, str] | None:
+    """The metric and goal of the sweep whose group this is: None if it is not a sweep's group,
+    an empty pair for a sweep without a metric."""
     for exp in experiments:
         sweep = exp.meta.get("sweep") if exp.group == group else None
-        if isinstance(sweep, dict) and isinstance(sweep.get("metric"), str):
-            return sweep["metric"], sweep.get("goal", "maximize")
+        if isinstance(sweep, dict) and sweep.get("name") == group:
+            metric = sweep.get("metric")
+            return (metric, sweep.get("goal") or "minimize") if isinstance(metric, str) else ("", "")
     return None
 
 
@@ -276,6 +292,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweep ------------------------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ._sweep import SweepError, describe, run_sweep
+
+    path = Path(args.file)
+    store = Path(args.dir)
+    console = _console()
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
+            task = bar.add_task(f"sweep {path.name}", total=None)
+
+            def progress(done: int, total: int | None, trial: Any) -> None:
+                bar.update(task, completed=done, total=total)
+                if trial is not None:
+                    bar.console.print(escape(describe(trial)))
+
+            state = run_sweep(path, count=args.count, parallel=args.parallel, store=store, on_progress=progress)
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print("sweep stopped; run the same command again to resume", markup=False)
+        return 130
+    failed = [t for t in state.trials if t.status == "failed"]
+    console.print(
+        f"sweep {state.name}: {len(state.trials)} trials, {len(failed)} failed; "
+        f"compare them with: tracked compare {store} --group {state.name}",
+        markup=False,
+    )
+    return 1 if failed and len(failed) == len(state.trials) else 0
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 
@@ -313,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="One row per value of a config key (default: strategy), with totals and each custom metric's mean.",
     )
     compare.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
-    compare.add_argument("--by", default="strategy", help="config key to compare by (default: strategy)")
+    compare.add_argument(
+        "--by", help="config key to compare by (default: strategy; for a sweep's group, one row per trial)"
+    )
     compare.add_argument("--group", help="only experiments of this group (a sweep's name, for example)")
     compare.add_argument("--metric", help="rank by the mean of this metric")
     compare.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="ranking direction")
@@ -334,6 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("target", nargs="?", help="a store or one experiment directory (default: TRACKED_DIR, else here)")
     sync.add_argument("--offline", action="store_true", help="write offline W&B runs even when credentials exist")
     sync.set_defaults(fn=cmd_sync)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a W&B sweep.yaml on this machine, without a W&B server",
+        description=(
+            "Run the trials of a W&B sweep file (grid, random or bayes, chosen by W&B's `sweeps` engine) "
+            "as `wandb agent` would run them, up to --parallel at a time. Each trial is an experiment in a group "
+            "named after the sweep, its parameters in exp.config. Running the same command again resumes."
+        ),
+    )
+    sweep.add_argument("file", help="the sweep.yaml (program, method, metric, parameters)")
+    sweep.add_argument("--count", type=int, help="trials in all (required for random and bayes; grid: all)")
+    sweep.add_argument("--parallel", type=int, default=1, help="trials at a time (default 1)")
+    sweep.add_argument("--dir", default=".", help="the store: experiments/ and sweeps/ (default: here)")
+    sweep.set_defaults(fn=cmd_sweep)
     return parser
 
 
