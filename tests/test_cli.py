@@ -127,11 +127,11 @@ def wandb_run_dirs(root: Path) -> list[Path]:
 
 # --- --help -----------------------------------------------------------------------------------------
 
-SUBCOMMANDS = ["demo", "ls", "compare", "sync"]
+SUBCOMMANDS = ["demo", "ls", "compare", "sync", "sweep"]
 
 
 def test_the_parser_has_exactly_the_documented_subcommands():
-    """The subcommands checked below are all the parser has: demo, ls, compare, sync."""
+    """The subcommands checked below are all the parser has: demo, ls, compare, sync, sweep."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(SUBCOMMANDS)

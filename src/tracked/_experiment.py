@@ -165,6 +165,9 @@ class Experiment:
         self._sink_errors: dict[str, str] = {}
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._pump_thread: threading.Thread | None = None
+        self._wandb_queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wandb_thread: threading.Thread | None = None
+        self._closed = False
         self._started_at = 0.0
         self._had_rows = False
         self._worker_dir: Path | None = None  # set by attach(): this is a worker's part
@@ -502,9 +505,7 @@ class Experiment:
                 "config": {**self.config, "_tracked": self._tracked_info()},
             }
             if self._dir is not None:
-                wandb_dir = self._dir
-                wandb_dir.mkdir(parents=True, exist_ok=True)
-                kwargs["dir"] = str(wandb_dir)
+                kwargs["dir"] = str(self._dir)
             self._wandb = WandbSink(mode, {k: v for k, v in kwargs.items() if v is not None}, adopted=sweep_run)
             if sweep_run is not None or os.environ.get("WANDB_SWEEP_ID"):
                 # Under a sweep the parameters come from W&B: the run is needed now, so that
@@ -516,8 +517,7 @@ class Experiment:
                 except Exception as exc:
                     self._sink_failed("wandb", exc)
         self._write_config()
-        self._pump_thread = threading.Thread(target=self._pump, name=f"tracked-{self.name}", daemon=True)
-        self._pump_thread.start()
+        self._start_threads()
 
     def _join_sweep(self) -> None:
         """Under `tracked sweep`, the trial's parameters win over the config in the code, and the
@@ -573,12 +573,13 @@ class Experiment:
                 self._sink_failed("local", exc)
 
     def _send(self, kind: str, payload: Any) -> None:
-        if self._wandb is not None or kind == "call":
-            self._queue.put((kind, payload))
+        """Queue work for the W&B thread (nothing when W&B is off or has failed)."""
+        if self._wandb is not None:
+            self._wandb_queue.put((kind, payload))
 
     def _sink_failed(self, sink: str, exc: BaseException) -> None:
-        if sink in self._sink_errors:
-            return
+        if sink in self._sink_errors or self._closed:
+            return  # one warning per sink; nothing after the end (a W&B call that came back late)
         self._sink_errors[sink] = f"{type(exc).__name__}: {exc}"
         other = "the local store keeps everything" if sink == "wandb" else "W&B keeps going"
         warn_once(
@@ -595,8 +596,17 @@ class Experiment:
         if sink == "wandb":
             self._wandb = None
 
+    def _start_threads(self) -> None:
+        self._pump_thread = threading.Thread(target=self._pump, name=f"tracked-calls-{self.name}", daemon=True)
+        self._pump_thread.start()
+        if self._wandb is not None:
+            self._wandb_thread = threading.Thread(
+                target=self._wandb_loop, name=f"tracked-wandb-{self.name}", daemon=True
+            )
+            self._wandb_thread.start()
+
     def _pump(self) -> None:
-        """Off the caller's path: call records to calls.jsonl and the W&B table, rows to W&B."""
+        """Off the caller's path: call records to calls.jsonl, and on to the W&B thread's table."""
         q = self._queue
         try:
             # Load the price data now rather than in the first priced call.
@@ -612,19 +622,16 @@ class Experiment:
                 while True:
                     if kind == "call":
                         calls.append(payload)
+                        if len(calls) >= 512:
+                            self._flush_calls(calls)
+                            calls = []
                     else:
                         if calls:
                             self._flush_calls(calls)
                             calls = []
                         if kind == "stop":
                             return
-                        if kind == "records":
-                            self._flush_records(payload)
-                        else:
-                            self._wandb_do(kind, payload)
-                    if len(calls) >= 512:
-                        self._flush_calls(calls)
-                        calls = []
+                        self._flush_records(payload)
                     try:
                         kind, payload = q.get_nowait()
                     except queue.Empty:
@@ -635,7 +642,8 @@ class Experiment:
                 internal_error("the experiment's pump thread", exc)
 
     def _flush_calls(self, calls: list[Call]) -> None:
-        self._flush_records([c.to_record() for c in calls])
+        if self._local is not None or self._wandb is not None:
+            self._flush_records([c.to_record() for c in calls])
 
     def _flush_records(self, records: list[dict[str, Any]]) -> None:
         if self._local is not None:
@@ -643,30 +651,33 @@ class Experiment:
                 self._local.write_calls(records)
             except Exception as exc:
                 self._sink_failed("local", exc)
-        sink = self._wandb
-        if sink is not None:
+        self._send("calls", records)
+
+    def _wandb_loop(self) -> None:
+        """The W&B thread: every W&B call happens here, so a slow or stuck W&B holds up nothing else."""
+        q = self._wandb_queue
+        while True:
+            kind, payload = q.get()
+            if kind == "stop":
+                return
+            sink = self._wandb
+            if sink is None:
+                continue  # failed: drain without calling it again
             try:
-                sink.calls(records)
+                if kind == "row":
+                    sink.log(payload)
+                elif kind == "calls":
+                    sink.calls(payload)
+                elif kind == "notes":
+                    sink.set_notes(payload)
+                elif kind == "tags":
+                    sink.set_tags(payload)
+                elif kind == "save":
+                    sink.save(*payload)
+                elif kind == "finish":
+                    sink.finish(*payload)
             except Exception as exc:
                 self._sink_failed("wandb", exc)
-
-    def _wandb_do(self, kind: str, payload: Any) -> None:
-        sink = self._wandb
-        if sink is None:
-            return
-        try:
-            if kind == "row":
-                sink.log(payload)
-            elif kind == "notes":
-                sink.set_notes(payload)
-            elif kind == "tags":
-                sink.set_tags(payload)
-            elif kind == "save":
-                sink.save(*payload)
-            elif kind == "finish":
-                sink.finish(*payload)
-        except Exception as exc:
-            self._sink_failed("wandb", exc)
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -679,6 +690,9 @@ class Experiment:
                 # Finished from another context (another cell, thread or task): that context
                 # falls back to the open-experiments stack, which no longer holds this one.
                 pass
+        last = _last_row.get()
+        if last is not None and last.experiment is self:
+            _last_row.set(None)  # the finished experiment is not kept alive by this context
 
     def _close(self, status: str) -> None:
         if self.finished or not self.started:
@@ -691,17 +705,28 @@ class Experiment:
             with self._lock:
                 for step in sorted(self._open_rows):
                     self._seal_row(self._open_rows[step])
-            summary = self._final_summary()
-            if "local" in self._sink_errors:
-                summary["sinks/local"] = f"failed: {self._sink_errors['local']}"
-            exit_code = 0 if status == "finished" else 1
-            force = not self.children or self._had_rows
-            self._send("finish", (dict(summary), exit_code, force))
+            # 1. Every call record to calls.jsonl (and on to the W&B thread).
             self._queue.put(("stop", None))
             if self._pump_thread is not None:
                 self._pump_thread.join(FINISH_TIMEOUT_S)
-                if self._pump_thread.is_alive():
-                    self._sink_failed("wandb", TimeoutError(f"W&B did not finish within {FINISH_TIMEOUT_S:.0f} s"))
+            # 2. The local store's state is known before W&B is told.
+            if self._local is not None:
+                if not (self._local.path / "results.jsonl").exists():
+                    self._sink_failed("local", FileNotFoundError(f"{self._local.path} was removed while it ran"))
+                else:
+                    self._write_config()
+            summary = self._final_summary()
+            if "local" in self._sink_errors:
+                summary["sinks/local"] = f"failed: {self._sink_errors['local']}"
+            # 3. W&B: summary, calls table, end of the run; bounded.
+            exit_code = 0 if status == "finished" else 1
+            force = not self.children or self._had_rows
+            self._send("finish", (dict(summary), exit_code, force))
+            if self._wandb_thread is not None:
+                self._wandb_queue.put(("stop", None))
+                self._wandb_thread.join(FINISH_TIMEOUT_S)
+                if self._wandb_thread.is_alive():
+                    self._sink_failed("wandb", TimeoutError(f"W&B did not finish within {FINISH_TIMEOUT_S:g} s"))
             if self._wandb is not None:
                 summary["wandb"] = self._wandb.info()
                 if self._wandb.table_truncated:
@@ -712,17 +737,21 @@ class Experiment:
                 if self._wandb is not None or "wandb" in self._sink_errors
                 else "off",
             }
+            # 4. The summary last: its presence says the experiment ended.
             if self._local is not None:
-                self._write_config()
                 try:
                     self._local.write_summary(summary)
                     self._local.close()
                 except Exception as exc:
                     self._sink_failed("local", exc)
+                    summary["sinks"]["local"] = self._sink_errors.get("local", "failed")
             self.final_summary = summary
         except Exception as exc:
             internal_error("finishing an experiment", exc)
         finally:
+            self._closed = True
+            if self._wandb is not None:
+                self._wandb.release()
             if self in _open:
                 _open.remove(self)
             if self.parent is not None:
@@ -787,6 +816,8 @@ class Experiment:
 def _status_for(exc: BaseException | None) -> str:
     if exc is None:
         return "finished"
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return "finished"  # sys.exit(0) is a normal end
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return "interrupted"
     return "failed"

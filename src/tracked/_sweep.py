@@ -323,7 +323,7 @@ def run_sweep(
                 )
                 state.trials.append(trial)
                 state.save(state_path)
-                log = open(logs / f"{trial.id}.log", "wb")  # noqa: SIM115 - closed when the trial ends
+                log = open(logs / f"{trial.id}.log", "wb")
                 json_file = Path(tempfile.mkstemp(prefix="tracked-sweep-", suffix=".json")[1])
                 proc = subprocess.Popen(
                     trial_command(spec, params, json_file),

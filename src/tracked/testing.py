@@ -161,6 +161,14 @@ class LocalExperiment:
     summary: dict[str, Any]
 
 
+def _warn(message: str) -> None:
+    import warnings
+
+    from ._config import TrackedWarning
+
+    warnings.warn(f"tracked: {message}", TrackedWarning, stacklevel=3)
+
+
 def read_experiment(path: str | Path) -> LocalExperiment:
     """Read an experiment directory of the local store (rows with joined metrics merged)."""
     path = Path(path)
@@ -172,7 +180,7 @@ def read_experiment(path: str | Path) -> LocalExperiment:
     return LocalExperiment(
         path=path,
         config=load("config.json"),
-        rows=read_rows(path / "results.jsonl"),
-        calls=list(read_jsonl(path / "calls.jsonl")),
+        rows=read_rows(path / "results.jsonl", warn=_warn),
+        calls=list(read_jsonl(path / "calls.jsonl", warn=_warn)),
         summary=load("summary.json"),
     )

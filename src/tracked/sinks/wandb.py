@@ -114,6 +114,8 @@ class WandbSink:
         atexit.unregister(_experiment._finish_open_experiments)
         atexit.register(_experiment._finish_open_experiments)
         kwargs = dict(self._init_kwargs or {})
+        if "dir" in kwargs:
+            Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
         try:
             self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)  # type: ignore[arg-type]
@@ -190,6 +192,10 @@ class WandbSink:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)  # a copy in the run's files, not a symlink to the user's file
         run.save(str(dest), base_path=run.dir, policy="now")
+
+    def release(self) -> None:
+        """After the end: the calls table is not kept in memory."""
+        self._table = []
 
     def finish(self, summary: Mapping[str, Any], exit_code: int, force: bool) -> None:
         """Write the summary and the calls table, then end the run. Without rows or files the run
