@@ -351,7 +351,7 @@ def run_sweep(
                 if on_progress:
                     on_progress(done(), total, trial)
     except KeyboardInterrupt:
-        for proc, trial, _, log in running.values():
+        for proc, *_ in running.values():
             try:
                 os.killpg(proc.pid, signal.SIGINT)
             except OSError:
