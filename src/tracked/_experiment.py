@@ -414,8 +414,10 @@ class Experiment:
                 call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
             )  # fmt: skip
             self._count_metrics({}, call.metrics or {})
-            self._write_row(row)
             self._open_rows[row.step] = row
+        # Outside the lock: the write is one syscall that other threads need not wait for. Metrics
+        # joined later come from this same thread or task, after this returns.
+        self._write_row(row)
 
     def _count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Keep the metric means right when a row's metrics are set or replaced."""

@@ -87,9 +87,13 @@ def _default(value: Any) -> Any:
     return repr(value)
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(record: Mapping[str, Any]) -> str:
     """One JSON line; NaN and infinity are written as JSON's common extension (Python reads them back)."""
-    return json.dumps(record, default=_default, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(record)
 
 
 def is_number(value: Any) -> TypeGuard[int | float]:
