@@ -17,7 +17,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -91,7 +90,7 @@ def load_sweep(path: Path) -> SweepSpec:
             raise _fail(path, key, "`values`, `value`, or `min` and `max` (or a `distribution`)", spec)
         if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
             raise _fail(path, f"{key}.values", "a non-empty list", spec["values"])
-        if method == "grid" and "values" not in spec and "value" not in spec:
+        if method == "grid" and not {"values", "value", "parameters"} & set(spec):
             raise _fail(path, key, "`values` or `value` (a grid sweep needs a finite set)", spec)
         if ("min" in spec) != ("max" in spec):
             raise _fail(path, key, "both `min` and `max`", spec)
@@ -151,12 +150,33 @@ def _resolve_program(path: Path, program: str) -> Path:
     return path.parent / program
 
 
-def _args(params: dict[str, Any]) -> list[str]:
+def _args(params: dict[str, Any], form: str = "${args}") -> list[str]:
+    """The parameters as arguments, in the forms of `wandb agent`'s macros."""
+    if form == "${args_no_hyphens}":
+        return [f"{k}={v}" for k, v in params.items()]
+    if form == "${args_no_equals}":
+        return [part for k, v in params.items() for part in (f"--{k}", str(v))]
+    if form == "${args_append_hydra}":
+        return [f"+{k}={v}" for k, v in params.items()]
+    if form == "${args_override_hydra}":
+        return [f"++{k}={v}" for k, v in params.items()]
+    if form == "${args_no_boolean_flags}":  # True: a bare flag, False: left out
+        return [f"--{k}" if v is True else f"--{k}={v}" for k, v in params.items() if v is not False]
     return [f"--{k}={v}" for k, v in params.items()]
 
 
-def trial_command(spec: SweepSpec, params: dict[str, Any], json_file: Path) -> list[str]:
-    """The trial's command line, as `wandb agent` builds it."""
+_ARG_MACROS = {
+    "${args}",
+    "${args_no_hyphens}",
+    "${args_no_equals}",
+    "${args_append_hydra}",
+    "${args_override_hydra}",
+    "${args_no_boolean_flags}",
+}
+
+
+def trial_command(spec: SweepSpec, params: dict[str, Any], workdir: Path) -> list[str]:
+    """The trial's command line, as `wandb agent` builds it (macros it does not know are dropped)."""
     program = str(_resolve_program(spec.path, spec.program)) if spec.program else ""
     parts = spec.command or ["${env}", "${interpreter}", "${program}", "${args}"]
     out: list[str] = []
@@ -168,15 +188,16 @@ def trial_command(spec: SweepSpec, params: dict[str, Any], json_file: Path) -> l
             out.append(sys.executable)
         elif part == "${program}":
             out.append(program)
-        elif part == "${args}":
-            out.extend(_args(params))
-        elif part == "${args_no_hyphens}":
-            out.extend(f"{k}={v}" for k, v in params.items())
+        elif part in _ARG_MACROS:
+            out.extend(_args(params, part))
         elif part == "${args_json}":
             out.append(json.dumps(params))
         elif part == "${args_json_file}":
+            json_file = workdir / "params.json"
             json_file.write_text(json.dumps(params))
             out.append(str(json_file))
+        elif part.startswith("${") and part.endswith("}"):
+            continue  # a macro wandb agent does not know either
         else:
             out.append(part.replace("${program}", program).replace("${interpreter}", sys.executable))
     return out
@@ -263,7 +284,13 @@ def _sweep_runs(spec: SweepSpec, trials: list[Trial]) -> list[Any]:
 
 
 def _grid_size(spec: SweepSpec) -> int:
-    return math.prod(len(p["values"]) if "values" in p else 1 for p in spec.parameters.values())
+    def size(params: dict[str, Any]) -> int:
+        return math.prod(
+            len(p["values"]) if "values" in p else size(p["parameters"]) if isinstance(p.get("parameters"), dict) else 1
+            for p in params.values()
+        )
+
+    return size(spec.parameters)
 
 
 def _next_params(spec: SweepSpec, trials: list[Trial]) -> dict[str, Any] | None:
@@ -274,7 +301,9 @@ def _next_params(spec: SweepSpec, trials: list[Trial]) -> dict[str, Any] | None:
         suggestion = sweeps.next_run(config, _sweep_runs(spec, trials), validate=False)
     if suggestion is None:
         return None
-    return {k: v.get("value") for k, v in suggestion.config.items()}
+    values = {k: v.get("value") for k, v in suggestion.config.items()}
+    # In the file's order, as the arguments of `wandb agent` are.
+    return {**{k: values[k] for k in spec.parameters if k in values}, **values}
 
 
 def run_sweep(
@@ -324,9 +353,10 @@ def run_sweep(
                 state.trials.append(trial)
                 state.save(state_path)
                 log = open(logs / f"{trial.id}.log", "wb")
-                json_file = Path(tempfile.mkstemp(prefix="tracked-sweep-", suffix=".json")[1])
+                workdir = logs / trial.id
+                workdir.mkdir(parents=True, exist_ok=True)
                 proc = subprocess.Popen(
-                    trial_command(spec, params, json_file),
+                    trial_command(spec, params, workdir),
                     env=trial_env(spec, trial.id, params, store),
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -91,6 +91,8 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
         if (by == TRIAL or by in e.config)
         and (group is None or e.group == group)
         and (e.rows or not e.summary.get("children"))
+        # A sweep's trial cut short (and run again) is not ranked with the finished ones.
+        and (by != TRIAL or e.status == "finished")
     ]  # fmt: skip
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
