@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import pricing
 from ._config import internal_error
-from ._values import clean
+from ._values import clean, redact
 from .usage import Usage, extract
 
 if TYPE_CHECKING:
@@ -205,12 +205,16 @@ class Call:
             if s is not None and (not isinstance(s, str) or not s):
                 raise ValueError(f"add_usage: {label} must be a non-empty string, got {s!r}")
         if cost_usd is not None:
-            if (
-                isinstance(cost_usd, bool)
-                or not isinstance(cost_usd, (int, float))
-                or not math.isfinite(cost_usd)
-                or cost_usd < 0
-            ):
+            try:
+                valid = (
+                    not isinstance(cost_usd, bool)
+                    and isinstance(cost_usd, (int, float))
+                    and math.isfinite(cost_usd)
+                    and cost_usd >= 0
+                )
+            except OverflowError:  # an int too large for a float
+                valid = False
+            if not valid:
                 raise ValueError(f"add_usage: cost_usd must be a finite non-negative number, got {cost_usd!r}")
             cost_usd = float(cost_usd)
         if self.ended:
@@ -323,7 +327,7 @@ class Call:
     def _fail(self, exc: BaseException) -> None:
         self.error_type = type(exc).__qualname__
         try:
-            self.error_message = str(exc)[:2000]
+            self.error_message = redact(str(exc)[:2000])  # provider errors can quote the key
         except Exception:  # a user exception whose __str__ raises
             self.error_message = f"<unprintable {type(exc).__qualname__}>"
 

@@ -34,8 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # A row that stays open (its thread never made another top-level call) holds back later rows from
 # W&B, which needs them in order. Past this many waiting rows it is closed; metrics logged for it
-# afterwards become a row of their own.
-MAX_WAITING_ROWS = 1000
+# afterwards become a row of their own. Without W&B nothing waits.
+MAX_WAITING_ROWS = 10_000
 FINISH_TIMEOUT_S = 120.0
 
 
@@ -75,6 +75,15 @@ class _Summary(dict[str, Any]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: Any) -> _Summary:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
 
 def _check_tags(tags: Any) -> list[str]:
@@ -456,6 +465,9 @@ class Experiment:
             return
         row.sealed = True
         self._open_rows.pop(row.step, None)
+        if self._wandb is None and not self._ready:
+            self._next_emit = max(self._next_emit, row.step + 1)
+            return
         heapq.heappush(self._ready, row)
         while self._ready:
             if self._ready[0].step == self._next_emit:
@@ -796,8 +808,8 @@ class Experiment:
             "started_at": self._started_at,
             "finished_at": time.time(),
         }
-        summary.update(self.totals)
-        summary.update(self.summary)
+        # The user's own keys first: they cannot overwrite the status or the totals.
+        summary = {**self.summary, **summary, **self.totals}
         if self.children:
             summary["children"] = list(self.children)
         return summary

@@ -68,10 +68,14 @@ def snapshot(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         return _clip(value)
-    if depth < 3 and isinstance(value, dict):
+    if isinstance(value, dict):
+        if depth >= 3:  # deeper: a summary, never a repr that could hold a secret-named key
+            return f"<dict of {len(value)} items>"
         items = list(value.items())[:50]
         return {str(k): REDACTED if _SECRET_NAME.search(str(k)) else snapshot(v, depth + 1) for k, v in items}
-    if depth < 3 and isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
+        if depth >= 3:
+            return f"<{type(value).__name__} of {len(value)} items>"
         return [snapshot(v, depth + 1) for v in value[:50]]
     try:
         text = repr(value)

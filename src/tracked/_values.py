@@ -46,7 +46,16 @@ def clean(value: Any, where: str, depth: int = 0) -> Any:
     string-keyed dicts of those. Anything else (bytes, arbitrary objects) becomes its `repr`, with
     one warning per type. Non-string keys are the caller's mistake: TypeError.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{where}: strings must be valid Unicode text; {value[:40]!r} has a lone surrogate"
+                ) from None
         return value
     if isinstance(value, int):
         # JSON readers and W&B lose precision past 2**63; keep the number as text then.
@@ -65,13 +74,13 @@ def clean(value: Any, where: str, depth: int = 0) -> Any:
             return [clean(v, where, depth + 1) for v in value]
     if _is_wandb_object(value):
         return value  # a wandb.Table, Image, ...: W&B takes it, the local store keeps its repr
-    try:
-        number = float(value)  # numpy scalars and friends
-    except (TypeError, ValueError, OverflowError):
-        pass
-    else:
-        if type(value).__module__ == "numpy":
-            return number
+    if type(value).__module__ == "numpy":
+        # Real numpy scalars are numbers; arrays are lists; anything else (complex) is a repr.
+        kind = getattr(value, "dtype", None)
+        if getattr(value, "ndim", None) == 0 and getattr(kind, "kind", "") in "biuf":
+            return clean(value.item(), where, depth)
+        if getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):
+            return clean(value.tolist(), where, depth)
     warn_once(
         ("repr", where, type(value)),
         f"tracked: {where}: {type(value).__name__} values cannot be logged as they are; stored as their repr",
@@ -91,9 +100,22 @@ def _default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
+_ASCII_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=True, separators=(",", ":"))
+
+
 def dumps(record: Mapping[str, Any]) -> str:
     """One JSON line; NaN and infinity are written as JSON's common extension (Python reads them back)."""
     return _ENCODER.encode(record)
+
+
+def dumps_bytes(record: Mapping[str, Any]) -> bytes:
+    """One JSON line as UTF-8; text that is not valid Unicode (a lone surrogate in a captured
+    input, say) is written with JSON escapes, which read back the same."""
+    line = _ENCODER.encode(record)
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(record).encode("ascii")
 
 
 def is_number(value: Any) -> TypeGuard[int | float]:

@@ -53,6 +53,8 @@ def wandb_records(path: str | Path) -> list[Any]:
         if kind == 0 and length == 0:  # padding to the end of the block
             pos += left
             continue
+        if pos + _HEADER + length > len(data):  # the last record is still being written
+            break
         chunk = data[pos + _HEADER : pos + _HEADER + length]
         pos += _HEADER + length
         if kind == _FULL:
@@ -68,7 +70,10 @@ def wandb_records(path: str | Path) -> list[Any]:
         else:
             break
         record = pb.Record()  # type: ignore[attr-defined]
-        record.ParseFromString(raw)
+        try:
+            record.ParseFromString(raw)
+        except Exception:  # a record cut short by the writer: what came before is complete
+            break
         out.append(record)
     return out
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._values import dumps
+from .._values import dumps_bytes
 
 __all__ = ["LocalStore", "read_jsonl", "read_rows", "safe_name"]
 
@@ -36,9 +36,12 @@ def safe_name(name: str) -> str:
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     # Write then rename: a reader never sees half a file, a crash leaves the old one.
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=repr)
-        f.write("\n")
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=repr).encode("utf-8")
+    except UnicodeEncodeError:  # not valid Unicode somewhere: JSON escapes read back the same
+        text = json.dumps(data, indent=2, ensure_ascii=True, default=repr).encode("ascii")
+    with open(tmp, "wb") as f:
+        f.write(text + b"\n")
     os.replace(tmp, path)
 
 
@@ -67,7 +70,7 @@ class LocalStore:
                 raise FileExistsError(f"cannot make a directory for {name!r} under {base}")
         self.path = path
         self._rows_fd = os.open(path / "results.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._calls = open(path / "calls.jsonl", "a", encoding="utf-8")
+        self._calls = open(path / "calls.jsonl", "ab")
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         _write_json(self.path / "config.json", config)
@@ -76,7 +79,7 @@ class LocalStore:
         _write_json(self.path / "summary.json", summary)
 
     def write_row(self, row: Mapping[str, Any]) -> None:
-        data = (dumps(row) + "\n").encode("utf-8", "surrogatepass")
+        data = dumps_bytes(row) + b"\n"
         # One write() of an O_APPEND file: the line is whole in the OS before the call returns,
         # which is what survives the process being killed.
         written = os.write(self._rows_fd, data)
@@ -84,7 +87,7 @@ class LocalStore:
             written += os.write(self._rows_fd, data[written:])
 
     def write_calls(self, records: Iterable[Mapping[str, Any]]) -> None:
-        self._calls.write("".join(dumps(r) + "\n" for r in records))
+        self._calls.write(b"".join(dumps_bytes(r) + b"\n" for r in records))
         self._calls.flush()
 
     def save(self, src: Path, name: str) -> Path:

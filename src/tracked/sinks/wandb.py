@@ -205,8 +205,11 @@ class WandbSink:
         import wandb
 
         run = self.start()
-        run.summary.update({k: v for k, v in summary.items() if v is not None})
-        if self._table:
-            run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
-        if not self.adopted:
-            run.finish(exit_code=exit_code)
+        try:
+            run.summary.update({k: v for k, v in summary.items() if v is not None})
+            if self._table:
+                run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
+        finally:
+            # The run is ended even when the summary could not be written.
+            if not self.adopted:
+                run.finish(exit_code=exit_code)

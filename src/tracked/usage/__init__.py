@@ -107,7 +107,7 @@ def _cost(value: Any) -> float | None:
         return None
     try:
         f = float(value)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # whatever a user's __float__ raises
         return None
     return f if math.isfinite(f) and f >= 0 else None
 
@@ -297,8 +297,11 @@ _by_type: dict[type, Extractor] = {}
 def extract(obj: Any) -> Usage | None:
     """Usage reported by `obj`, or None. Never raises."""
     kind = type(obj)
-    if kind in _NO_USAGE:
-        return None
+    try:
+        if kind in _NO_USAGE:
+            return None
+    except TypeError:  # a class whose metaclass makes it unhashable: no caching for it
+        return _search(obj, None)
     if kind is Usage:  # returned by the user's function: checked like any other report
         usage = _coerce(obj)
         return usage if usage is not None and usage.reported else None
@@ -315,7 +318,15 @@ def extract(obj: Any) -> Usage | None:
     return _search(obj, kind)
 
 
-def _search(obj: Any, kind: type) -> Usage | None:
+def _fixed_shape(kind: type) -> bool:
+    """Whether the class fixes its fields (pydantic models, dataclasses): only then can the
+    extractor that matched one instance be tried first for the next, because no extractor before
+    it in the chain can match a later instance. Open shapes (dicts, SimpleNamespace, plain
+    objects) are searched every time."""
+    return hasattr(kind, "model_fields") or hasattr(kind, "__dataclass_fields__")
+
+
+def _search(obj: Any, kind: type | None) -> Usage | None:
     for fn in _chain:
         try:
             found = fn(obj)
@@ -330,7 +341,7 @@ def _search(obj: Any, kind: type) -> Usage | None:
                 internal_error("usage extraction", exc)
                 continue
             if usage is not None and usage.reported:
-                if len(_by_type) < 4096 and not _is_mapping.get(kind, True):
+                if kind is not None and len(_by_type) < 4096 and _fixed_shape(kind):
                     _by_type[kind] = fn
                 return usage
     return None
