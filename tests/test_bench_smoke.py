@@ -47,3 +47,86 @@ def test_bench_quick_runs(tmp_path):
         assert name in out, f"{name!r} missing from the benchmark output:\n{out}"
     assert "targets:" in out
     assert out.count("[PASS]") + out.count("[MISS]") == 4
+
+
+def _run_bench(tmp_path, *flags):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
+    env.pop("TRACKED_DISABLED", None)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", *flags],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_bench_peers_quick_runs(tmp_path):
+    """--peers with the subjects that need no peer installed; a missing peer is skipped, not an error."""
+    out = _run_bench(tmp_path, "--peers", "--subjects", "minimum,tracked,wrapt,tracked-disabled,no-such-peer")
+    for text in (
+        "single call, trivial function",
+        "call returning an OpenAI response (usage + pricing)",
+        "outer call + 3 nested OpenAI calls, per call (/4)",
+        "async call",
+        "generator of 10 items (per generator)",
+        "top-level OpenAI call in an experiment",
+        "hand-written minimum",
+        "memory: RSS still held after 1,000 single calls",
+        "disabled: one call of a trivial function",
+        "wrapt passthrough",
+        "tracked, disabled",
+        "targets",
+        "nested call with usage and pricing at most 5x the hand-written minimum",
+        "with wandb's work off the caller's path",
+        "disabled at most 1.5x a wrapt passthrough",
+    ):
+        assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
+    # tracked's rows have figures, not "skipped"
+    tracked_lines = [line for line in out.splitlines() if line.strip().startswith("tracked ")]
+    assert tracked_lines and not any("skipped" in line for line in tracked_lines), out
+
+
+def test_bench_peer_not_installed_is_skipped(tmp_path):
+    """A peer's subject in a process where its package cannot be imported prints 'skipped: ...'."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    out = tmp_path / "r.json"
+    env = compare.subject_env(tmp_path)
+    # An empty package of that name earlier on the path hides the real one, if it is installed.
+    fake = tmp_path / "fake"
+    (fake / "opik").mkdir(parents=True)
+    (fake / "opik" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env["PYTHONPATH"] = str(fake) + os.pathsep + env["PYTHONPATH"]
+    subprocess.run(
+        [sys.executable, str(BENCH.parent / "compare.py"), "--subject", "opik", "--out", str(out), "--quick"],
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    import json
+
+    result = json.loads(out.read_text())
+    assert result.get("skipped", "").startswith("not importable"), result
+
+
+def test_bench_scaling_and_import_time_quick_run(tmp_path):
+    out = _run_bench(tmp_path, "--scaling", "--import-time")
+    for text in (
+        "scaling: tracked, top-level calls",
+        "depth: one chain of N nested tracked functions",
+        "threads: calls split over N threads",
+        "import time: fresh processes",
+        "import tracked at most 20 ms more than import wrapt alone",
+    ):
+        assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
+    for line in out.splitlines():
+        assert "skipped" not in line, out

@@ -104,22 +104,6 @@ def run_module(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read_finished_run(run_dir: str | Path, timeout: float = 20.0):
-    """A W&B run read from its offline `.wandb` file once wandb-core has written the exit record
-    (wandb-core writes the file asynchronously: `run.finish()` can return before it is complete)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            run = read_wandb_run(run_dir)
-        except FileNotFoundError:
-            run = None
-        if run is not None and run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)
-
-
 def wandb_run_dirs(root: Path) -> list[Path]:
     base = root / "wandb"
     return sorted(p for p in base.glob("offline-run-*") if p.is_dir()) if base.is_dir() else []
@@ -539,7 +523,7 @@ def test_sync_replays_an_experiment_into_an_offline_wandb_run(capsys, tmp_path, 
     assert offline_dir.parent == tmp_path / "wandb"
     assert wandb_run_dirs(tmp_path) == [offline_dir]
 
-    run = read_finished_run(offline_dir)
+    run = read_wandb_run(offline_dir)
     assert run.id == state["run_id"]
     assert (run.name, run.project, run.group, run.notes) == (
         "replayed",
@@ -585,7 +569,7 @@ def test_sync_replays_an_older_tracker_experiment_into_hidden_layer(capsys, tmp_
     code, out, err = run_cli(capsys, "sync", str(tmp_path))
     assert code == 0, out + err
     state = json.loads((path / "wandb_sync.json").read_text())
-    run = read_finished_run(state["offline_dir"])
+    run = read_wandb_run(state["offline_dir"])
     assert run.project == "hidden-layer"
     assert run.name == "old"
     assert run.config == {"strategy": "single", "provider": "ollama", "model": "llama3.2:latest", "temperature": 0.7}

@@ -45,18 +45,6 @@ def demo(tmp_path_factory):
     return done, out, elapsed
 
 
-def read_finished_run(run_dir: Path, timeout: float = 20.0):
-    """A W&B run read from its offline `.wandb` file once wandb-core has written the exit record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run = read_wandb_run(run_dir)
-        if run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)
-
-
 def experiments(out: Path) -> dict[str, object]:
     """The demo's experiments in the local store, by name."""
     found = [read_experiment(p) for p in sorted((out / "experiments").iterdir())]
@@ -146,7 +134,7 @@ def test_demo_writes_three_offline_wandb_runs_in_the_parents_group(demo):
     parent = stored["demo_strategy_comparison"]
     run_dirs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 3
-    runs = {r.name: r for r in (read_finished_run(d) for d in run_dirs)}
+    runs = {r.name: r for r in (read_wandb_run(d) for d in run_dirs)}
     assert set(runs) == {f"demo_{s}" for s in STRATEGIES}
     ids = {c["name"]: c.get("wandb_id") for c in parent.summary["children"]}
     for strategy in STRATEGIES:

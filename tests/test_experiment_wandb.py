@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -50,24 +49,9 @@ def boom() -> None:
     raise ValueError("boom")
 
 
-def read_finished_run(run_dir: str | Path, timeout: float = 20.0):
-    """A finished W&B run read from its offline `.wandb` file, once wandb-core has written its exit record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            run = read_wandb_run(run_dir)
-        except FileNotFoundError:
-            run = None
-        if run is not None and run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)  # waiting for wandb-core's writer process, not ordering our own threads
-
-
 def wandb_run(exp: tracked.Experiment):
     """The W&B run an experiment wrote, read from its offline `.wandb` file."""
-    return read_finished_run(exp.final_summary["wandb"]["dir"])
+    return read_wandb_run(exp.final_summary["wandb"]["dir"])
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -454,7 +438,7 @@ print(exp.path)
     assert store.summary["status"] == "finished"
     assert store.summary["total/calls"] == 2
     (run_dir,) = run_dirs(tmp_path)
-    run = read_finished_run(run_dir)
+    run = read_wandb_run(run_dir)
     assert run.exit_code == 0
     assert [(h["tokens_in"], h.get("accuracy")) for h in run.history] == [(1, 0.5), (2, None)]
 
@@ -532,7 +516,7 @@ def test_adopted_sweep_run_gets_the_experiments_config_and_tracked_info(monkeypa
             work(1)
     finally:
         run.finish()
-    recorded = read_finished_run(Path(run.dir).parent)
+    recorded = read_wandb_run(Path(run.dir).parent)
     assert recorded.config["temperature"] == 0.3
     assert recorded.config["strategy"] == "debate"
     assert "_tracked" in recorded.config

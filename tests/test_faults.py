@@ -89,21 +89,6 @@ def assert_local_store_complete(path: Path, n: int, wandb_error: str) -> None:
     assert stored.summary["sinks"]["wandb"].startswith(wandb_error), stored.summary["sinks"]
 
 
-def read_finished_run(run_dir, timeout: float = 20.0):
-    """A W&B offline run read back once wandb-core has written its exit record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            run = read_wandb_run(run_dir)
-        except FileNotFoundError:
-            run = None
-        if run is not None and run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)  # waiting for wandb-core, another process
-
-
 def run_child(code: str, cwd: Path, *args: str, **env: str) -> dict:
     """Run `code` with `args` in a fresh interpreter (W&B offline, store in `cwd`); the JSON it prints last."""
     full_env = {
@@ -360,7 +345,7 @@ def test_run_log_raising_mid_run_turns_wandb_off_and_keeps_the_local_store(run_m
     assert_local_store_complete(exp.path, N, "RuntimeError: log boom")
     (run,) = run_methods["runs"]
     run_methods["real"]["finish"](run)
-    assert idx(read_finished_run(Path(run.dir).parent).history) == [0, 1]  # what got there before
+    assert idx(read_wandb_run(Path(run.dir).parent).history) == [0, 1]  # what got there before
 
 
 def test_run_finish_raising_is_reported_in_the_local_summary(run_methods, tmp_path):
@@ -376,7 +361,7 @@ def test_run_finish_raising_is_reported_in_the_local_summary(run_methods, tmp_pa
     assert_local_store_complete(exp.path, N, "RuntimeError: finish boom")
     (run,) = run_methods["runs"]
     run_methods["real"]["finish"](run)
-    assert idx(read_finished_run(Path(run.dir).parent).history) == list(range(N))
+    assert idx(read_wandb_run(Path(run.dir).parent).history) == list(range(N))
 
 
 def test_wandb_directory_that_is_a_file_falls_back_to_the_local_store(monkeypatch, tmp_path):
@@ -411,7 +396,7 @@ def assert_wandb_has_every_row_and_names_local(exp, n: int, error: str) -> None:
     assert exp.final_summary["sinks"]["wandb"] == "ok"
     assert exp.final_summary["sinks"]["local"].startswith(error), exp.final_summary["sinks"]
     assert exp.final_summary["sinks/local"] == f"failed: {exp.final_summary['sinks']['local']}"
-    run = read_finished_run(exp.final_summary["wandb"]["dir"])
+    run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     assert idx(run.history) == list(range(n))
     assert run.exit_code == 0
     assert run.summary["sinks/local"] == exp.final_summary["sinks/local"]
@@ -455,7 +440,7 @@ def test_vanished_directory_mid_run_warns_once_and_wandb_gets_every_row(tmp_path
             call_failing(N - 1)
     one_warning(record, "local sink", "'vanished'", "W&B keeps going")
     assert not exp.path.exists()
-    run = read_finished_run(exp.final_summary["wandb"]["dir"])
+    run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     assert idx(run.history) == list(range(N))
     assert run.exit_code == 0
 
@@ -469,7 +454,7 @@ def test_vanished_directory_mid_run_is_named_in_both_final_summaries(tmp_path):
             call_all(range(3, N))
     assert exp.final_summary["sinks"]["local"] != "ok"
     assert exp.final_summary["sinks/local"].startswith("failed: ")
-    run = read_finished_run(exp.final_summary["wandb"]["dir"])
+    run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     assert run.summary["sinks/local"] == exp.final_summary["sinks/local"]
 
 
@@ -567,7 +552,7 @@ def test_file_too_big_mid_run_warns_once_and_wandb_gets_every_row(tmp_path):
     assert final["sinks"]["wandb"] == "ok"
     assert final["sinks"]["local"].startswith("OSError: [Errno 27] File too large")
     assert final["sinks/local"] == f"failed: {final['sinks']['local']}"
-    run = read_finished_run(final["wandb"]["dir"])
+    run = read_wandb_run(final["wandb"]["dir"])
     assert idx(run.history) == list(range(30))
     assert run.summary["sinks/local"] == final["sinks/local"]
     torn: list[str] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,22 +57,6 @@ def no_wandb_init(monkeypatch):
         raise AssertionError("wandb.init was called although W&B is off")
 
     monkeypatch.setattr(wandb, "init", refuse)
-
-
-def read_finished_run(run_dir: str, timeout: float = 20.0):
-    """A W&B run read from its offline `.wandb` file once wandb-core has written the exit record
-    (wandb-core writes the file asynchronously: `run.finish()` can return before it is complete)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            run = read_wandb_run(run_dir)
-        except FileNotFoundError:
-            run = None
-        if run is not None and run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)
 
 
 def wandb_run_dirs(root) -> list:
@@ -498,7 +481,7 @@ def test_wandb_enabled_true_writes_a_hidden_layer_run(monkeypatch):
     assert summary["sinks"] == {"local": "ok", "wandb": "ok"}
     assert summary["wandb"]["mode"] == "offline"
     assert summary["wandb"]["project"] == "hidden-layer"
-    run = read_finished_run(summary["wandb"]["dir"])
+    run = read_wandb_run(summary["wandb"]["dir"])
     assert run.project == "hidden-layer"
     assert run.name == "debate_renewable_energy"
     assert {k: run.config[k] for k in ("strategy", "provider", "model", "temperature", "n_debaters")} == {
@@ -544,7 +527,7 @@ def test_guide_example_3_strategy_comparison(tmp_path):
     # wandb reads WANDB_DIR once per process, so the runs are found through the summaries.
     run_dirs = {s["wandb"]["dir"] for s in summaries}
     assert len(run_dirs) == 3
-    runs = [read_finished_run(s["wandb"]["dir"]) for s in summaries]
+    runs = [read_wandb_run(s["wandb"]["dir"]) for s in summaries]
     assert len({r.id for r in runs}) == 3
     for strategy, run in zip(strategies, runs, strict=True):
         assert run.project == "hidden-layer"

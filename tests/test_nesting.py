@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -33,23 +32,8 @@ async def awork(task_id: int) -> int:
     return task_id
 
 
-def read_finished_run(run_dir: str | Path, timeout: float = 20.0):
-    """A finished W&B run read from its offline `.wandb` file, once wandb-core has written its exit record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            run = read_wandb_run(run_dir)
-        except FileNotFoundError:
-            run = None
-        if run is not None and run.exit_code is not None:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no complete .wandb file in {run_dir} after {timeout} s")
-        time.sleep(0.02)  # waiting for wandb-core's writer process, not ordering our own threads
-
-
 def wandb_run(exp: tracked.Experiment):
-    return read_finished_run(exp.final_summary["wandb"]["dir"])
+    return read_wandb_run(exp.final_summary["wandb"]["dir"])
 
 
 def run_dirs(root: Path) -> list[Path]:
