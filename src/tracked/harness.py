@@ -85,10 +85,6 @@ class ExperimentConfig:
         return f"ExperimentConfig(experiment_name={self.experiment_name!r}, {self.to_dict()!r})"
 
 
-def _field(result: Any, name: str) -> Any:
-    return _get(result, name)
-
-
 class ExperimentTracker:
     """The older tracker: one experiment at a time, `start_experiment` ... `finish_experiment`."""
 
@@ -122,15 +118,15 @@ class ExperimentTracker:
         if exp is None or exp.finished:
             raise RuntimeError("log_result() needs start_experiment() first")
         extras: dict[str, Any] = {}
-        output = _field(result, "output")
+        output = _get(result, "output")
         if output is not None:
             extras["output"] = output if isinstance(output, str) else repr(output)
-        metadata = _field(result, "metadata")
+        metadata = _get(result, "metadata")
         if isinstance(metadata, Mapping):
             for key, value in metadata.items():
                 extras[f"metadata/{key}"] = value
         for key in ("strategy", "provider", "model"):
-            value = _field(result, key)
+            value = _get(result, key)
             if isinstance(value, str):
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
@@ -152,14 +148,14 @@ class ExperimentTracker:
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
         call = Call("result", None, exp, time.perf_counter())
-        call.latency_s = _cost(_field(result, "latency_s")) or 0.0
-        call.tokens_in = _count(_field(result, "tokens_in")) or 0
-        call.tokens_out = _count(_field(result, "tokens_out")) or 0
-        call.cost_usd = _cost(_field(result, "cost_usd"))
+        call.latency_s = _cost(_get(result, "latency_s")) or 0.0
+        call.tokens_in = _count(_get(result, "tokens_in")) or 0
+        call.tokens_out = _count(_get(result, "tokens_out")) or 0
+        call.cost_usd = _cost(_get(result, "cost_usd"))
         call.cost_source = "reported" if call.cost_usd is not None else None
         call.llm_calls = 1 if (call.tokens_in or call.tokens_out or call.cost_usd is not None) else 0
         call.unpriced_calls = 1 if call.llm_calls and call.cost_usd is None else 0
-        model = _field(result, "model")
+        model = _get(result, "model")
         call.model = model if isinstance(model, str) else self.config.model if self.config else None
         call.metrics = extras
         call.ended = True
