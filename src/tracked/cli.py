@@ -280,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ]
     rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
     console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
-    console.print(f"local store: {escape(str(parent.path.parent))}")
+    console.print(f"local store: {parent.path.parent.resolve()}", markup=False)
     children_info = parent.final_summary.get("children", [])
     runs = [c["wandb_id"] for c in children_info if c.get("wandb_id")]
     mode = (parent.final_summary.get("sinks") or {}).get("wandb")
@@ -288,7 +288,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"W&B runs ({len(runs)}) uploaded to project tracked-demo, group {parent.group}", markup=False)
     elif runs:
         console.print(f"W&B runs ({len(runs)}, offline) are in {out / 'wandb'}; upload them with:", markup=False)
-        console.print(f"  wandb sync --sync-all {out / 'wandb'}   (or: tracked sync {out})", markup=False)
+        console.print(f"  wandb sync {out.resolve() / 'wandb'}/offline-run-*   (or: tracked sync {out})", markup=False)
     elif mode == "off":
         console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
     return 0

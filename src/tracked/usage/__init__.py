@@ -66,7 +66,10 @@ def _mapping(obj: Any) -> bool:
 def _get(obj: Any, key: str) -> Any:
     if obj is None:
         return None
-    if _mapping(obj):
+    mapping = _is_mapping.get(type(obj))
+    if mapping is None:
+        mapping = _mapping(obj)
+    if mapping:
         try:
             return obj.get(key)
         except Exception:  # unhashable-key mappings, odd user classes
@@ -78,7 +81,10 @@ def _two(obj: Any, a: str, b: str) -> tuple[Any, Any]:
     """Two fields at once (the extractors' hot path reads pairs)."""
     if obj is None:
         return None, None
-    if _mapping(obj):
+    mapping = _is_mapping.get(type(obj))
+    if mapping is None:
+        mapping = _mapping(obj)
+    if mapping:
         try:
             return obj.get(a), obj.get(b)
         except Exception:
