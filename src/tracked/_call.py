@@ -36,22 +36,6 @@ def _renew_prefix() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_prefix)
 
-# What a call's figures read as before it has ended.
-_UNSET: dict[str, Any] = {
-    "latency_s": None,
-    "model": None,
-    "provider": None,
-    "tokens_in": 0,
-    "tokens_out": 0,
-    "cache_read_tokens": 0,
-    "cache_write_tokens": 0,
-    "cost_usd": None,
-    "cost_source": None,
-    "local": False,
-    "llm_calls": 0,
-    "unpriced_calls": 0,
-}
-
 # perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
 _EPOCH = time.time() - perf_counter()
 
@@ -79,9 +63,8 @@ class Call:
     `cost_usd`, `llm_calls`, ... (rolled up from its children when it reported no usage itself).
     """
 
-    # The figures every call ends with are slots, set once in _finish(); until then they read
-    # as their defaults (see __getattr__). Rarer fields live in the instance dict, with class-level
-    # defaults. This keeps a call cheap to make and to end.
+    # The figures every call has are slots; rarer fields live in the instance dict, with
+    # class-level defaults, so that most calls never make one.
     __slots__ = (
         "__dict__",
         "_kids",
@@ -115,27 +98,18 @@ class Call:
     output: Any = None
     _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
 
-    if not TYPE_CHECKING:
-
-        def __getattr__(self, name: str) -> Any:
-            # Only reached for a figure of a call that has not ended yet.
-            try:
-                return _UNSET[name]
-            except KeyError:
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
-    else:
-        latency_s: float | None
-        model: str | None
-        provider: str | None
-        tokens_in: int
-        tokens_out: int
-        cache_read_tokens: int
-        cache_write_tokens: int
-        cost_usd: float | None
-        cost_source: str | None
-        local: bool
-        llm_calls: int
-        unpriced_calls: int
+    latency_s: float | None
+    model: str | None
+    provider: str | None
+    tokens_in: int
+    tokens_out: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    cost_source: str | None
+    local: bool
+    llm_calls: int
+    unpriced_calls: int
 
     def __init__(self, name: str, parent: Call | None, experiment: Experiment | None, t0: float) -> None:
         self.name = name
@@ -149,6 +123,12 @@ class Call:
         # unpriced llm calls, priced llm calls, local llm calls]
         self._kids: list[Any] | None = None
         self._row: Any = None  # the experiment's row state when this is a top-level call
+        # The figures as they read until the call ends. Set here rather than supplied by a
+        # __getattr__ fallback, which would slow every attribute read of every call.
+        self.latency_s = self.model = self.provider = self.cost_usd = self.cost_source = None
+        self.tokens_in = self.tokens_out = self.cache_read_tokens = self.cache_write_tokens = 0
+        self.llm_calls = self.unpriced_calls = 0
+        self.local = False
 
     @property
     def start_time(self) -> float:

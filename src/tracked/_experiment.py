@@ -176,6 +176,7 @@ class Experiment:
         self._pump_thread: threading.Thread | None = None
         self._wandb_queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wandb_thread: threading.Thread | None = None
+        self._wandb_progress = 0  # items the W&B thread has taken: finish() waits while it grows
         self._closed = False
         self._started_at = 0.0
         self._had_rows = False
@@ -630,7 +631,7 @@ class Experiment:
         except Exception:
             pass
         while True:
-            kind, payload = q.get()
+            kind, payload = _next_batch_start(q)
             calls: list[Call] = []
             try:
                 while True:
@@ -671,7 +672,8 @@ class Experiment:
         """The W&B thread: every W&B call happens here, so a slow or stuck W&B holds up nothing else."""
         q = self._wandb_queue
         while True:
-            kind, payload = q.get()
+            kind, payload = _next_batch_start(q)
+            self._wandb_progress += 1
             if kind == "stop":
                 return
             sink = self._wandb
@@ -738,9 +740,7 @@ class Experiment:
             self._send("finish", (dict(summary), exit_code, force))
             if self._wandb_thread is not None:
                 self._wandb_queue.put(("stop", None))
-                self._wandb_thread.join(FINISH_TIMEOUT_S)
-                if self._wandb_thread.is_alive():
-                    self._sink_failed("wandb", TimeoutError(f"W&B did not finish within {FINISH_TIMEOUT_S:g} s"))
+                self._wait_for_wandb()
             if self._wandb is not None:
                 summary["wandb"] = self._wandb.info()
                 if self._wandb.table_truncated:
@@ -770,6 +770,20 @@ class Experiment:
                 _open.remove(self)
             if self.parent is not None:
                 self.parent._absorb(self)
+
+    def _wait_for_wandb(self) -> None:
+        """Wait while W&B works through its backlog; give up only when it has made no progress
+        for FINISH_TIMEOUT_S (an init or a call that hangs)."""
+        thread = self._wandb_thread
+        assert thread is not None
+        seen, since = self._wandb_progress, time.monotonic()
+        while thread.is_alive():
+            thread.join(min(1.0, FINISH_TIMEOUT_S))
+            if self._wandb_progress != seen:
+                seen, since = self._wandb_progress, time.monotonic()
+            elif time.monotonic() - since >= FINISH_TIMEOUT_S and thread.is_alive():
+                self._sink_failed("wandb", TimeoutError(f"W&B made no progress for {FINISH_TIMEOUT_S:g} s"))
+                return
 
     def _merge_workers(self, workers: Path) -> None:
         """Rows and calls that worker processes wrote under `workers/` become this experiment's."""
@@ -825,6 +839,20 @@ class Experiment:
                 entry["wandb_id"] = child._wandb.run.id
                 entry["wandb_mode"] = child._wandb.mode
             self.children.append(entry)
+
+
+# How long the background threads sleep when their queue is empty. They drain it in batches
+# rather than waking on every call, which would take the GIL from the caller at each one.
+_POLL_S = 0.02
+
+
+def _next_batch_start(q: queue.SimpleQueue[tuple[str, Any]]) -> tuple[str, Any]:
+    """The next item, polling: a put() does not wake the thread."""
+    while True:
+        try:
+            return q.get_nowait()
+        except queue.Empty:
+            time.sleep(_POLL_S)
 
 
 def _status_for(exc: BaseException | None) -> str:
