@@ -1,10 +1,17 @@
 #!/usr/bin/env python
 """Per-call overhead of `@tracked`, against a bare call, a hand-written minimum and a wrapt passthrough.
 
-    python benchmarks/bench.py            # full run (about a minute)
-    python benchmarks/bench.py --quick    # a few seconds, a few hundred calls per subject (CI smoke test)
-    python benchmarks/bench.py --calls N  # N calls per timed block
-    python benchmarks/bench.py --profile  # also cProfile subjects 6 and 10 (caller thread only)
+    python benchmarks/bench.py              # tracked's own subjects, in this process (about 30 s)
+    python benchmarks/bench.py --peers      # tracked against logfire, Langfuse, Weave, MLflow, Opik
+    python benchmarks/bench.py --scaling    # tracked at 1k..1M calls, depth 1..50, 1..16 threads
+    python benchmarks/bench.py --import-time
+    python benchmarks/bench.py --all        # all of the above, then the issue's targets
+    python benchmarks/bench.py --quick ...  # a few seconds, a few hundred calls (CI smoke test)
+    python benchmarks/bench.py --calls N    # N calls per timed block (in-process subjects)
+    python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
+
+`--peers`, `--scaling` and `--import-time` run every subject in a process of its own
+(`benchmarks/compare.py`, which see), so that imports and memory do not mix.
 
 Method: every subject runs the same `for` loop (its cost is included in every figure and printed
 once). Subjects are interleaved block by block inside each round, and the round order is rotated,
@@ -627,6 +634,43 @@ def profile(calls: int, root: str) -> None:
     report("subject 10, top-level call in an experiment (both sinks)", prof, n)
 
 
+def run_separate(args: argparse.Namespace) -> None:
+    """--peers, --scaling, --import-time: every subject in a process of its own (compare.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import compare
+
+    quick = args.quick
+    timeout = args.timeout or (300.0 if quick else 1800.0)
+    print()
+    print(f"== {compare.machine()}")
+    print(f"== {compare.versions()}")
+    print()
+    peers = scaling = imports = None
+    if args.peers or args.all:
+        names = compare.PEERS + compare.DISABLED
+        if args.subjects:
+            names = [n.strip() for n in args.subjects.split(",") if n.strip()]
+        peers = compare.run_many(names, quick, timeout)
+        plan = compare.QUICK if quick else compare.FULL
+        if any(n in compare.PEERS for n in peers):
+            compare.print_peers(peers, plan)
+        if any(n in compare.DISABLED for n in peers):
+            compare.print_disabled(peers)
+        for name, r in peers.items():
+            if name not in compare.PEERS and name not in compare.DISABLED:
+                print(f"{name}: skipped: {r.get('skipped', 'not a subject of --peers')}")
+            if "trace" in r:
+                print(f"{name}: {r['skipped']}\n{r['trace']}", file=sys.stderr)
+    if args.scaling or args.all:
+        scaling = compare.run_many(compare.scaling_subjects(quick), quick, timeout)
+        compare.print_scaling(scaling)
+    if args.import_time or args.all:
+        imports = compare.import_times(quick)
+        compare.print_import(imports)
+    compare.print_targets(peers, scaling, imports, quick)
+    print(f"== finished {compare.machine()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -638,7 +682,21 @@ def main(argv: list[str] | None = None) -> int:
         "--calls", type=int, default=None, help="calls per timed block (default 2000; 100 with --quick)"
     )
     parser.add_argument("--profile", action="store_true", help="after the benchmark, cProfile subjects 6 and 10")
+    parser.add_argument(
+        "--peers", action="store_true", help="the same workloads for tracked and each installed peer, one process each"
+    )
+    parser.add_argument("--scaling", action="store_true", help="tracked at 1k..1M calls, depth 1..50, 1..16 threads")
+    parser.add_argument("--import-time", action="store_true", help="import tracked against import wrapt")
+    parser.add_argument("--all", action="store_true", help="everything, then the issue's targets")
+    parser.add_argument(
+        "--subjects",
+        default=None,
+        help="comma-separated subjects for --peers (default: all of "
+        "minimum,tracked,logfire,langfuse,weave,mlflow,opik and their disabled forms)",
+    )
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per subject process (default 1800)")
     args = parser.parse_args(argv)
+    separate = args.peers or args.scaling or args.import_time or args.all
     if args.quick:
         calls, blocks, rounds, exp_rounds, warm_exp = args.calls or 100, 3, 2, 1, False
     else:
@@ -647,9 +705,12 @@ def main(argv: list[str] | None = None) -> int:
     exp_calls = calls * blocks
     root = _TMP.name
     try:
-        run(calls, blocks, rounds, exp_rounds, exp_calls, warm_exp, root)
-        if args.profile:
-            profile(exp_calls, root)
+        if args.all or not separate:
+            run(calls, blocks, rounds, exp_rounds, exp_calls, warm_exp, root)
+            if args.profile:
+                profile(exp_calls, root)
+        if separate:
+            run_separate(args)
     finally:
         for exp in list(getattr(_context, "_open", ())):
             exp.finish()

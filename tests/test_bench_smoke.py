@@ -86,6 +86,7 @@ def test_bench_peers_quick_runs(tmp_path):
         "disabled at most 1.5x a wrapt passthrough",
     ):
         assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
+    assert "no-such-peer: skipped: unknown subject" in out, out
     # tracked's rows have figures, not "skipped"
     tracked_lines = [line for line in out.splitlines() if line.strip().startswith("tracked ")]
     assert tracked_lines and not any("skipped" in line for line in tracked_lines), out
@@ -100,7 +101,7 @@ def test_bench_peer_not_installed_is_skipped(tmp_path):
         sys.path.remove(str(BENCH.parent))
     out = tmp_path / "r.json"
     env = compare.subject_env(tmp_path)
-    # An empty package of that name earlier on the path hides the real one, if it is installed.
+    # A package of that name earlier on the path, whose import fails, hides the real one if installed.
     fake = tmp_path / "fake"
     (fake / "opik").mkdir(parents=True)
     (fake / "opik" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
