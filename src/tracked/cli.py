@@ -287,7 +287,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if runs and all(c.get("wandb_mode") == "online" for c in children_info if c.get("wandb_id")):
         console.print(f"W&B runs ({len(runs)}) uploaded to project tracked-demo, group {parent.group}", markup=False)
     elif runs:
-        console.print(f"W&B runs ({len(runs)}, offline) are in {out / 'wandb'}; upload them with:", markup=False)
+        console.print(
+            f"W&B runs ({len(runs)}, offline) are in {out.resolve() / 'wandb'}; upload them with:", markup=False
+        )
         console.print(f"  wandb sync {out.resolve() / 'wandb'}/offline-run-*   (or: tracked sync {out})", markup=False)
     elif mode == "off":
         console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
