@@ -37,6 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # afterwards become a row of their own. Without W&B nothing waits.
 MAX_WAITING_ROWS = 10_000
 FINISH_TIMEOUT_S = 120.0
+# Bounded buffers: past this many items waiting for a background thread (W&B logs about 5,000
+# rows a second offline), calls wait for it to catch up, so memory stays bounded and nothing is
+# dropped. A thread that makes no progress at all (a hung W&B) is not waited for.
+MAX_QUEUED = 50_000
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ class Experiment:
         self._wandb_queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wandb_thread: threading.Thread | None = None
         self._wandb_progress = 0  # items the W&B thread has taken: finish() waits while it grows
+        self._pump_progress = 0
         self._closed = False
         self._started_at = 0.0
         self._had_rows = False
@@ -395,7 +400,10 @@ class Experiment:
 
     def _on_call_end(self, call: Call) -> None:
         """Every call of this experiment ends here; top-level ones are rows."""
-        self._queue.put(("call", call))
+        q = self._queue
+        q.put(("call", call))
+        if q.qsize() > MAX_QUEUED:
+            self._catch_up(q, "_pump_progress")
         if call._row is None:
             return
         data: dict[str, Any] = {
@@ -428,6 +436,20 @@ class Experiment:
         # Outside the lock: the write is one syscall that other threads need not wait for. Metrics
         # joined later come from this same thread or task, after this returns.
         self._write_row(row)
+        if self._wandb is not None and self._wandb_queue.qsize() > MAX_QUEUED:
+            self._catch_up(self._wandb_queue, "_wandb_progress")
+
+    def _catch_up(self, q: queue.SimpleQueue[tuple[str, Any]], progress: str) -> None:
+        """Wait until a background thread has worked its queue down to half the bound, as long as
+        it makes progress."""
+        seen, since = getattr(self, progress), time.monotonic()
+        while q.qsize() > MAX_QUEUED // 2 and not self._closed:
+            time.sleep(0.005)
+            now = getattr(self, progress)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since > 1.0:
+                return  # stuck: memory grows rather than the user's code waiting on it
 
     def _count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Keep the metric means right when a row's metrics are set or replaced."""
@@ -632,6 +654,7 @@ class Experiment:
             pass
         while True:
             kind, payload = _next_batch_start(q)
+            self._pump_progress += 1
             calls: list[Call] = []
             try:
                 while True:
@@ -657,6 +680,7 @@ class Experiment:
                 internal_error("the experiment's pump thread", exc)
 
     def _flush_calls(self, calls: list[Call]) -> None:
+        self._pump_progress += 1
         if self._local is not None or self._wandb is not None:
             self._flush_records([c.to_record() for c in calls])
 
