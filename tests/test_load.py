@@ -321,3 +321,69 @@ def test_metrics_logged_after_a_call_join_its_row_while_other_threads_make_many_
     (first,) = [r for r in rows if r.get("tokens_in") == 0]
     assert first.get("k") == 0
     assert len(rows) == 1_100
+
+
+def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
+    """When W&B falls behind, calls wait for it: its queue stays near the bound, and every row arrives."""
+    import threading
+
+    from tracked import _experiment
+    from tracked.sinks.wandb import WandbSink
+
+    monkeypatch.setattr(_experiment, "MAX_QUEUED", 50)
+    real_log = WandbSink.log
+    seen = []
+
+    def slow_log(self, row):
+        time.sleep(0.001)  # a W&B slower than the calls
+        seen.append(row["n"])
+        real_log(self, row)
+
+    monkeypatch.setattr(WandbSink, "log", slow_log)
+    largest = 0
+
+    @tracked.tracked
+    def step(n):
+        return n
+
+    with tracked.experiment("bounded", dir=tmp_path) as exp:
+        for n in range(600):
+            step(n)
+            exp.log({"n": n})
+            largest = max(largest, exp._wandb_queue.qsize())
+    assert largest <= 50 + 5
+    assert seen == list(range(600))
+    assert exp.final_summary["sinks"]["wandb"] == "ok"
+    assert threading.active_count() < 50
+
+
+def test_a_stuck_wandb_is_not_waited_for_by_the_calls(monkeypatch, tmp_path):
+    """A W&B call that hangs does not make the user's calls wait beyond about a second, however many rows queue up."""
+    import threading
+
+    from tracked import _experiment
+    from tracked.sinks.wandb import WandbSink
+
+    monkeypatch.setattr(_experiment, "MAX_QUEUED", 20)
+    monkeypatch.setattr(_experiment, "FINISH_TIMEOUT_S", 1.0)
+    release = threading.Event()
+
+    def hang(self, row):
+        release.wait(30)
+        raise RuntimeError("released")
+
+    monkeypatch.setattr(WandbSink, "log", hang)
+
+    @tracked.tracked
+    def step(n):
+        return n
+
+    start = time.monotonic()
+    with pytest.warns(tracked.TrackedWarning, match="no progress"):
+        with tracked.experiment("stuck", dir=tmp_path) as exp:
+            results = [step(n) for n in range(300)]
+    release.set()
+    assert results == list(range(300))
+    assert time.monotonic() - start < 10
+    assert exp.final_summary["total/calls"] == 300
+    assert exp.final_summary["sinks"]["local"] == "ok"

@@ -182,6 +182,7 @@ class Experiment:
         self._wandb_thread: threading.Thread | None = None
         self._wandb_progress = 0  # items the W&B thread has taken: finish() waits while it grows
         self._pump_progress = 0
+        self._stalled: dict[str, int] = {}
         self._closed = False
         self._started_at = 0.0
         self._had_rows = False
@@ -443,13 +444,16 @@ class Experiment:
         """Wait until a background thread has worked its queue down to half the bound, as long as
         it makes progress."""
         seen, since = getattr(self, progress), time.monotonic()
+        if self._stalled.get(progress) == seen:
+            return  # found stuck before and still is: not waited for again
         while q.qsize() > MAX_QUEUED // 2 and not self._closed:
             time.sleep(0.005)
             now = getattr(self, progress)
             if now != seen:
                 seen, since = now, time.monotonic()
             elif time.monotonic() - since > 1.0:
-                return  # stuck: memory grows rather than the user's code waiting on it
+                self._stalled[progress] = now  # stuck: memory grows rather than the user's code waiting
+                return
 
     def _count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Keep the metric means right when a row's metrics are set or replaced."""
