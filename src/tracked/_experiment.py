@@ -441,12 +441,12 @@ class Experiment:
             self._catch_up(self._wandb_queue, "_wandb_progress")
 
     def _catch_up(self, q: queue.SimpleQueue[tuple[str, Any]], progress: str) -> None:
-        """Wait until a background thread has worked its queue down to half the bound, as long as
-        it makes progress."""
+        """Wait until a background thread has worked its queue a little below the bound, as long
+        as it makes progress: many short waits rather than a few long ones."""
         seen, since = getattr(self, progress), time.monotonic()
         if self._stalled.get(progress) == seen:
             return  # found stuck before and still is: not waited for again
-        while q.qsize() > MAX_QUEUED // 2 and not self._closed:
+        while q.qsize() > MAX_QUEUED - MAX_QUEUED // 20 and not self._closed:
             time.sleep(0.005)
             now = getattr(self, progress)
             if now != seen:

@@ -103,14 +103,10 @@ _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",
 _ASCII_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=True, separators=(",", ":"))
 
 
-def dumps(record: Mapping[str, Any]) -> str:
-    """One JSON line; NaN and infinity are written as JSON's common extension (Python reads them back)."""
-    return _ENCODER.encode(record)
-
-
 def dumps_bytes(record: Mapping[str, Any]) -> bytes:
-    """One JSON line as UTF-8; text that is not valid Unicode (a lone surrogate in a captured
-    input, say) is written with JSON escapes, which read back the same."""
+    """One JSON line as UTF-8. NaN and infinity are written as JSON's common extension (Python
+    reads them back); text that is not valid Unicode (a lone surrogate in a captured input, say)
+    is written with JSON escapes, which read back the same."""
     line = _ENCODER.encode(record)
     try:
         return line.encode("utf-8")
