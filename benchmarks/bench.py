@@ -66,29 +66,13 @@ except ImportError:  # run from a source tree without the package installed
 
 import wandb  # noqa: E402,F401 - imported up front, so no timed block pays for the import
 import wrapt  # noqa: E402
-from openai.types.chat import ChatCompletion  # noqa: E402
+
+# --- the functions under test --------------------------------------------------------------------
+from compare import make_response  # noqa: E402 - the one definition of the benchmark's response
 
 from tracked import _context  # noqa: E402
 
-# --- the functions under test --------------------------------------------------------------------
-
-RESPONSE = ChatCompletion.model_validate(
-    {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "gpt-4o",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "logprobs": None,
-                "message": {"role": "assistant", "content": "The answer is 42."},
-            }
-        ],
-        "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
-    }
-)
+RESPONSE = make_response()
 
 
 def f(x):

@@ -824,14 +824,7 @@ class Experiment:
                 for stored in rows:
                     data = {k: v for k, v in stored.items() if not k.startswith("_")}
                     data["worker"] = part.name
-                    latency = data.get("latency_s")
-                    if "call" in data and is_number(latency):
-                        cost = data.get("cost_usd")
-                        self.totals_own.add_call(
-                            str(data["call"]), float(latency), bool(data.get("error")), int(data.get("llm_calls") or 0),
-                            int(data.get("tokens_in") or 0), int(data.get("tokens_out") or 0),
-                            float(cost) if is_number(cost) else None, int(data.get("unpriced_calls") or 0),
-                        )  # fmt: skip
+                    self.totals_own.add_row(data)
                     self._count_metrics({}, {k: v for k, v in data.items() if k not in ROW_FIELDS})
                     row = self._new_row(data)
                     self._write_row(row)

@@ -102,19 +102,7 @@ def totals_of(experiments: list[StoredExperiment]) -> dict[str, Any]:
     totals = Totals()
     for exp in experiments:
         for row in exp.rows:
-            latency = row.get("latency_s")
-            if not is_number(latency):
-                continue  # a row of metrics only
-            cost = row.get("cost_usd")
-            llm_calls = int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0))
-            unpriced = row.get("unpriced_calls")
-            if unpriced is None:  # rows of the older tracker: usage without a cost is unpriced
-                unpriced = 1 if llm_calls and not is_number(cost) else 0
-            totals.add_call(
-                str(row.get("call") or "result"), float(latency), bool(row.get("error")), llm_calls,
-                int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
-                float(cost) if is_number(cost) else None, int(unpriced),
-            )  # fmt: skip
+            totals.add_row(row)
         for row in exp.rows:
             for key, value in row.items():
                 if key not in ROW_FIELDS and is_number(value) and not (isinstance(value, float) and math.isinf(value)):

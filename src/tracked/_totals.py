@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Mapping
 from typing import Any
+
+from ._values import is_number
 
 #: Row columns written by tracked itself; every other numeric column of a row is a custom metric.
 ROW_FIELDS = frozenset(
@@ -184,6 +187,24 @@ class Totals:
         if group is None:
             group = self.by_name[name] = _Group()
         group.add(*args)
+
+    def add_row(self, row: Mapping[str, Any]) -> None:
+        """Count a row as stored in `results.jsonl` (a worker's, or one read back by the commands).
+        Rows of metrics only are not calls; rows of the older tracker lack some fields: usage
+        without a cost is unpriced."""
+        latency = row.get("latency_s")
+        if not is_number(latency):
+            return
+        cost = row.get("cost_usd")
+        llm_calls = int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0))
+        unpriced = row.get("unpriced_calls")
+        if unpriced is None:
+            unpriced = 1 if llm_calls and not is_number(cost) else 0
+        self.add_call(
+            str(row.get("call") or "result"), float(latency), bool(row.get("error")), llm_calls,
+            int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
+            float(cost) if is_number(cost) else None, int(unpriced),
+        )  # fmt: skip
 
     def add_metric(self, key: str, value: float, sign: int = 1) -> None:
         """Count a metric value (`sign=-1` takes one back, when a row's value is replaced).
