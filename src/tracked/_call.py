@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from . import pricing
 from ._config import internal_error
 from ._values import clean, redact
+from .pricing import cost_of
 from .usage import Usage, extract
 
 if TYPE_CHECKING:
     from ._experiment import Experiment
 
-__all__ = ["Call", "check_metrics"]
+__all__ = ["FIGURES", "Call", "check_metrics"]
 
 # Ids are a per-process random prefix and a counter: unique across processes (the prefix is
 # renewed in forked children) and cheap, because the string is only built when it is read.
@@ -55,6 +55,24 @@ def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
     return dict(metrics)
 
 
+# A call's figures, in the order of `Call._figs`. Until the call ends they read as `_RUNNING`.
+FIGURES = (
+    "latency_s",
+    "model",
+    "provider",
+    "tokens_in",
+    "tokens_out",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_source",
+    "local",
+    "llm_calls",
+    "unpriced_calls",
+)
+_RUNNING: tuple[Any, ...] = (None, None, None, 0, 0, 0, 0, None, None, False, 0, 0)
+
+
 class Call:
     """One execution of a `@tracked` function.
 
@@ -63,32 +81,10 @@ class Call:
     `cost_usd`, `llm_calls`, ... (rolled up from its children when it reported no usage itself).
     """
 
-    # The figures every call has are slots; rarer fields live in the instance dict, with
-    # class-level defaults, so that most calls never make one.
-    __slots__ = (
-        "__dict__",
-        "_kids",
-        "_n",
-        "_own",
-        "_row",
-        "_t0",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "cost_source",
-        "cost_usd",
-        "ended",
-        "experiment",
-        "latency_s",
-        "llm_calls",
-        "local",
-        "model",
-        "name",
-        "parent",
-        "provider",
-        "tokens_in",
-        "tokens_out",
-        "unpriced_calls",
-    )
+    # Every call has these slots. The figures are one tuple, written once when the call ends;
+    # rarer state lives in the instance dict, with class-level defaults, so most calls never
+    # make one.
+    __slots__ = ("__dict__", "_figs", "_n", "_t0", "experiment", "name", "parent")
 
     ttft_s: float | None = None
     metrics: dict[str, Any] | None = None
@@ -96,20 +92,13 @@ class Call:
     error_message: str | None = None
     inputs: dict[str, Any] | None = None
     output: Any = None
+    _own: Usage | None = None  # usage this call reported itself (add_usage, or its result)
+    # What each ended child adds, summed column by column when this call ends: tokens_in,
+    # tokens_out, cache_read, cache_write, cost (0.0 if unpriced), llm_calls, unpriced llm calls,
+    # priced llm calls, local llm calls.
+    _kids: list[tuple[Any, ...]] | None = None
+    _row: Any = None  # the experiment's row state when this is a top-level call
     _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
-
-    latency_s: float | None
-    model: str | None
-    provider: str | None
-    tokens_in: int
-    tokens_out: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cost_usd: float | None
-    cost_source: str | None
-    local: bool
-    llm_calls: int
-    unpriced_calls: int
 
     def __init__(self, name: str, parent: Call | None, experiment: Experiment | None, t0: float) -> None:
         self.name = name
@@ -117,18 +106,74 @@ class Call:
         self.parent = parent
         self.experiment = experiment
         self._t0 = t0  # perf_counter() at the start
-        self.ended = False
-        self._own: Usage | None = None  # usage this call reported itself
-        # Children's sums: [tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls,
-        # unpriced llm calls, priced llm calls, local llm calls]
-        self._kids: list[Any] | None = None
-        self._row: Any = None  # the experiment's row state when this is a top-level call
-        # The figures as they read until the call ends. Set here rather than supplied by a
-        # __getattr__ fallback, which would slow every attribute read of every call.
-        self.latency_s = self.model = self.provider = self.cost_usd = self.cost_source = None
-        self.tokens_in = self.tokens_out = self.cache_read_tokens = self.cache_write_tokens = 0
-        self.llm_calls = self.unpriced_calls = 0
-        self.local = False
+        self._figs = _RUNNING
+
+    @property
+    def ended(self) -> bool:
+        """Whether the call has ended (its figures are final)."""
+        return self._figs is not _RUNNING
+
+    # --- the figures (final once the call has ended) -------------------------------------------
+
+    @property
+    def latency_s(self) -> float | None:
+        """Seconds from the start to the return (or the last item of a generator)."""
+        return self._figs[0]  # type: ignore[no-any-return]
+
+    @property
+    def model(self) -> str | None:
+        """The model: from the response, else `@tracked(model=)`, else the call's `model` argument."""
+        return self._figs[1]  # type: ignore[no-any-return]
+
+    @property
+    def provider(self) -> str | None:
+        """The provider, from `@tracked(provider=)` or the response."""
+        return self._figs[2]  # type: ignore[no-any-return]
+
+    @property
+    def tokens_in(self) -> int:
+        """Input tokens, cached ones included (summed over the children if it reported none)."""
+        return self._figs[3]  # type: ignore[no-any-return]
+
+    @property
+    def tokens_out(self) -> int:
+        """Output tokens."""
+        return self._figs[4]  # type: ignore[no-any-return]
+
+    @property
+    def cache_read_tokens(self) -> int:
+        """Input tokens read from a prompt cache."""
+        return self._figs[5]  # type: ignore[no-any-return]
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Input tokens written to a prompt cache."""
+        return self._figs[6]  # type: ignore[no-any-return]
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Cost in USD, or None if unpriced."""
+        return self._figs[7]  # type: ignore[no-any-return]
+
+    @property
+    def cost_source(self) -> str | None:
+        """Where the cost came from: "genai-prices X.Y.Z", "override", "local", "reported", "children"."""
+        return self._figs[8]  # type: ignore[no-any-return]
+
+    @property
+    def local(self) -> bool:
+        """Whether every LLM call in it ran on a local provider (at no cost)."""
+        return self._figs[9]  # type: ignore[no-any-return]
+
+    @property
+    def llm_calls(self) -> int:
+        """LLM calls: 1 for a call that reported usage, else the count below it."""
+        return self._figs[10]  # type: ignore[no-any-return]
+
+    @property
+    def unpriced_calls(self) -> int:
+        """LLM calls in it that have no cost."""
+        return self._figs[11]  # type: ignore[no-any-return]
 
     @property
     def start_time(self) -> float:
@@ -224,7 +269,7 @@ class Call:
             self.metrics = checked
         else:
             self.metrics.update(checked)
-        if self.ended and self.experiment is not None and self._row is not None:
+        if self._figs is not _RUNNING and self.experiment is not None and self._row is not None:
             self.experiment._join(self, checked)
 
     # --- the end of the call (SDK side; guarded by the wrapper) ---------------------------
@@ -236,10 +281,12 @@ class Call:
         if own is None and result is not None:
             own = extract(result)
         kids = self._kids
+        if kids is not None:
+            self._kids = None
+            sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
         cost_source = None
         local = False
         if own is not None:
-            self._own = own
             model = own.model or spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider or own.provider
             tokens_in = own.tokens_in or 0
@@ -250,59 +297,51 @@ class Call:
             if cost is not None:
                 cost_source = "reported"
             else:
-                cost, cost_source, local = pricing.price(
-                    provider, model, tokens_in, tokens_out, cache_read, cache_write
+                cost, cost_source, local = cost_of(
+                    provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s
                 )
             # A call that reports its own totals while its LLM calls are tracked too is an
             # aggregate, not one more LLM call: count the calls below it.
-            below = kids[5] if kids is not None else 0
+            below = sums[5] if kids is not None else 0
             llm_calls = below or 1
-            unpriced = (kids[6] if kids is not None else 0) if below else (1 if cost is None else 0)
+            unpriced = sums[6] if below else (1 if cost is None else 0)
         else:
             model = spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider
             if kids is not None:
-                tokens_in, tokens_out, cache_read, cache_write = kids[0], kids[1], kids[2], kids[3]
-                cost = kids[4] if kids[7] else None
-                cost_source = "children" if kids[7] else None
-                llm_calls, unpriced = kids[5], kids[6]
-                local = kids[5] > 0 and kids[8] == kids[5]
+                tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls, unpriced, priced, n_local = sums
+                if priced:
+                    cost_source = "children"
+                else:
+                    cost = None
+                local = llm_calls > 0 and n_local == llm_calls
             else:
                 tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = 0
                 cost = None
-        self.latency_s = latency_s
-        self.model = model
-        self.provider = provider
-        self.tokens_in = tokens_in
-        self.tokens_out = tokens_out
-        self.cache_read_tokens = cache_read
-        self.cache_write_tokens = cache_write
-        self.cost_usd = cost
-        self.cost_source = cost_source
-        self.local = local
-        self.llm_calls = llm_calls
-        self.unpriced_calls = unpriced
-        self.ended = True
+        self._figs = (
+            latency_s, model, provider, tokens_in, tokens_out, cache_read, cache_write,
+            cost, cost_source, local, llm_calls, unpriced,
+        )  # fmt: skip
         parent = self.parent
-        if parent is not None and not parent.ended:
-            parent._add_child(self)
+        if parent is not None and parent._figs is _RUNNING:
+            # The parent sums its children when it ends. A list append is atomic, so children
+            # ending in several threads at once need no lock (only to create the list).
+            up = (
+                tokens_in, tokens_out, cache_read, cache_write,
+                0.0 if cost is None else cost, llm_calls, unpriced,
+                0 if cost is None else llm_calls - unpriced, llm_calls if local else 0,
+            )  # fmt: skip
+            siblings = parent._kids
+            if siblings is None:
+                with _rollup_lock:
+                    siblings = parent._kids
+                    if siblings is None:
+                        siblings = parent._kids = []
+            siblings.append(up)
 
-    def _add_child(self, child: Call) -> None:
-        with _rollup_lock:
-            kids = self._kids
-            if kids is None:
-                kids = self._kids = [0, 0, 0, 0, 0.0, 0, 0, 0, 0]
-            kids[0] += child.tokens_in
-            kids[1] += child.tokens_out
-            kids[2] += child.cache_read_tokens
-            kids[3] += child.cache_write_tokens
-            if child.cost_usd is not None:
-                kids[4] += child.cost_usd
-                kids[7] += child.llm_calls - child.unpriced_calls
-            kids[5] += child.llm_calls
-            kids[6] += child.unpriced_calls
-            if child.local:
-                kids[8] += child.llm_calls
+    def _set_figures(self, **figures: Any) -> None:
+        """End a call made by hand (a harness result that is not a tracked call) with these figures."""
+        self._figs = tuple(figures.get(name, default) for name, default in zip(FIGURES, _RUNNING, strict=True))
 
     def _fail(self, exc: BaseException) -> None:
         self.error_type = type(exc).__qualname__

@@ -148,17 +148,22 @@ class ExperimentTracker:
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
         call = Call("result", None, exp, time.perf_counter())
-        call.latency_s = _cost(_get(result, "latency_s")) or 0.0
-        call.tokens_in = _count(_get(result, "tokens_in")) or 0
-        call.tokens_out = _count(_get(result, "tokens_out")) or 0
-        call.cost_usd = _cost(_get(result, "cost_usd"))
-        call.cost_source = "reported" if call.cost_usd is not None else None
-        call.llm_calls = 1 if (call.tokens_in or call.tokens_out or call.cost_usd is not None) else 0
-        call.unpriced_calls = 1 if call.llm_calls and call.cost_usd is None else 0
+        tokens_in = _count(_get(result, "tokens_in")) or 0
+        tokens_out = _count(_get(result, "tokens_out")) or 0
+        cost = _cost(_get(result, "cost_usd"))
+        llm_calls = 1 if (tokens_in or tokens_out or cost is not None) else 0
         model = _get(result, "model")
-        call.model = model if isinstance(model, str) else self.config.model if self.config else None
+        call._set_figures(
+            latency_s=_cost(_get(result, "latency_s")) or 0.0,
+            model=model if isinstance(model, str) else self.config.model if self.config else None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+            cost_source="reported" if cost is not None else None,
+            llm_calls=llm_calls,
+            unpriced_calls=1 if llm_calls and cost is None else 0,
+        )
         call.metrics = extras
-        call.ended = True
         call._row = True
         exp._on_call_end(call)
         exp._seal(call)

@@ -10,8 +10,8 @@ re-read after an hour, because `genai-prices` data can change prices at a given 
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._config import config, warn_once
@@ -31,7 +31,6 @@ class Price(NamedTuple):
 
 
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__, on the hot path
-_monotonic = time.monotonic
 _INF = math.inf
 _LOCAL = Price(0.0, "local", True)
 _UNPRICED = Price(None, None)
@@ -43,24 +42,24 @@ class _Rates:
         "expires",
         "found",
         "generation",
+        "linear_to",
         "per_cache_read",
         "per_cache_write",
         "per_in",
         "per_out",
         "source",
-        "tier_start",
     )
 
     def __init__(self) -> None:
         self.found: Any = None  # (genai provider, genai model) for the slow path
         self.base = self.per_in = self.per_out = self.per_cache_read = self.per_cache_write = 0.0
-        self.tier_start: int | None = None  # linear only up to here
+        self.linear_to: float = _INF  # tokens_in up to which the price is linear (the first tier)
         self.expires = 0.0
         self.generation = -1
         self.source = ""
 
 
-_cache: dict[tuple[str | None, str], _Rates | None] = {}
+_cache: dict[tuple[str | None, str | None], _Rates | None] = {}
 _version: str | None = None
 
 
@@ -108,7 +107,7 @@ def _probe(provider: str | None, model: str) -> _Rates | None:
     rates = _Rates()
     rates.found = found
     rates.source = f"genai-prices {genai_prices_version()}"
-    rates.expires = time.monotonic() + _TTL_S
+    rates.expires = perf_counter() + _TTL_S
     rates.generation = config.generation
     n = _PROBE
     try:
@@ -124,10 +123,10 @@ def _probe(provider: str | None, model: str) -> _Rates | None:
             tiers = getattr(value, "tiers", None)
             if tiers:
                 starts.extend(int(t.start) for t in tiers)
-        rates.tier_start = min(starts) if starts else None
+        rates.linear_to = min(starts) if starts else _INF
     except Exception:
         # Prices this scheme cannot read linearly: every call takes the slow path.
-        rates.tier_start = -1
+        rates.linear_to = -1
     return rates
 
 
@@ -140,6 +139,61 @@ def price(
     cache_write: int = 0,
 ) -> Price:
     """The cost of one call's usage. Never raises; unknown models warn once and are unpriced."""
+    return _new(Price, cost_of(provider, model, tokens_in, tokens_out, cache_read, cache_write, perf_counter()))
+
+
+def cost_of(
+    provider: str | None,
+    model: str | None,
+    tokens_in: int,
+    tokens_out: int,
+    cache_read: int,
+    cache_write: int,
+    now: float,
+) -> tuple[float | None, str | None, bool]:
+    """`price()` for every call: a plain tuple, and `now` is the caller's `perf_counter()`.
+
+    The hot path is rates already read for this (provider, model), still current, and usage
+    below the first tier. Local providers and overrides take the slow path, because they depend
+    on the configuration: rates are cached (for the current configuration) only when neither
+    applies.
+    """
+    rates = _cache.get((provider, model))
+    if rates is not None and rates.generation == config.generation and rates.expires >= now:
+        if tokens_in <= rates.linear_to:
+            try:
+                if cache_read or cache_write:
+                    uncached = tokens_in - cache_read - cache_write
+                    cost = (
+                        rates.base
+                        + (uncached if uncached > 0 else 0) * rates.per_in
+                        + tokens_out * rates.per_out
+                        + cache_read * rates.per_cache_read
+                        + cache_write * rates.per_cache_write
+                    )
+                else:
+                    cost = rates.base + tokens_in * rates.per_in + tokens_out * rates.per_out
+            except (ArithmeticError, TypeError):  # counts too large for a float
+                return _UNPRICED
+            return (cost, rates.source, False) if 0.0 <= cost < _INF else _UNPRICED  # NaN is unpriced
+        try:
+            cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
+        except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
+            return _UNPRICED
+        return (cost, rates.source, False) if 0.0 <= cost < _INF else _UNPRICED
+    return _price(provider, model, tokens_in, tokens_out, cache_read, cache_write, now)
+
+
+def _price(
+    provider: str | None,
+    model: str | None,
+    tokens_in: int,
+    tokens_out: int,
+    cache_read: int,
+    cache_write: int,
+    now: float,
+) -> tuple[float | None, str | None, bool]:
+    """Local providers, overrides, and the first look-up (or the refresh) of a model's rates."""
     if provider is not None and provider.lower() in config.local_providers:
         return _LOCAL
     if model is None:
@@ -154,47 +208,28 @@ def price(
         rate = config.prices.get(f"{provider.lower()}/{key}" if provider else key) or config.prices.get(key)
         if rate is not None:
             try:
-                return Price((tokens_in * rate[0] + tokens_out * rate[1]) / 1e6, "override")
+                return ((tokens_in * rate[0] + tokens_out * rate[1]) / 1e6, "override", False)
             except ArithmeticError:
                 return _UNPRICED
     cache_key = (provider, model)
     rates = _cache.get(cache_key)
-    if rates is None or rates.generation != config.generation or rates.expires < _monotonic():
-        if rates is None and cache_key in _cache:  # known miss
-            return _UNPRICED
-        try:
-            rates = _probe(provider, model)
-        except Exception as exc:  # genai-prices missing or broken: calls go on unpriced
-            warn_once(("prices-broken", type(exc)), f"tracked: cannot read genai-prices ({exc!r}); costs are unpriced")
-            rates = None
-        _cache[cache_key] = rates
-        if rates is None:
-            where = f" from provider {provider!r}" if provider else ""
-            warn_once(
-                ("unpriced", provider, model),
-                f"tracked: no price for model {model!r}{where} in genai-prices; its calls have cost_usd=None. "
-                f"Set one with tracked.configure(prices={{{model!r}: (usd_per_1m_in, usd_per_1m_out)}})",
-            )
-            return _UNPRICED
+    if rates is None and cache_key in _cache:
+        return _UNPRICED  # known miss
     try:
-        if rates.tier_start is None or (0 <= tokens_in <= rates.tier_start):
-            uncached = tokens_in - cache_read - cache_write
-            if uncached < 0:
-                uncached = 0
-            cost = (
-                rates.base
-                + uncached * rates.per_in
-                + tokens_out * rates.per_out
-                + cache_read * rates.per_cache_read
-                + cache_write * rates.per_cache_write
-            )
-        else:
-            cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
-    except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
+        rates = _probe(provider, model)
+    except Exception as exc:  # genai-prices missing or broken: calls go on unpriced
+        warn_once(("prices-broken", type(exc)), f"tracked: cannot read genai-prices ({exc!r}); costs are unpriced")
+        rates = None
+    _cache[cache_key] = rates
+    if rates is None:
+        where = f" from provider {provider!r}" if provider else ""
+        warn_once(
+            ("unpriced", provider, model),
+            f"tracked: no price for model {model!r}{where} in genai-prices; its calls have cost_usd=None. "
+            f"Set one with tracked.configure(prices={{{model!r}: (usd_per_1m_in, usd_per_1m_out)}})",
+        )
         return _UNPRICED
-    if not 0.0 <= cost < _INF:  # also false for NaN
-        return _UNPRICED
-    return _new(Price, (cost, rates.source, False))
+    return cost_of(provider, model, tokens_in, tokens_out, cache_read, cache_write, now)  # now the hot path
 
 
 def _clear_cache() -> None:

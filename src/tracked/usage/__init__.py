@@ -141,36 +141,54 @@ def _from_usage(obj: Any) -> Usage | None:
 _declares_hidden: dict[type, bool] = {}
 
 
-def _has_hidden_params(obj: Any) -> bool:
-    kind = type(obj)
-    declared = _declares_hidden.get(kind)
-    if declared is None:
-        declared = any(
-            "_hidden_params" in vars(c) or "_hidden_params" in (vars(c).get("__private_attributes__") or ())
-            for c in kind.__mro__
-        )
-        if len(_declares_hidden) < 4096:
-            _declares_hidden[kind] = declared
-    return declared or "_hidden_params" in getattr(obj, "__dict__", ())
+def _declares_hidden_params(kind: type) -> bool:
+    declared = any(
+        "_hidden_params" in vars(c) or "_hidden_params" in (vars(c).get("__private_attributes__") or ())
+        for c in kind.__mro__
+    )
+    if len(_declares_hidden) < 4096:
+        _declares_hidden[kind] = declared
+    return declared
 
 
 def _from_openai_chat(obj: Any) -> Usage | None:
     """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses."""
-    usage, model = _two(obj, "usage", "model")
+    # The hot path of the most common response: objects known to hold their fields as
+    # attributes (pydantic models, dataclasses) are read with getattr directly, and plain
+    # non-negative int counts are checked inline; the rest goes through _two and _count.
+    kind = type(obj)
+    if _is_mapping.get(kind) is False:
+        usage = getattr(obj, "usage", None)
+        model = getattr(obj, "model", None)
+    else:
+        usage, model = _two(obj, "usage", "model")
     if usage is None:
         return None
-    tokens_in, tokens_out = _two(usage, "prompt_tokens", "completion_tokens")
-    # Plain non-negative ints are the common case: checked inline, the rest by _count.
+    if _is_mapping.get(type(usage)) is False:
+        tokens_in = getattr(usage, "prompt_tokens", None)
+        tokens_out = getattr(usage, "completion_tokens", None)
+        details = getattr(usage, "prompt_tokens_details", None)
+    else:
+        tokens_in, tokens_out = _two(usage, "prompt_tokens", "completion_tokens")
+        details = _get(usage, "prompt_tokens_details")
     if not (type(tokens_in) is int and tokens_in >= 0):
         tokens_in = _count(tokens_in)
     if not (type(tokens_out) is int and tokens_out >= 0):
         tokens_out = _count(tokens_out)
     if tokens_in is None and tokens_out is None:
         return None
-    cached, cache_write = _two(_get(usage, "prompt_tokens_details"), "cached_tokens", "cache_write_tokens")
-    cached, cache_write = _count(cached), _count(cache_write)
+    cached = cache_write = None
+    if details is not None:
+        cached, cache_write = _two(details, "cached_tokens", "cache_write_tokens")
+        if cached is not None and not (type(cached) is int and cached >= 0):
+            cached = _count(cached)
+        if cache_write is not None:
+            cache_write = _count(cache_write)
     cost = provider = None
-    if _has_hidden_params(obj):  # LiteLLM computes its own cost
+    declared = _declares_hidden.get(kind)
+    if declared is None:
+        declared = _declares_hidden_params(kind)
+    if declared or "_hidden_params" in getattr(obj, "__dict__", ()):  # LiteLLM computes its own cost
         hidden = getattr(obj, "_hidden_params", None)
         if isinstance(hidden, Mapping):
             cost = _cost(hidden.get("response_cost"))
@@ -319,7 +337,7 @@ def extract(obj: Any) -> Usage | None:
             found = fn(obj)
         except Exception:
             found = None
-        if type(found) is Usage and found.reported:
+        if type(found) is Usage:  # the built-in extractors return only reported usage
             return found
     return _search(obj, kind)
 
