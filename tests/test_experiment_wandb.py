@@ -10,6 +10,7 @@ Two facts about `wandb` (0.31) shape these tests:
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -286,6 +287,23 @@ def test_calls_table_in_the_run_summary_lists_every_call_with_parent_ids():
     assert by_name["boom"][0]["error"] == "ValueError"
     local_ids = {c["id"] for c in read_experiment(exp.path).calls}
     assert {row["id"] for row in table} == local_ids
+
+
+def test_the_calls_table_is_let_go_once_the_run_has_ended():
+    """After finish(), no calls table made by the experiment is alive (wandb's artifact cache held them),
+    and the table is still in the run on disk."""
+    import wandb
+
+    def tables() -> set[int]:
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, wandb.Table)}
+
+    before = tables()
+    with tracked.experiment("table_memory") as exp:
+        for i in range(50):
+            strategy(i)
+    assert tables() - before == set()
+    assert len(wandb_run(exp).table()) == 150
 
 
 def test_notes_and_tags_changed_while_running_reach_the_run_and_config_json():

@@ -205,11 +205,41 @@ class WandbSink:
         import wandb
 
         run = self.start()
+        table = None
         try:
             run.summary.update({k: v for k, v in summary.items() if v is not None})
             if self._table:
-                run.summary["calls"] = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
+                table = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
+                run.summary["calls"] = table
         finally:
             # The run is ended even when the summary could not be written.
             if not self.adopted:
                 run.finish(exit_code=exit_code)
+        if table is not None:
+            _forget_table(table)
+
+
+def _forget_table(table: Any) -> None:
+    """Let the calls table go once its run has ended, so memory is back where it was.
+
+    wandb keeps the last 100 artifacts it made in a process-wide cache, and the summary table's
+    artifact holds the table with every row, and a temporary directory. Its file was copied to
+    wandb's staging area when it was added, so the directory is not needed any more. This reaches
+    into wandb's internals, so it is best effort: if they change, the memory is only kept longer.
+    """
+    try:
+        from wandb.sdk.artifacts import artifact_instance_cache as cache
+
+        for registry in (cache.artifact_instance_cache_by_client_id, cache.artifact_instance_cache):
+            for key, artifact in list(registry.items()):
+                added = getattr(artifact, "_added_objs", None) or {}
+                if not any(obj is table for obj, _entry in added.values()):
+                    continue
+                registry.pop(key, None)
+                tmp = getattr(artifact, "_tmp_dir", None)
+                if tmp is not None:
+                    tmp.cleanup()
+                    artifact._tmp_dir = None
+                added.clear()
+    except Exception as exc:  # pragma: no cover - depends on wandb's internals
+        warn_once(("forget-table", type(exc)), f"tracked: could not release W&B's copy of the calls table ({exc!r})")
