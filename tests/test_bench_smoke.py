@@ -16,6 +16,7 @@ SUBJECTS = [
     "4 tracked disabled",
     "5 tracked active, trivial",
     "6 tracked active, OpenAI usage+pricing",
+    "6b same work inlined by hand (lower bound)",
     "7 tracked outer + 3 nested (per outer)",
     "7 tracked outer + 3 nested (per call /4)",
     "8 bare async await",
@@ -46,7 +47,7 @@ def test_bench_quick_runs(tmp_path):
     for name in SUBJECTS:
         assert name in out, f"{name!r} missing from the benchmark output:\n{out}"
     assert "targets:" in out
-    assert out.count("[PASS]") + out.count("[MISS]") == 4
+    assert out.count("[PASS]") + out.count("[MISS]") == 5
 
 
 def _run_bench(tmp_path, *flags):

@@ -131,7 +131,13 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _end(
-    call: Call, spec: _Spec, instance: Any, latency_s: float, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    call: Call,
+    spec: _Spec,
+    latency_s: float,
+    result: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    instance: Any = None,
 ) -> None:
     try:
         arg_model = None
@@ -175,11 +181,11 @@ def _run_sync(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], k
         latency = perf_counter() - t0
         _current.reset(token)
         _failed(call, exc)
-        _end(call, spec, instance, latency, None, args, kwargs)
+        _end(call, spec, latency, None, args, kwargs, instance)
         raise
     latency = perf_counter() - t0
     _current.reset(token)
-    _end(call, spec, instance, latency, result, args, kwargs)
+    _end(call, spec, latency, result, args, kwargs, instance)
     return result
 
 
@@ -195,11 +201,11 @@ async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, 
         latency = perf_counter() - t0
         _current.reset(token)
         _failed(call, exc)
-        _end(call, spec, instance, latency, None, args, kwargs)
+        _end(call, spec, latency, None, args, kwargs, instance)
         raise
     latency = perf_counter() - t0
     _current.reset(token)
-    _end(call, spec, instance, latency, result, args, kwargs)
+    _end(call, spec, latency, result, args, kwargs, instance)
     return result
 
 
@@ -266,9 +272,9 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
                 raise
             finally:
                 _current.reset(token)
-                _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
+                _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance)
         else:
-            _end(call, spec, instance, latency, _final_usage(stream, result), args, kwargs)
+            _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance)
     return result
 
 
@@ -327,7 +333,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
                 finally:
                     _current.reset(token)
         finally:
-            _end(call, spec, instance, latency, stream, args, kwargs)
+            _end(call, spec, latency, stream, args, kwargs, instance)
 
 
 _SYNC, _ASYNC, _GEN, _ASYNCGEN = "sync", "async", "gen", "asyncgen"
@@ -388,11 +394,11 @@ def _closure(spec: _Spec, fn: Any, kind: str) -> Any:
                 latency = perf_counter() - call._t0
                 _current.reset(token)
                 _failed(call, exc)
-                _end(call, spec, None, latency, None, args, kwargs)
+                _end(call, spec, latency, None, args, kwargs)
                 raise
             latency = perf_counter() - call._t0
             _current.reset(token)
-            _end(call, spec, None, latency, result, args, kwargs)
+            _end(call, spec, latency, result, args, kwargs)
             return result
 
     return wrapper

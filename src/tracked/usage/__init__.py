@@ -45,7 +45,10 @@ def merge(old: Usage | None, new: Usage) -> Usage:
     return Usage._make(o if n is None else n for o, n in zip(old, new, strict=True))
 
 
-_new = tuple.__new__  # a NamedTuple without its Python-level __new__, on the hot path
+# A NamedTuple without its Python-level __new__ (about 70 ns instead of 300 with keywords), on the
+# hot path; the fields in order: tokens_in, tokens_out, cache_read_tokens, cache_write_tokens,
+# model, provider, cost_usd.
+_new = tuple.__new__
 
 # --- value coercion: everything a provider reports is checked, nothing is trusted ---------------
 
@@ -209,26 +212,17 @@ def _from_input_output(obj: Any) -> Usage | None:
         details = _get(usage, "input_tokens_details")
         cached = _count(_get(details, "cached_tokens"))
         cache_write = _count(_get(usage, "cache_write_tokens")) or _count(_get(details, "cache_write_tokens"))
-        return Usage(
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cache_read_tokens=cached or None,
-            cache_write_tokens=cache_write or None,
-            model=_name(_get(obj, "model")),
-            provider="openai",
-        )
+        model = _name(_get(obj, "model"))
+        return _new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, "openai", None))
     # Anthropic: input_tokens excludes cache reads and writes, which are billed as input.
     cache_read = _count(_get(usage, "cache_read_input_tokens"))
     cache_write = _count(_get(usage, "cache_creation_input_tokens"))
     is_anthropic = _get(obj, "type") == "message" or cache_read is not None or cache_write is not None
-    return Usage(
-        tokens_in=_add(tokens_in, cache_read, cache_write) if tokens_in is not None else None,
-        tokens_out=tokens_out,
-        cache_read_tokens=cache_read or None,
-        cache_write_tokens=cache_write or None,
-        model=_name(_get(obj, "model")),
-        provider="anthropic" if is_anthropic else None,
-    )
+    if tokens_in is not None:
+        tokens_in = _add(tokens_in, cache_read, cache_write)
+    provider = "anthropic" if is_anthropic else None
+    model = _name(_get(obj, "model"))
+    return _new(Usage, (tokens_in, tokens_out, cache_read or None, cache_write or None, model, provider, None))
 
 
 def _from_anthropic_stream_event(obj: Any) -> Usage | None:
@@ -249,7 +243,7 @@ def _from_anthropic_stream_event(obj: Any) -> Usage | None:
         )
     if tokens_out is None and tokens_in is None:
         return None
-    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, provider="anthropic")
+    return _new(Usage, (tokens_in, tokens_out, None, None, None, "anthropic", None))
 
 
 def _from_ollama(obj: Any) -> Usage | None:
@@ -258,7 +252,7 @@ def _from_ollama(obj: Any) -> Usage | None:
     tokens_out = _count(_get(obj, "eval_count"))
     if tokens_in is None and tokens_out is None:
         return None
-    return Usage(tokens_in=tokens_in, tokens_out=tokens_out, model=_name(_get(obj, "model")), provider="ollama")
+    return _new(Usage, (tokens_in, tokens_out, None, None, _name(_get(obj, "model")), "ollama", None))
 
 
 def _from_fields(obj: Any) -> Usage | None:
@@ -270,13 +264,8 @@ def _from_fields(obj: Any) -> Usage | None:
     # the call's children, if any, are its usage.
     if not tokens_in and not tokens_out and not cost:
         return None
-    return Usage(
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        model=_name(_get(obj, "model")),
-        provider=_name(_get(obj, "provider")),
-        cost_usd=cost,
-    )
+    model, provider = _name(_get(obj, "model")), _name(_get(obj, "provider"))
+    return _new(Usage, (tokens_in, tokens_out, None, None, model, provider, cost))
 
 
 Extractor = Callable[[Any], "Usage | Mapping[str, Any] | None"]
