@@ -103,6 +103,51 @@ def test_openai_chat_completion_without_cache():
     assert call.cost_usd == pytest.approx(0.0075)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**7),
+            st.integers(0, 10**7),
+            st.none() | st.integers(0, 10**7),
+            st.sampled_from(["gpt-4o", "gpt-4o-mini", "x" * 257, ""]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_class_seen_before_reads_the_same_as_the_first_time(responses):
+    """Once ChatCompletion has matched, later instances take a faster path (plain attribute reads): it
+    gives what the general extractor gives, for any counts, cached tokens, model names, and instances
+    carrying LiteLLM's `_hidden_params`."""
+    from tracked import usage as usage_mod
+
+    for prompt, completion, cached, model, hidden in responses:
+        resp = ChatCompletion.model_validate(chat_completion_json(model, prompt, completion, cached=cached))
+        if hidden:
+            object.__setattr__(resp, "_hidden_params", {"response_cost": 0.5, "custom_llm_provider": "openai"})
+        assert extract(resp) == usage_mod._from_openai_chat(resp)
+    assert usage_mod._by_type[ChatCompletion] is usage_mod._openai_chat_fixed
+
+
+def test_a_dataclass_holding_usage_as_a_dict_is_read_each_time():
+    """A fixed-shape result whose `usage` is a dict still reads right after its class has matched."""
+
+    @dataclass
+    class Result:
+        model: str
+        usage: Any
+
+    first = Result("gpt-4o", {"prompt_tokens": 10, "completion_tokens": 2})
+    second = Result(
+        "gpt-4o", {"prompt_tokens": 30, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 5}}
+    )
+    assert extract(first) == Usage(10, 2, None, None, "gpt-4o")
+    assert extract(second) == Usage(30, 4, 5, None, "gpt-4o")
+    assert extract(Result("gpt-4o", None)) is None
+
+
 def chunk_json(content: str | None, usage: dict | None = None, finish: str | None = None) -> dict:
     choices = [] if content is None else [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]
     return {

@@ -201,6 +201,40 @@ def _from_openai_chat(obj: Any) -> Usage | None:
     return _new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, provider, cost))
 
 
+def _openai_chat_fixed(obj: Any) -> Usage | None:
+    """`_from_openai_chat` for a pydantic model or dataclass it has matched before (the OpenAI SDK's
+    ChatCompletion): plain attribute reads, and anything unusual goes to the general path."""
+    try:
+        usage = obj.usage
+        if usage is None:  # a stream chunk before the last
+            return None
+        tokens_in = usage.prompt_tokens
+        tokens_out = usage.completion_tokens
+        details = usage.prompt_tokens_details
+        model = obj.model
+        hidden = "_hidden_params" in obj.__dict__
+    except AttributeError:  # a dict inside, a missing field, no __dict__
+        return _from_openai_chat(obj)
+    if (
+        hidden
+        or type(tokens_in) is not int
+        or tokens_in < 0
+        or type(tokens_out) is not int
+        or tokens_out < 0
+        or type(model) is not str
+        or not 0 < len(model) <= 256
+    ):
+        return _from_openai_chat(obj)
+    cached = cache_write = None
+    if details is not None:
+        cached, cache_write = _two(details, "cached_tokens", "cache_write_tokens")
+        if cached is not None and not (type(cached) is int and cached >= 0):
+            cached = _count(cached)
+        if cache_write is not None:
+            cache_write = _count(cache_write)
+    return _new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, None, None))
+
+
 def _from_input_output(obj: Any) -> Usage | None:
     """OpenAI Responses API and Anthropic messages: `usage.input_tokens` / `usage.output_tokens`."""
     usage = _get(obj, "usage")
@@ -305,6 +339,8 @@ def _coerce(found: Any) -> Usage | None:
 
 # The extractor that last matched each type, tried first next time.
 _by_type: dict[type, Extractor] = {}
+# Faster forms of a built-in extractor, for the fixed-shape classes it has matched.
+_FIXED: dict[Extractor, Extractor] = {_from_openai_chat: _openai_chat_fixed}
 
 
 def extract(obj: Any) -> Usage | None:
@@ -355,7 +391,9 @@ def _search(obj: Any, kind: type | None) -> Usage | None:
                 continue
             if usage is not None and usage.reported:
                 if kind is not None and len(_by_type) < 4096 and _fixed_shape(kind):
-                    _by_type[kind] = fn
+                    fixed = _FIXED.get(fn)
+                    use_fixed = fixed is not None and not _declares_hidden_params(kind)
+                    _by_type[kind] = fixed if use_fixed else fn
                 return usage
     return None
 
