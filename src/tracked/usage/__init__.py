@@ -392,8 +392,9 @@ def _search(obj: Any, kind: type | None) -> Usage | None:
             if usage is not None and usage.reported:
                 if kind is not None and len(_by_type) < 4096 and _fixed_shape(kind):
                     fixed = _FIXED.get(fn)
-                    use_fixed = fixed is not None and not _declares_hidden_params(kind)
-                    _by_type[kind] = fixed if use_fixed else fn
+                    if fixed is None or _declares_hidden_params(kind):
+                        fixed = fn
+                    _by_type[kind] = fixed
                 return usage
     return None
 
