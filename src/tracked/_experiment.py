@@ -37,10 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # afterwards become a row of their own. Without W&B nothing waits.
 MAX_WAITING_ROWS = 10_000
 FINISH_TIMEOUT_S = 120.0
-# Bounded buffers: past this many items waiting for a background thread (W&B logs about 5,000
-# rows a second offline), calls wait for it to catch up, so memory stays bounded and nothing is
-# dropped. A thread that makes no progress at all (a hung W&B) is not waited for.
-MAX_QUEUED = 50_000
+# Bounded buffers: past this many items waiting for a background thread (W&B logs 5,000 to 8,000
+# rows a second offline), calls wait for it to catch up, so memory stays bounded (about 25 MB at
+# the peak) and nothing is dropped. A thread that makes no progress at all (a hung W&B) is not
+# waited for.
+MAX_QUEUED = 10_000
 
 
 @dataclass(frozen=True)
