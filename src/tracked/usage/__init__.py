@@ -154,6 +154,16 @@ def _declares_hidden_params(kind: type) -> bool:
     return declared
 
 
+def _cache_counts(details: Any) -> tuple[int | None, int | None]:
+    """Cached and cache-write input tokens from OpenAI's `prompt_tokens_details`."""
+    cached, cache_write = _two(details, "cached_tokens", "cache_write_tokens")
+    if cached is not None and not (type(cached) is int and cached >= 0):
+        cached = _count(cached)
+    if cache_write is not None:
+        cache_write = _count(cache_write)
+    return cached, cache_write
+
+
 def _from_openai_chat(obj: Any) -> Usage | None:
     """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses."""
     # The hot path of the most common response: objects known to hold their fields as
@@ -180,13 +190,7 @@ def _from_openai_chat(obj: Any) -> Usage | None:
         tokens_out = _count(tokens_out)
     if tokens_in is None and tokens_out is None:
         return None
-    cached = cache_write = None
-    if details is not None:
-        cached, cache_write = _two(details, "cached_tokens", "cache_write_tokens")
-        if cached is not None and not (type(cached) is int and cached >= 0):
-            cached = _count(cached)
-        if cache_write is not None:
-            cache_write = _count(cache_write)
+    cached, cache_write = (None, None) if details is None else _cache_counts(details)
     cost = provider = None
     declared = _declares_hidden.get(kind)
     if declared is None:
@@ -225,13 +229,7 @@ def _openai_chat_fixed(obj: Any) -> Usage | None:
         or not 0 < len(model) <= 256
     ):
         return _from_openai_chat(obj)
-    cached = cache_write = None
-    if details is not None:
-        cached, cache_write = _two(details, "cached_tokens", "cache_write_tokens")
-        if cached is not None and not (type(cached) is int and cached >= 0):
-            cached = _count(cached)
-        if cache_write is not None:
-            cache_write = _count(cache_write)
+    cached, cache_write = (None, None) if details is None else _cache_counts(details)
     return _new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, None, None))
 
 
