@@ -127,6 +127,35 @@ def test_override_wins_over_genai_prices_and_can_be_removed():
     assert pricing.price(None, "gpt-4o", 1000, 500).cost_usd == pytest.approx(0.0075)
 
 
+@pytest.mark.parametrize(
+    "change", [{"prices": {"gpt-4o": (100.0, 100.0)}}, {"local_providers": ["openai"]}], ids=["override", "local"]
+)
+def test_settings_changed_while_a_price_is_being_looked_up_apply_to_the_next_call(monkeypatch, change):
+    """configure() during the first look-up of a model (genai-prices takes a quarter of a second to
+    load, the first time) is not hidden by the rates that look-up caches."""
+    real_lookup = pricing._lookup
+
+    def lookup_while_configured(provider, model):
+        tracked.configure(**change)  # as another thread would, during the look-up
+        return real_lookup(provider, model)
+
+    monkeypatch.setattr(pricing, "_lookup", lookup_while_configured)
+    pricing.price("openai", "gpt-4o", 1000, 500)
+    monkeypatch.setattr(pricing, "_lookup", real_lookup)
+    p = pricing.price("openai", "gpt-4o", 1000, 500)
+    if "prices" in change:
+        assert (p.cost_usd, p.source) == (pytest.approx(0.15), "override")
+    else:
+        assert (p.cost_usd, p.source, p.local) == (0.0, "local", True)
+
+
+def test_counts_that_are_not_usable_are_unpriced_on_the_cached_path():
+    """With the model's rates cached, a count that is not a number is unpriced rather than raising."""
+    assert pricing.price(None, "gpt-4o", 1000, 500).cost_usd == pytest.approx(0.0075)
+    assert pricing.price(None, "gpt-4o", None, 5) == pricing.Price(None, None)  # type: ignore[arg-type]
+    assert pricing.price(None, "gpt-4o", 1000, "5") == pricing.Price(None, None)  # type: ignore[arg-type]
+
+
 def test_override_by_provider_and_model():
     """A "provider/model" override applies to that provider only; a bare model key applies to all."""
     tracked.configure(prices={"acme/shared": (1.0, 0.0), "shared": (2.0, 0.0)})

@@ -99,7 +99,7 @@ def _slow(found: Any, tokens_in: int, tokens_out: int, cache_read: int, cache_wr
     return float(model.calc_price(usage, provider).total_price)
 
 
-def _probe(provider: str | None, model: str) -> _Rates | None:
+def _probe(provider: str | None, model: str, generation: int) -> _Rates | None:
     try:
         found = _lookup(provider, model)
     except LookupError:
@@ -108,7 +108,7 @@ def _probe(provider: str | None, model: str) -> _Rates | None:
     rates.found = found
     rates.source = f"genai-prices {genai_prices_version()}"
     rates.expires = perf_counter() + _TTL_S
-    rates.generation = config.generation
+    rates.generation = generation  # the configuration that was checked for local providers and overrides
     n = _PROBE
     try:
         base = _slow(found, 0, 0, 0, 0)
@@ -160,8 +160,8 @@ def cost_of(
     """
     rates = _cache.get((provider, model))
     if rates is not None and rates.generation == config.generation and rates.expires >= now:
-        if tokens_in <= rates.linear_to:
-            try:
+        try:
+            if 0 <= tokens_in <= rates.linear_to:
                 if cache_read or cache_write:
                     uncached = tokens_in - cache_read - cache_write
                     cost = (
@@ -173,12 +173,9 @@ def cost_of(
                     )
                 else:
                     cost = rates.base + tokens_in * rates.per_in + tokens_out * rates.per_out
-            except (ArithmeticError, TypeError):  # counts too large for a float
-                return _UNPRICED
-            return (cost, rates.source, False) if 0.0 <= cost < _INF else _UNPRICED  # NaN is unpriced
-        try:
-            cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
-        except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers
+            else:
+                cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
+        except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers, not numbers
             return _UNPRICED
         return (cost, rates.source, False) if 0.0 <= cost < _INF else _UNPRICED
     return _price(provider, model, tokens_in, tokens_out, cache_read, cache_write, now)
@@ -194,6 +191,9 @@ def _price(
     now: float,
 ) -> tuple[float | None, str | None, bool]:
     """Local providers, overrides, and the first look-up (or the refresh) of a model's rates."""
+    # Read first: rates are cached for the configuration checked here, so a configure() while
+    # genai-prices loads (a quarter of a second, the first time) makes them stale, not wrong.
+    generation = config.generation
     if provider is not None and provider.lower() in config.local_providers:
         return _LOCAL
     if model is None:
@@ -216,7 +216,7 @@ def _price(
     if rates is None and cache_key in _cache:
         return _UNPRICED  # known miss
     try:
-        rates = _probe(provider, model)
+        rates = _probe(provider, model, generation)
     except Exception as exc:  # genai-prices missing or broken: calls go on unpriced
         warn_once(("prices-broken", type(exc)), f"tracked: cannot read genai-prices ({exc!r}); costs are unpriced")
         rates = None
