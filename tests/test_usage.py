@@ -160,6 +160,42 @@ def chunk_json(content: str | None, usage: dict | None = None, finish: str | Non
     }
 
 
+def test_stream_chunks_without_usage_are_not_tried_against_every_extractor(monkeypatch):
+    """An OpenAI chunk class is known from its fields: chunks without usage are read once and not
+    offered to the other extractors (each of which made pydantic raise, about 11 us a chunk)."""
+    from tracked import usage as usage_mod
+
+    offered: list[Any] = []
+
+    def spy(obj: Any) -> None:
+        offered.append(obj)
+
+    monkeypatch.setattr(usage_mod, "_chain", (*usage_mod._BUILTIN, spy))
+    chunks = [ChatCompletionChunk.model_validate(chunk_json(t)) for t in ("Hel", "lo", "!")]
+    last = ChatCompletionChunk.model_validate(
+        chunk_json(None, usage={"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43})
+    )
+    assert [extract(c) for c in chunks] == [None, None, None]
+    assert extract(last) == Usage(40, 3, None, None, "gpt-4o-mini")
+    assert offered == []
+    assert ChatCompletionChunk in usage_mod._final
+
+
+def test_a_pydantic_event_is_offered_only_to_extractors_of_fields_it_has():
+    """An Anthropic content delta (type, index, delta) goes to the stream-event extractor only; the
+    same class with extra, undeclared fields is offered to every extractor again."""
+    from anthropic.types import RawContentBlockDeltaEvent
+
+    from tracked import usage as usage_mod
+
+    data = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}
+    event = RawContentBlockDeltaEvent.model_validate(data)
+    assert extract(event) is None
+    assert usage_mod._chain_of(event, RawContentBlockDeltaEvent) == (usage_mod._from_anthropic_stream_event,)
+    with_extras = RawContentBlockDeltaEvent.model_validate({**data, "prompt_eval_count": 3, "eval_count": 4})
+    assert extract(with_extras) == Usage(3, 4, None, None, None, "ollama")
+
+
 def test_openai_stream_last_chunk_usage_in_tracked_generator():
     """A tracked generator yielding OpenAI chunks takes usage from the last chunk and records a ttft."""
     chunks = [ChatCompletionChunk.model_validate(chunk_json(t)) for t in ("Hel", "lo", "!")]
