@@ -165,25 +165,15 @@ def _cache_counts(details: Any) -> tuple[int | None, int | None]:
 
 
 def _from_openai_chat(obj: Any) -> Usage | None:
-    """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses."""
-    # The hot path of the most common response: objects known to hold their fields as
-    # attributes (pydantic models, dataclasses) are read with getattr directly, and plain
-    # non-negative int counts are checked inline; the rest goes through _two and _count.
-    kind = type(obj)
-    if _is_mapping.get(kind) is False:
-        usage = getattr(obj, "usage", None)
-        model = getattr(obj, "model", None)
-    else:
-        usage, model = _two(obj, "usage", "model")
+    """OpenAI chat completions (and the last chunk of a stream with usage), LiteLLM responses.
+
+    The general reader, for mappings and objects alike; the OpenAI SDK's own classes take
+    `_openai_chat_fixed` once seen."""
+    usage, model = _two(obj, "usage", "model")
     if usage is None:
         return None
-    if _is_mapping.get(type(usage)) is False:
-        tokens_in = getattr(usage, "prompt_tokens", None)
-        tokens_out = getattr(usage, "completion_tokens", None)
-        details = getattr(usage, "prompt_tokens_details", None)
-    else:
-        tokens_in, tokens_out = _two(usage, "prompt_tokens", "completion_tokens")
-        details = _get(usage, "prompt_tokens_details")
+    tokens_in, tokens_out = _two(usage, "prompt_tokens", "completion_tokens")
+    details = _get(usage, "prompt_tokens_details")
     if not (type(tokens_in) is int and tokens_in >= 0):
         tokens_in = _count(tokens_in)
     if not (type(tokens_out) is int and tokens_out >= 0):
@@ -192,9 +182,9 @@ def _from_openai_chat(obj: Any) -> Usage | None:
         return None
     cached, cache_write = (None, None) if details is None else _cache_counts(details)
     cost = provider = None
-    declared = _declares_hidden.get(kind)
+    declared = _declares_hidden.get(type(obj))
     if declared is None:
-        declared = _declares_hidden_params(kind)
+        declared = _declares_hidden_params(type(obj))
     if declared or "_hidden_params" in getattr(obj, "__dict__", ()):  # LiteLLM computes its own cost
         hidden = getattr(obj, "_hidden_params", None)
         if isinstance(hidden, Mapping):
@@ -206,8 +196,8 @@ def _from_openai_chat(obj: Any) -> Usage | None:
 
 
 def _openai_chat_fixed(obj: Any) -> Usage | None:
-    """`_from_openai_chat` for a pydantic model or dataclass it has matched before (the OpenAI SDK's
-    ChatCompletion): plain attribute reads, and anything unusual goes to the general path."""
+    """`_from_openai_chat` for the classes `_known_from_fields` recognises (the OpenAI SDK's
+    ChatCompletion and chunks): plain attribute reads, and anything unusual goes to the general path."""
     try:
         usage = obj.usage
         if usage is None:  # a stream chunk before the last
@@ -337,8 +327,6 @@ def _coerce(found: Any) -> Usage | None:
 
 # The extractor that last matched each type, tried first next time.
 _by_type: dict[type, Extractor] = {}
-# Faster forms of a built-in extractor, for the fixed-shape classes it has matched.
-_FIXED: dict[Extractor, Extractor] = {_from_openai_chat: _openai_chat_fixed}
 # Classes known from their declared fields alone (OpenAI chat completions and stream chunks): their
 # extractor is final, and an instance it finds nothing in has no usage. Without this, every chunk
 # of a stream but the last would try each extractor in turn, about 11 us a chunk, most of it in
@@ -455,10 +443,7 @@ def _search(obj: Any, kind: type | None) -> Usage | None:
                 continue
             if usage is not None and usage.reported:
                 if kind is not None and len(_by_type) < 4096 and _fixed_shape(kind):
-                    fixed = _FIXED.get(fn)
-                    if fixed is None or _declares_hidden_params(kind):
-                        fixed = fn
-                    _by_type[kind] = fixed
+                    _by_type[kind] = fn
                 return usage
     return None
 
