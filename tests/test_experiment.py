@@ -14,15 +14,9 @@ import pytest
 
 import tracked
 from tracked.testing import read_experiment
+from workloads import llm, work
 
 # --- tracked functions used by the tests -------------------------------------------------------
-
-
-@tracked.tracked
-def work(task_id: int, tokens_out: int = 1, cost: float = 0.0) -> int:
-    """One LLM-like call: `task_id` input tokens, so a row can be matched to its task."""
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=tokens_out, model="test-model", cost_usd=cost)
-    return task_id
 
 
 @tracked.tracked(name="alpha")
@@ -34,12 +28,6 @@ def alpha(n: int) -> int:
 @tracked.tracked(name="beta")
 def beta(n: int) -> int:
     tracked.current_call().add_usage(tokens_in=n, tokens_out=n, model="test-model", cost_usd=0.25)
-    return n
-
-
-@tracked.tracked(name="llm")
-def llm(n: int) -> int:
-    tracked.current_call().add_usage(tokens_in=n, tokens_out=1, model="test-model", cost_usd=0.01)
     return n
 
 

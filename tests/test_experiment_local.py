@@ -14,21 +14,9 @@ import pytest
 import tracked
 from tracked.sinks import local as local_sink
 from tracked.testing import read_experiment
+from workloads import llm, work
 
 DIR_NAME = re.compile(r"^(?P<name>[A-Za-z0-9._\-]+)_(?P<stamp>\d{8}_\d{6})(_\d+)?$")
-
-
-@tracked.tracked
-def work(task_id: int, tokens_out: int = 1, cost: float = 0.0) -> int:
-    """One LLM-like call: `task_id` input tokens, so a row can be matched to its task."""
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=tokens_out, model="test-model", cost_usd=cost)
-    return task_id
-
-
-@tracked.tracked(name="llm")
-def llm(n: int) -> int:
-    tracked.current_call().add_usage(tokens_in=n, tokens_out=1, model="test-model", cost_usd=0.01)
-    return n
 
 
 @tracked.tracked(name="step")

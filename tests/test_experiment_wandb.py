@@ -25,19 +25,7 @@ import pytest
 import tracked
 from tracked.sinks import wandb as wandb_sink
 from tracked.testing import read_experiment, read_wandb_run
-
-
-@tracked.tracked
-def work(task_id: int, tokens_out: int = 1, cost: float = 0.0) -> int:
-    """One LLM-like call: `task_id` input tokens, so a row can be matched to its task."""
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=tokens_out, model="test-model", cost_usd=cost)
-    return task_id
-
-
-@tracked.tracked(name="llm")
-def llm(n: int) -> int:
-    tracked.current_call().add_usage(tokens_in=n, tokens_out=1, model="test-model", cost_usd=0.01)
-    return n
+from workloads import llm, work
 
 
 @tracked.tracked(name="strategy")

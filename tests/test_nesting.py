@@ -16,13 +16,7 @@ import pytest
 
 import tracked
 from tracked.testing import read_experiment, read_wandb_run
-
-
-@tracked.tracked
-def work(task_id: int, tokens_out: int = 1, cost: float = 0.0) -> int:
-    """One LLM-like call: `task_id` input tokens, so a row can be matched to its task."""
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=tokens_out, model="test-model", cost_usd=cost)
-    return task_id
+from workloads import work
 
 
 @tracked.tracked(name="awork")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 from unittest import mock
 
 import genai_prices
@@ -13,21 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracked
-from tracked import current_call, pricing
-
-
-def finished_call(value: Any, **decorator_kwargs: Any):
-    """The finished Call of a tracked function that returns `value`."""
-    seen: list = []
-
-    @tracked.tracked(**decorator_kwargs)
-    def llm_call():
-        seen.append(current_call())
-        return value
-
-    llm_call()
-    assert seen[0].ended
-    return seen[0]
+from tracked import pricing
+from workloads import finished_call
 
 
 def genai_cost(

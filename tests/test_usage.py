@@ -25,21 +25,7 @@ from pydantic import PrivateAttr
 import tracked
 from tracked import current_call
 from tracked.usage import Usage, extract
-
-
-def finished_call(value: Any, **decorator_kwargs: Any):
-    """The finished Call of a tracked function that returns `value`."""
-    seen: list = []
-
-    @tracked.tracked(**decorator_kwargs)
-    def llm_call():
-        seen.append(current_call())
-        return value
-
-    assert llm_call() is value
-    call = seen[0]
-    assert call.ended
-    return call
+from workloads import finished_call
 
 
 def genai_cost(model: str, provider: str | None, **usage: int) -> float:
