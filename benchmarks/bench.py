@@ -68,7 +68,7 @@ import wandb  # noqa: E402,F401 - imported up front, so no timed block pays for 
 import wrapt  # noqa: E402
 
 # --- the functions under test --------------------------------------------------------------------
-from compare import make_response  # noqa: E402 - the one definition of the benchmark's response
+from compare import make_response, sync_block  # noqa: E402 - one definition of the response and the timed loop
 
 from tracked import _context  # noqa: E402
 
@@ -188,17 +188,6 @@ def gen10_tracked(x):
 
 
 # --- timed blocks: every one returns the total ns of n calls -----------------------------------
-
-
-def sync_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-    def block(n: int) -> int:
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            fn(1)
-        return perf_counter_ns() - t0
-
-    return block
 
 
 def empty_block(n: int) -> int:

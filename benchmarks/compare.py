@@ -597,6 +597,19 @@ def _swallow(fn: Callable[[], Any]) -> None:
 # --- the workloads -----------------------------------------------------------------------------------
 
 
+def sync_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
+    """A timed block: n calls of `fn` in a plain loop, returning the total ns."""
+
+    def block(n: int) -> int:
+        r = range(n)
+        t0 = perf_counter_ns()
+        for _ in r:
+            fn(1)
+        return perf_counter_ns() - t0
+
+    return block
+
+
 def build_blocks(kit: Kit, response: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[int], int]]:
     """The timed blocks of one subject: each runs n iterations and returns the total ns."""
     deco = kit.sync
@@ -619,16 +632,6 @@ def build_blocks(kit: Kit, response: Any, loop: asyncio.AbstractEventLoop) -> di
         inner(x)
         inner(x)
         return x
-
-    def sync_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-        def block(n: int) -> int:
-            r = range(n)
-            t0 = perf_counter_ns()
-            for _ in r:
-                fn(1)
-            return perf_counter_ns() - t0
-
-        return block
 
     blocks = {"single": sync_block(single), "openai": sync_block(chat), "nested": sync_block(outer)}
 
