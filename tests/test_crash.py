@@ -21,8 +21,7 @@ import pytest
 
 import tracked
 from tracked import cli
-from tracked._store import load_experiment
-from tracked.sinks.local import read_rows
+from tracked._store import load_experiment, read_rows
 from tracked.testing import read_experiment, read_wandb_run
 
 LOOP_CHILD = textwrap.dedent(

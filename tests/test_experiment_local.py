@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tracked
-from tracked.sinks import local as local_sink
+from tracked import _store
 from tracked.testing import read_experiment
 from workloads import llm, work
 
@@ -96,7 +96,7 @@ def test_same_name_in_the_same_second_does_not_collide(monkeypatch, tmp_path):
         def fromtimestamp(cls, t, tz=None):
             return datetime(2024, 5, 6, 7, 8, 9)
 
-    monkeypatch.setattr(local_sink, "datetime", FrozenDatetime)
+    monkeypatch.setattr(_store, "datetime", FrozenDatetime)
     exps = []
     for i in range(3):
         with tracked.experiment("twin", wandb=False) as exp:
@@ -115,7 +115,7 @@ def test_same_name_started_concurrently_in_the_same_second_does_not_collide(monk
         def fromtimestamp(cls, t, tz=None):
             return datetime(2024, 5, 6, 7, 8, 9)
 
-    monkeypatch.setattr(local_sink, "datetime", FrozenDatetime)
+    monkeypatch.setattr(_store, "datetime", FrozenDatetime)
     barrier = threading.Barrier(4, timeout=30)
     paths: list[Path] = []
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 import tracked
-from tracked import _config, _experiment
-from tracked.sinks.local import read_rows
+from tracked import _config, _dispatch
+from tracked._store import read_rows
 from tracked.testing import read_experiment, read_wandb_run
 
 N = 6  # calls per experiment
@@ -225,7 +225,7 @@ def start_hanging_experiment(monkeypatch, tmp_path, name: str):
 
     hang = HangingInit()
     monkeypatch.setattr(wandb, "init", hang)
-    monkeypatch.setattr(_experiment, "FINISH_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(_dispatch, "FINISH_TIMEOUT_S", 1.0)
     exp = tracked.experiment(name, dir=tmp_path).start()
     call_all(range(2))  # the second call closes the first row, which is sent to W&B
     assert hang.entered.wait(20), "the pump thread never called wandb.init"
@@ -238,8 +238,8 @@ def release_hang(exp, hang) -> list[str]:
     with warnings.catch_warnings(record=True) as late:
         warnings.simplefilter("always")
         hang.release.set()
-        exp._pump_thread.join(20)
-    assert not exp._pump_thread.is_alive()
+        exp._sinks._threads["wandb"].thread.join(20)
+    assert not exp._sinks._threads["wandb"].thread.is_alive()
     return [str(w.message) for w in late]
 
 
@@ -259,7 +259,7 @@ def test_wandb_init_hanging_blocks_no_call_and_finish_is_bounded(monkeypatch, tm
             assert time.monotonic() - started < 1.0  # W&B holds them for 60 s otherwise
             started = time.monotonic()
             exp.finish()
-            assert time.monotonic() - started < _experiment.FINISH_TIMEOUT_S + 3.0
+            assert time.monotonic() - started < _dispatch.FINISH_TIMEOUT_S + 3.0
         finally:
             release_hang(exp, hang)
     one_warning(record, "wandb sink", "TimeoutError", "the local store keeps everything")

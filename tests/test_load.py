@@ -22,7 +22,7 @@ from genai_prices import calc_price
 
 import tracked
 from tracked import current_call
-from tracked.sinks.local import read_jsonl, read_rows
+from tracked._store import read_jsonl, read_rows
 from tracked.testing import read_wandb_run
 
 MODEL = "gpt-4o"
@@ -327,19 +327,19 @@ def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
     """When W&B falls behind, calls wait for it: its queue stays near the bound, and every row arrives."""
     import threading
 
-    from tracked import _experiment
+    from tracked import _dispatch
     from tracked.sinks.wandb import WandbSink
 
-    monkeypatch.setattr(_experiment, "MAX_QUEUED", 50)
-    real_log = WandbSink.log
+    monkeypatch.setattr(_dispatch, "MAX_QUEUED", 50)
+    real_log = WandbSink.write_row
     seen = []
 
-    def slow_log(self, row):
+    def slow_log(self, step, row):
         time.sleep(0.001)  # a W&B slower than the calls
         seen.append(row["n"])
-        real_log(self, row)
+        real_log(self, step, row)
 
-    monkeypatch.setattr(WandbSink, "log", slow_log)
+    monkeypatch.setattr(WandbSink, "write_row", slow_log)
     largest = 0
 
     @tracked.tracked
@@ -350,7 +350,7 @@ def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
         for n in range(600):
             step(n)
             exp.log({"n": n})
-            largest = max(largest, exp._wandb_queue.qsize())
+            largest = max(largest, exp._sinks._threads["wandb"].qsize())
     assert largest <= 50 + 5
     assert seen == list(range(600))
     assert exp.final_summary["sinks"]["wandb"] == "ok"
@@ -361,18 +361,18 @@ def test_a_stuck_wandb_is_not_waited_for_by_the_calls(monkeypatch, tmp_path):
     """A W&B call that hangs does not make the user's calls wait beyond about a second, however many rows queue up."""
     import threading
 
-    from tracked import _experiment
+    from tracked import _dispatch
     from tracked.sinks.wandb import WandbSink
 
-    monkeypatch.setattr(_experiment, "MAX_QUEUED", 20)
-    monkeypatch.setattr(_experiment, "FINISH_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(_dispatch, "MAX_QUEUED", 20)
+    monkeypatch.setattr(_dispatch, "FINISH_TIMEOUT_S", 1.0)
     release = threading.Event()
 
-    def hang(self, row):
+    def hang(self, step, row):
         release.wait(30)
         raise RuntimeError("released")
 
-    monkeypatch.setattr(WandbSink, "log", hang)
+    monkeypatch.setattr(WandbSink, "write_row", hang)
 
     @tracked.tracked
     def step(n):

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ._config import internal_error
 from ._values import clean, redact
 from .pricing import cost_of
 from .usage import Usage, extract
@@ -383,10 +382,3 @@ class Call:
         if self.output is not None:
             rec["output"] = self.output
         return rec
-
-
-def _guarded_finish(call: Call, *args: Any) -> None:
-    try:
-        call._finish(*args)
-    except Exception as exc:
-        internal_error("ending a call", exc)

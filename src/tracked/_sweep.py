@@ -33,15 +33,6 @@ ENV_SWEEP = "TRACKED_SWEEP"  # JSON: name, trial, metric, goal
 
 _METHODS = ("grid", "random", "bayes")
 _PARAM_KEYS = {"value", "values", "min", "max", "distribution", "mu", "sigma", "q", "probabilities", "parameters"}
-_MACROS = (
-    "${env}",
-    "${interpreter}",
-    "${program}",
-    "${args}",
-    "${args_no_hyphens}",
-    "${args_json}",
-    "${args_json_file}",
-)
 
 
 class SweepError(Exception):

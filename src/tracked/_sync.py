@@ -1,8 +1,10 @@
-"""`tracked sync`: replay local-store experiments into W&B.
+"""`tracked sync`: replay local-store experiments into W&B, through the W&B sink.
 
 For experiments run with W&B off, after a crash, or written by the older tracker. Each experiment
 keeps one W&B run id (in `wandb_sync.json` beside its files), so syncing twice does not make a
 second run. An experiment that already has an offline W&B run is uploaded with `wandb sync`.
+The run is written by the same `WandbSink` a live experiment uses: the same `wandb.init`
+arguments, rows, summary and calls table (capped at `configure(table_max_rows=...)`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._store import StoredExperiment, experiment_dirs, load_experiment, read_calls, totals_of
+from ._store import RESULTS, SYNC_STATE, StoredExperiment, experiment_dirs, load_experiment, read_calls, totals_of
 from .harness import DEFAULT_PROJECT
-from .sinks.wandb import CALL_COLUMNS, _has_credentials
+from .sinks import RunEnd, RunInfo
+from .sinks.wandb import WandbSink, has_credentials
 
-STATE_FILE = "wandb_sync.json"
+STATE_FILE = SYNC_STATE
 
 
 class SyncError(Exception):
+    """Nothing to sync (no experiments, W&B disabled): printed without a traceback, exit code 2."""
+
+
+class _ReplayError(Exception):
     pass
 
 
@@ -47,67 +54,56 @@ def _offline_run_dir(exp: StoredExperiment, state: dict[str, Any]) -> Path | Non
 
 
 def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path) -> Any:
-    """Write one experiment as a W&B run: config, rows in order, summary, calls table."""
-    import wandb
-
+    """Write one experiment as a W&B run: config, rows in order, summary, calls table. Returns the run."""
     meta = exp.meta
     legacy = "system" not in meta
     totals = exp.summary if "total/calls" in exp.summary else {**totals_of([exp]), **exp.summary}
     status = exp.status
-    config = dict(exp.config)
-    if not legacy:
-        config["_tracked"] = meta.get("system")
-    kwargs: dict[str, Any] = {
-        "name": exp.name,
-        "project": meta.get("project") or os.environ.get("WANDB_PROJECT") or (DEFAULT_PROJECT if legacy else None),
-        "entity": meta.get("entity"),
-        "group": meta.get("group"),
-        "job_type": meta.get("job_type"),
-        "tags": meta.get("tags") or None,
-        "notes": meta.get("notes"),
-        "config": config,
-    }
-    wandb_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(
-        id=run_id,
-        resume="allow" if run_id else None,
-        mode=mode,  # type: ignore[arg-type]
-        dir=str(wandb_dir),
-        reinit="create_new",
-        settings=wandb.Settings(console="off", silent=True),
-        **{k: v for k, v in kwargs.items() if v is not None},
+    project = meta.get("project") or os.environ.get("WANDB_PROJECT") or (DEFAULT_PROJECT if legacy else None)
+    run = RunInfo(
+        name=exp.name,
+        project=project,
+        entity=meta.get("entity"),
+        group=meta.get("group"),
+        job_type=meta.get("job_type"),
+        notes=meta.get("notes"),
+        tags=tuple(meta.get("tags") or ()),
+        config=dict(exp.config),
+        system=meta.get("system") or {} if not legacy else {},
+        dir=wandb_dir,
     )
-    for row in exp.rows:
-        run.log({k: v for k, v in row.items() if not k.startswith("_") and v is not None})
-    skip = ("children", "wandb", "sinks")
-    run.summary.update({k: v for k, v in totals.items() if k not in skip and v is not None})
-    run.summary["tracked/status"] = status
+    sink = WandbSink(mode, init={"id": run_id, "resume": "allow"} if run_id else None)
+    sink.open(run)
+    for step, row in enumerate(exp.rows):
+        sink.write_row(step, {k: v for k, v in row.items() if not k.startswith("_")})
     calls = read_calls(exp.path)
     if calls:
-        run.summary["calls"] = wandb.Table(
-            columns=list(CALL_COLUMNS), data=[[c.get(col) for col in CALL_COLUMNS] for c in calls[:10_000]]
-        )
-    run.finish(exit_code=0 if status in ("finished", "legacy") else 1)
-    return run
+        sink.write_calls(calls)
+    skip = ("children", "wandb", "sinks")
+    summary = {k: v for k, v in totals.items() if k not in skip}
+    summary["tracked/status"] = status
+    try:
+        sink.finish(RunEnd(summary, "finished" if status in ("finished", "legacy") else status))
+    finally:
+        sink.close()
+    return sink.run
 
 
 def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
-    from .cli import UsageError
-
     dirs = list(experiment_dirs(target))
     if not dirs:
-        raise UsageError(f"no experiments under {target}")
+        raise SyncError(f"no experiments under {target}")
     env_mode = os.environ.get("WANDB_MODE", "").lower()
     if env_mode == "disabled":
-        raise UsageError("WANDB_MODE=disabled: unset it to sync")
-    online = not offline and env_mode != "offline" and _has_credentials()
+        raise SyncError("WANDB_MODE=disabled: unset it to sync")
+    online = not offline and env_mode != "offline" and has_credentials()
     mode = "online" if online else "offline"
     store_root = dirs[0].parent.parent if dirs[0].parent.name == "experiments" else dirs[0].parent
     failures = 0
     for path in dirs:
         exp = load_experiment(path)
         state = _state(path)
-        if not exp.rows and (exp.summary.get("children") or not (path / "results.jsonl").exists()):
+        if not exp.rows and (exp.summary.get("children") or not (path / RESULTS).exists()):
             console.print(f"skip {path.name}: no rows of its own", markup=False)
             continue
         existing = _offline_run_dir(exp, state)
@@ -120,7 +116,7 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
                     [sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True
                 )
                 if done.returncode != 0:
-                    raise SyncError(
+                    raise _ReplayError(
                         done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}"
                     )
                 state.update(synced_online=True)

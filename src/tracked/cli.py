@@ -1,4 +1,4 @@
-"""The `tracked` command (also `python -m tracked`): demo, ls, compare, sync."""
+"""The `tracked` command (also `python -m tracked`): demo, ls, compare, sync, sweep."""
 
 from __future__ import annotations
 
@@ -244,12 +244,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ._sync import sync_experiments
+    from ._sync import SyncError, sync_experiments
 
     target = Path(args.target) if args.target else Path(os.environ.get("TRACKED_DIR") or ".")
     if not target.exists():
         raise UsageError(f"no such directory: {target}")
-    return sync_experiments(target, offline=args.offline, console=_console())
+    try:
+        return sync_experiments(target, offline=args.offline, console=_console())
+    except SyncError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # --- demo -------------------------------------------------------------------------------------

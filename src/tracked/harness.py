@@ -22,13 +22,12 @@ call's row instead of counting it twice.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._call import Call
-from ._context import _current, _last_row, lane
+from ._context import current_call
 from ._experiment import Experiment
 from ._values import clean
 from .usage import _cost, _count, _get
@@ -36,7 +35,6 @@ from .usage import _cost, _count, _get
 __all__ = ["ExperimentConfig", "ExperimentTracker", "get_tracker", "wandb_enabled"]
 
 DEFAULT_PROJECT = "hidden-layer"
-_RESULT_FIELDS = ("latency_s", "tokens_in", "tokens_out", "cost_usd")
 
 
 def wandb_enabled() -> bool:
@@ -130,43 +128,31 @@ class ExperimentTracker:
             if isinstance(value, str):
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
-        if _current.get() is not None:
+        if current_call() is not None:
             # Inside a tracked call, that call's own measurements win; the result's output and
             # metadata join its row.
             if extras:
                 exp.log(extras)
             return
-        last = _last_row.get()
-        if (
-            last is not None
-            and last is not self._joined  # one result per call: a second one is a row of its own
-            and last.experiment is exp
-            and last._lane == lane()
-            and exp._join(last, extras)
-        ):
-            self._joined = last
+        # One result per call: a second one after the same call is a row of its own.
+        joined = exp.join_last_row(extras, unless=self._joined)
+        if joined is not None:
+            self._joined = joined
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
-        call = Call("result", None, exp, time.perf_counter())
         tokens_in = _count(_get(result, "tokens_in")) or 0
         tokens_out = _count(_get(result, "tokens_out")) or 0
         cost = _cost(_get(result, "cost_usd"))
-        llm_calls = 1 if (tokens_in or tokens_out or cost is not None) else 0
         model = _get(result, "model")
-        call._set_figures(
+        exp.add_result(
+            extras,
             latency_s=_cost(_get(result, "latency_s")) or 0.0,
             model=model if isinstance(model, str) else self.config.model if self.config else None,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=cost,
-            cost_source="reported" if cost is not None else None,
-            llm_calls=llm_calls,
-            unpriced_calls=1 if llm_calls and cost is None else 0,
+            llm_calls=1 if (tokens_in or tokens_out or cost is not None) else 0,
         )
-        call.metrics = extras
-        call._row = True
-        exp._on_call_end(call)
-        exp._seal(call)
 
     def finish_experiment(self) -> dict[str, Any] | None:
         """Close the experiment; returns its summary (totals and status)."""

@@ -1,12 +1,17 @@
-"""Helpers for testing code that uses `tracked`: read back what an experiment wrote.
+"""Helpers for testing code that uses `tracked`: capture experiments in memory, read back what
+an experiment wrote.
 
-`read_wandb_run` reads a W&B offline run from its `.wandb` record log (the protobuf classes ship
-with `wandb`), so tests can assert what W&B received without an account or a network.
+`capture()` records every experiment started inside it in an in-memory sink (`MemorySink`), beside
+its other sinks, as logfire's test exporter or httpx's mock transport do. `read_experiment` reads
+an experiment directory of the local store. `read_wandb_run` reads a W&B offline run from its
+`.wandb` record log (the protobuf classes ship with `wandb`), so tests can assert what W&B
+received without an account or a network.
 
 Example:
-    >>> from tracked.testing import read_experiment, read_wandb_run
-    >>> with experiment("t", dir=tmp_path) as exp:
+    >>> from tracked.testing import capture, read_wandb_run
+    >>> with capture() as captured, experiment("t", dir=tmp_path) as exp:
     ...     work()
+    >>> assert captured["t"].rows[0]["call"] == "work"
     >>> run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     >>> assert run.history[0]["call"] == "work"
 """
@@ -20,9 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .sinks.local import read_jsonl, read_rows
+from . import _store
+from .sinks.memory import Captured, MemorySink, capture
 
-__all__ = ["LocalExperiment", "WandbRun", "read_experiment", "read_wandb_run", "wandb_records"]
+__all__ = [
+    "Captured",
+    "LocalExperiment",
+    "MemorySink",
+    "WandbRun",
+    "capture",
+    "read_experiment",
+    "read_wandb_run",
+    "wandb_records",
+]
 
 _BLOCK = 32768
 _HEADER = 7  # crc32c (4), length (2), type (1)
@@ -171,21 +186,20 @@ def _warn(message: str) -> None:
 
     from ._config import TrackedWarning
 
-    warnings.warn(f"tracked: {message}", TrackedWarning, stacklevel=3)
+    warnings.warn(f"tracked: {message}", TrackedWarning, stacklevel=4)
 
 
 def read_experiment(path: str | Path) -> LocalExperiment:
-    """Read an experiment directory of the local store (rows with joined metrics merged)."""
+    """Read an experiment directory of the local store (rows with joined metrics merged).
+
+    `config` is the whole `config.json` (name, tags, notes, config, system, ...). Torn lines and
+    unreadable files are skipped with a `TrackedWarning`, as `tracked ls` does.
+    """
     path = Path(path)
-
-    def load(name: str) -> dict[str, Any]:
-        p = path / name
-        return json.loads(p.read_text()) if p.exists() else {}
-
     return LocalExperiment(
         path=path,
-        config=load("config.json"),
-        rows=read_rows(path / "results.jsonl", warn=_warn),
-        calls=list(read_jsonl(path / "calls.jsonl", warn=_warn)),
-        summary=load("summary.json"),
+        config=_store.read_json(path / _store.CONFIG, warn=_warn),
+        rows=_store.read_rows(path / _store.RESULTS, warn=_warn),
+        calls=_store.read_calls(path, warn=_warn),
+        summary=_store.read_json(path / _store.SUMMARY, warn=_warn),
     )

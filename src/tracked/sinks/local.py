@@ -1,87 +1,68 @@
-"""The local store: the durable record of an experiment, always on disk.
+"""The local store sink: the durable record of an experiment, always on disk.
 
-experiments/<name>_<YYYYmmdd_HHMMSS>/
-    config.json     name, project, group, tags, notes, config, system info
-    results.jsonl   one line per row, written (one `write` syscall) before the call returns;
-                    metrics joined later are extra lines with the same `_step` and `"_join": true`
-    calls.jsonl     every call, nested ones too, written from a background thread
-    summary.json    totals, status, children; rewritten at finish
-    files/          copies of files given to `exp.save()`
+Writes the layout `_store` describes. A row is one `write` of an `O_APPEND` file on the caller's
+thread, so it is whole in the OS before the call returns: that is what survives the process being
+killed. Call records come in batches from the experiment's calls thread.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from .. import _store
 from .._values import dumps_bytes
+from .protocol import RunEnd, RunInfo
 
-__all__ = ["LocalStore", "read_jsonl", "read_rows", "safe_name"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of an experiment name."""
-    cleaned = _UNSAFE.sub("_", name).strip("._-")
-    return cleaned[:100] or "experiment"
+__all__ = ["LocalSink"]
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    # Write then rename: a reader never sees half a file, a crash leaves the old one.
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        text = json.dumps(data, indent=2, ensure_ascii=False, default=repr).encode("utf-8")
-    except UnicodeEncodeError:  # not valid Unicode somewhere: JSON escapes read back the same
-        text = json.dumps(data, indent=2, ensure_ascii=True, default=repr).encode("ascii")
-    with open(tmp, "wb") as f:
-        f.write(text + b"\n")
-    os.replace(tmp, path)
+class LocalSink:
+    """One experiment's directory in the local store (`experiments/<name>_<YYYYmmdd_HHMMSS>/`)."""
 
+    name: ClassVar[str] = "local"
+    durable: ClassVar[bool] = True
+    label: ClassVar[str] = "the local store"
 
-class LocalStore:
-    """Writes one experiment's directory. Row writes happen on the caller's thread, call records
-    on the experiment's pump thread."""
-
-    def __init__(self, root: Path, name: str, started: float, *, exact: Path | None = None) -> None:
-        if exact is not None:  # a worker process's part of an experiment
-            exact.mkdir(parents=True)
-            path = exact
-        else:
-            base = root / "experiments"
-            base.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.fromtimestamp(started).strftime("%Y%m%d_%H%M%S")
-            stem = f"{safe_name(name)}_{stamp}"
-            # Two experiments of the same name in the same second: the second gets a suffix.
-            for i in range(1, 10_000):
-                path = base / (stem if i == 1 else f"{stem}_{i}")
-                try:
-                    path.mkdir()
-                except FileExistsError:
-                    continue
-                break
-            else:  # pragma: no cover - ten thousand in one second
-                raise FileExistsError(f"cannot make a directory for {name!r} under {base}")
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self._rows_fd = os.open(path / "results.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._calls = open(path / "calls.jsonl", "ab")
+        self._info: RunInfo | None = None
+        self._rows_fd = os.open(path / _store.RESULTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._calls = open(path / _store.CALLS, "ab")
+        self._closed = False
 
-    def write_config(self, config: Mapping[str, Any]) -> None:
-        _write_json(self.path / "config.json", config)
+    @classmethod
+    def create(cls, run: RunInfo) -> LocalSink | None:
+        """The store of `run`, or None when it is off (`local=False`). Its directory is made now."""
+        if run.requested.get("local") is False:
+            return None
+        if run.worker_of is not None:  # a worker process's part of an experiment
+            return cls(_store.new_worker_dir(run.worker_of))
+        root = run.dir or Path(os.environ.get("TRACKED_DIR") or os.getcwd())
+        return cls(_store.new_experiment_dir(root, run.name, run.started_at))
 
-    def write_summary(self, summary: Mapping[str, Any]) -> None:
-        _write_json(self.path / "summary.json", summary)
+    def open(self, run: RunInfo) -> None:
+        self._info = run
+        self._write_config()
 
-    def write_row(self, row: Mapping[str, Any]) -> None:
+    def _write_config(self) -> None:
+        if self._info is not None:
+            _store.write_json(self.path / _store.CONFIG, self._info.record())
+
+    def write_row(self, step: int, row: Mapping[str, Any]) -> None:
+        self._append({"_step": step, "_timestamp": time.time(), **row})
+
+    def join(self, step: int, metrics: Mapping[str, Any]) -> None:
+        self._append({"_step": step, "_join": True, **metrics})
+
+    def _append(self, row: Mapping[str, Any]) -> None:
         data = dumps_bytes(row) + b"\n"
-        # One write() of an O_APPEND file: the line is whole in the OS before the call returns,
-        # which is what survives the process being killed.
+        # One write() of an O_APPEND file: the line is whole in the OS before the call returns.
         written = os.write(self._rows_fd, data)
         while written < len(data):  # pragma: no cover - short writes on odd file systems
             written += os.write(self._rows_fd, data[written:])
@@ -90,54 +71,38 @@ class LocalStore:
         self._calls.write(b"".join(dumps_bytes(r) + b"\n" for r in records))
         self._calls.flush()
 
-    def save(self, src: Path, name: str) -> Path:
-        dest = self.path / "files" / name
+    def set_notes(self, notes: str | None) -> None:
+        if self._info is not None:
+            self._info = replace(self._info, notes=notes)
+
+    def set_tags(self, tags: Sequence[str]) -> None:
+        if self._info is not None:
+            self._info = replace(self._info, tags=tuple(tags))
+
+    def save(self, path: Path, name: str) -> Path:
+        dest = self.path / _store.FILES / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)  # a copy: later changes to the user's file do not alter the record
+        shutil.copy2(path, dest)  # a copy: later changes to the user's file do not alter the record
         return dest
 
+    def flush(self) -> None:
+        if not (self.path / _store.RESULTS).exists():
+            raise FileNotFoundError(f"{self.path} was removed while it ran")
+        self._write_config()  # notes, tags and config as they are at the end
+
+    def finish(self, end: RunEnd) -> Mapping[str, Any]:
+        # The summary last: its presence says the experiment ended.
+        _store.write_json(self.path / _store.SUMMARY, end.summary)
+        return {}
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             os.close(self._rows_fd)
         finally:
             self._calls.close()
 
-
-def read_jsonl(path: Path, *, warn: Any = None) -> Iterator[dict[str, Any]]:
-    """Lines of a JSONL file; a torn or unreadable line (a crash mid-write) is skipped with a warning."""
-    try:
-        f = open(path, encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                if warn is not None:
-                    warn(f"{path}:{n}: skipped a torn or unreadable line")
-                continue
-            if isinstance(record, dict):
-                yield record
-
-
-def read_rows(path: Path, *, warn: Any = None) -> list[dict[str, Any]]:
-    """The rows of a `results.jsonl`, with later joined metrics merged into their step.
-
-    Also reads the older tracker's files, whose lines have no `_step`: each is a row.
-    """
-    rows: dict[Any, dict[str, Any]] = {}
-    order: list[Any] = []
-    for n, record in enumerate(read_jsonl(path, warn=warn)):
-        step = record.get("_step", ("line", n))
-        if record.pop("_join", False) and step in rows:
-            rows[step].update(record)
-            continue
-        if step not in rows:
-            order.append(step)
-            rows[step] = record
-        else:
-            rows[step].update(record)
-    return [rows[s] for s in order]
+    def references(self) -> Mapping[str, Any]:
+        return {}

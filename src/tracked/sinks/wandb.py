@@ -1,7 +1,10 @@
-"""The W&B sink: one `wandb` run per experiment, driven from the experiment's pump thread.
+"""The W&B sink: one `wandb` run per experiment, on a thread of its own (a background sink).
 
-`wandb` is imported only here, when a run is created. Runs are made with `reinit="create_new"` and
-the run object is held: the global `wandb.run` and `wandb.log` are never used.
+Everything W&B-specific is here: the mode (online, offline, disabled), the `wandb.init` arguments,
+adopting a run that `wandb agent` started for a sweep, the calls table. `wandb` is imported only
+here, when a run is created. Runs are made with `reinit="create_new"` and the run object is held:
+the global `wandb.run` and `wandb.log` are never used. `tracked sync` replays stored experiments
+through this same sink.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
+from .protocol import RunEnd, RunInfo
 
-__all__ = ["WandbSink", "active_sweep_run", "resolve_mode"]
+__all__ = ["CALL_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode"]
 
 CALL_COLUMNS = (
     "id",
@@ -35,7 +39,7 @@ CALL_COLUMNS = (
 )
 
 
-def _has_credentials() -> bool:
+def has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
@@ -62,7 +66,7 @@ def resolve_mode(requested: bool | None) -> str:
         return "offline"
     if env == "run":
         return "online"
-    if _has_credentials():
+    if has_credentials():
         return "online"
     if not _told_offline:
         _told_offline = True
@@ -84,18 +88,58 @@ def active_sweep_run() -> Any:
 
 
 class WandbSink:
-    """A W&B run for one experiment. Every method runs on the pump thread; none is on the caller's
-    path. The experiment turns the sink off after its first failure."""
+    """A W&B run for one experiment. Every method but `create` and `open` runs on the sink's own
+    thread, none on the caller's path. The run is created with the first row (or at the end)."""
 
-    name = "wandb"
+    name: ClassVar[str] = "wandb"
+    durable: ClassVar[bool] = False
+    label: ClassVar[str] = "W&B"
 
-    def __init__(self, mode: str, init_kwargs: Mapping[str, Any], adopted: Any = None) -> None:
+    def __init__(self, mode: str, *, adopted: Any = None, init: Mapping[str, Any] | None = None) -> None:
+        """A sink writing in `mode` ("online" or "offline"); `adopted` is a run someone else
+        started (a sweep's), `init` extra `wandb.init` arguments (`id`, `resume`)."""
         self.mode = mode
-        self._init_kwargs: dict[str, Any] | None = dict(init_kwargs)
+        self._extra = dict(init or {})
+        self._init_kwargs: dict[str, Any] | None = None
         self.run: Any = adopted
         self.adopted = adopted is not None
         self._table: list[list[Any]] = []
         self.table_truncated = 0
+
+    @classmethod
+    def create(cls, run: RunInfo) -> WandbSink | None:
+        """The sink for `run`, or None when W&B is off (`wandb=False`, `WANDB_MODE=disabled`, a
+        worker process)."""
+        if run.worker_of is not None:
+            return None
+        mode = resolve_mode(run.requested.get("wandb"))
+        if mode == "disabled":
+            return None
+        return cls(mode, adopted=active_sweep_run())
+
+    def open(self, run: RunInfo) -> Mapping[str, Any] | None:
+        config = dict(run.config)
+        if run.system:
+            config["_tracked"] = run.system
+        kwargs: dict[str, Any] = {
+            "project": run.project or os.environ.get("WANDB_PROJECT") or None,
+            "entity": run.entity,
+            "name": run.name,
+            "group": run.group,
+            "job_type": run.job_type,
+            "tags": list(run.tags),
+            "notes": run.notes,
+            "config": config,
+        }
+        if run.dir is not None:
+            kwargs["dir"] = str(run.dir)
+        self._init_kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if self.adopted or os.environ.get("WANDB_SWEEP_ID"):
+            # Under a sweep the parameters come from W&B: the run is needed now, so that the
+            # experiment's config has them.
+            started = self.start()
+            return {k: v for k, v in dict(started.config).items() if not k.startswith("_")}
+        return None
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -108,12 +152,12 @@ class WandbSink:
 
         import wandb
 
-        from .. import _experiment
+        from .. import _lifecycle
 
         # wandb's own exit hook, registered on import, must run after ours finishes open runs.
-        atexit.unregister(_experiment._finish_open_experiments)
-        atexit.register(_experiment._finish_open_experiments)
-        kwargs = dict(self._init_kwargs or {})
+        atexit.unregister(_lifecycle.finish_open_experiments)
+        atexit.register(_lifecycle.finish_open_experiments)
+        kwargs = {**(self._init_kwargs or {}), **self._extra}
         if "dir" in kwargs:
             Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
@@ -148,6 +192,7 @@ class WandbSink:
         return self.run is not None
 
     def info(self) -> dict[str, Any]:
+        """The run's mode, id, project and directory (and URL online), for the summary."""
         run = self.run
         if run is None:
             return {"mode": self.mode}
@@ -162,10 +207,13 @@ class WandbSink:
 
     # --- what the experiment sends ----------------------------------------------------------
 
-    def log(self, row: Mapping[str, Any]) -> None:
+    def write_row(self, step: int, row: Mapping[str, Any]) -> None:
         self.start().log({k: v for k, v in row.items() if v is not None})
 
-    def calls(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def join(self, step: int, metrics: Mapping[str, Any]) -> None:
+        pass  # a background sink gets whole rows
+
+    def write_calls(self, records: Sequence[Mapping[str, Any]]) -> None:
         room = config.table_max_rows - len(self._table)
         if room < len(records):
             self.table_truncated += len(records) - max(room, 0)
@@ -193,30 +241,42 @@ class WandbSink:
         shutil.copy2(path, dest)  # a copy in the run's files, not a symlink to the user's file
         run.save(str(dest), base_path=run.dir, policy="now")
 
-    def release(self) -> None:
-        """After the end: the calls table is not kept in memory."""
-        self._table = []
+    def flush(self) -> None:
+        pass  # its queue is worked through before finish
 
-    def finish(self, summary: Mapping[str, Any], exit_code: int, force: bool) -> None:
-        """Write the summary and the calls table, then end the run. Without rows or files the run
-        is created only when `force` (an experiment with no children still gets its run)."""
-        if self.run is None and not force:
-            return
+    def finish(self, end: RunEnd) -> Mapping[str, Any]:
+        """Write the summary and the calls table, then end the run. A run with no rows of its own
+        whose experiment only opened children is not created."""
+        if self.run is None and end.only_children:
+            return {"wandb": self.info()}
         import wandb
 
         run = self.start()
         table = None
         try:
-            run.summary.update({k: v for k, v in summary.items() if v is not None})
+            run.summary.update({k: v for k, v in end.summary.items() if v is not None})
             if self._table:
                 table = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
                 run.summary["calls"] = table
         finally:
             # The run is ended even when the summary could not be written.
             if not self.adopted:
-                run.finish(exit_code=exit_code)
+                run.finish(exit_code=end.exit_code)
         if table is not None:
             _forget_table(table)
+        extra: dict[str, Any] = {"wandb": self.info()}
+        if self.table_truncated:
+            extra["calls_table_truncated"] = self.table_truncated
+        return extra
+
+    def close(self) -> None:
+        """After the end: the calls table is not kept in memory."""
+        self._table = []
+
+    def references(self) -> Mapping[str, Any]:
+        if self.run is None:
+            return {}
+        return {"wandb_id": self.run.id, "wandb_mode": self.mode}
 
 
 def _forget_table(table: Any) -> None:

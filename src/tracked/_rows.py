@@ -1,0 +1,165 @@
+"""An experiment's rows: one per top-level call (or per `exp.log` outside calls), with totals.
+
+A row is numbered (its step) when it is made and written to the durable sinks at once. Metrics
+logged after its call returned join it until it is sealed: when its thread or task starts another
+top-level call, or the experiment ends. Sealed rows reach the background sinks whole and in step
+order; a row that stays open too long (its thread never made another call) is sealed so that it
+does not hold back the rows after it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ._call import Call
+from ._totals import ROW_FIELDS, Totals
+from ._values import is_number
+from .sinks import SinkSet
+
+__all__ = ["MAX_WAITING_ROWS", "Row", "Rows", "call_row"]
+
+# Past this many complete rows waiting for an open one before them, the open one is sealed;
+# metrics logged for it afterwards become a row of their own. Without a background sink nothing waits.
+MAX_WAITING_ROWS = 10_000
+
+
+class Row:
+    __slots__ = ("data", "sealed", "step")
+
+    def __init__(self, step: int, data: dict[str, Any]) -> None:
+        self.step = step
+        self.data = data
+        self.sealed = False
+
+    def __lt__(self, other: Row) -> bool:
+        return self.step < other.step
+
+
+def call_row(call: Call) -> dict[str, Any]:
+    """The row of a top-level call: its name, figures, error and metrics."""
+    data: dict[str, Any] = {
+        "call": call.name,
+        "latency_s": call.latency_s,
+        "tokens_in": call.tokens_in,
+        "tokens_out": call.tokens_out,
+        "cost_usd": call.cost_usd,
+        "llm_calls": call.llm_calls,
+        "error": 1 if call.error_type else 0,
+    }
+    if call.ttft_s is not None:
+        data["ttft_s"] = call.ttft_s
+    if call.model is not None:
+        data["model"] = call.model
+    if call.error_type is not None:
+        data["error_type"] = call.error_type
+    if call.unpriced_calls:
+        data["unpriced_calls"] = call.unpriced_calls
+    if call.metrics:
+        data.update(call.metrics)
+    return data
+
+
+class Rows:
+    """The rows and own totals of one experiment, written through its `SinkSet`.
+
+    `lock` guards the rows and `totals`; it is re-entrant because the SIGTERM handler may end the
+    experiment on a thread that holds it.
+    """
+
+    def __init__(self, sinks: SinkSet) -> None:
+        self.lock = threading.RLock()
+        self.totals = Totals()
+        self.count = 0  # rows made
+        self._sinks = sinks
+        self._open: dict[int, Row] = {}
+        self._ready: list[Row] = []
+        self._next_emit = 0
+
+    def _new(self, data: dict[str, Any]) -> Row:
+        row = Row(self.count, data)
+        self.count += 1
+        return row
+
+    def add_call(self, call: Call) -> Row:
+        """The row of a top-level call that has ended; it stays open for metrics logged next."""
+        data = call_row(call)
+        with self.lock:
+            row = self._new(data)
+            self.totals.add_call(
+                call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
+                call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
+            )  # fmt: skip
+            self.count_metrics({}, call.metrics or {})
+            self._open[row.step] = row
+        # Outside the lock: the write is one syscall that other threads need not wait for. Metrics
+        # joined later come from this same thread or task, after this returns.
+        self._sinks.write_row(row.step, row.data)
+        return row
+
+    def add(self, data: dict[str, Any], *, stored: bool = False) -> None:
+        """A sealed row of its own: metrics logged outside any call, or (`stored`) a row read back
+        from a worker's store, whose figures count in the totals."""
+        with self.lock:
+            if stored:
+                self.totals.add_row(data)
+            self.count_metrics({}, data if not stored else _metrics_of(data))
+            row = self._new(data)
+            self._sinks.write_row(row.step, row.data)
+            self._seal(row)
+
+    def count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Keep the metric means right when a row's metrics are set or replaced (holding `lock`)."""
+        for key, value in new.items():
+            before = old.get(key)
+            if is_number(before):
+                self.totals.add_metric(key, before, -1)
+            if is_number(value):
+                self.totals.add_metric(key, value)
+
+    def join(self, row: Any, metrics: dict[str, Any]) -> bool:
+        """Metrics logged after a top-level call returned join its row, unless it was sealed."""
+        with self.lock:
+            if not isinstance(row, Row) or row.sealed:
+                return False
+            self.count_metrics(row.data, metrics)
+            row.data.update(metrics)
+            self._sinks.join(row.step, metrics)
+            return True
+
+    def seal(self, row: Any) -> None:
+        """The row is complete (its thread or task started another top-level call)."""
+        if isinstance(row, Row) and not row.sealed:
+            with self.lock:
+                self._seal(row)
+
+    def seal_all(self) -> None:
+        with self.lock:
+            for step in sorted(self._open):
+                self._seal(self._open[step])
+
+    def _seal(self, row: Row) -> None:
+        # Holding the lock. Rows reach the background sinks whole and in step order.
+        if row.sealed:
+            return
+        row.sealed = True
+        self._open.pop(row.step, None)
+        if not self._sinks.ordered and not self._ready:
+            self._next_emit = max(self._next_emit, row.step + 1)
+            return
+        heapq.heappush(self._ready, row)
+        while self._ready:
+            if self._ready[0].step == self._next_emit:
+                ready = heapq.heappop(self._ready)
+                self._next_emit += 1
+                self._sinks.emit(ready.step, ready.data)
+            elif len(self._ready) > MAX_WAITING_ROWS and self._next_emit in self._open:
+                self._seal(self._open[self._next_emit])
+            else:
+                break
+
+
+def _metrics_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ROW_FIELDS}

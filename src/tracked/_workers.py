@@ -1,0 +1,58 @@
+"""Worker processes: the handle they are given, and merging what they wrote into their experiment.
+
+A worker (`multiprocessing`, `ProcessPoolExecutor`, fork or spawn) records its calls with
+`with experiment.attach(handle):` into its own part of the experiment's local store
+(`workers/<pid>_<hex>/`). When the experiment finishes, each part's rows become rows of the
+experiment (counted in its totals, with a `worker` column) and its call records go to every sink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _store
+from ._config import warn_once
+from ._rows import Rows
+from .sinks import SinkSet
+
+__all__ = ["ExperimentHandle", "merge_workers"]
+
+
+@dataclass(frozen=True)
+class ExperimentHandle:
+    """What a worker process needs to record its calls in an experiment; picklable.
+
+    Made by `exp.handle()`, used in the worker with `with experiment.attach(handle):`.
+    """
+
+    name: str
+    path: str
+    config: dict[str, Any]
+    tags: tuple[str, ...]
+
+
+def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict[str, Any]]:
+    """Rows and calls that worker processes wrote under `experiment_dir/workers/` become the
+    experiment's. Returns one entry per worker part: its directory name and how many rows and
+    calls it had."""
+    workers = experiment_dir / _store.WORKERS
+    if not workers.is_dir():
+        return []
+    merged = []
+    for part in sorted(p for p in workers.iterdir() if p.is_dir()):
+        stored = _store.read_rows(part / _store.RESULTS, warn=_warn_torn)
+        for row in stored:
+            data = {k: v for k, v in row.items() if not k.startswith("_")}
+            data["worker"] = part.name
+            rows.add(data, stored=True)
+        calls = _store.read_calls(part, warn=_warn_torn)
+        if calls:
+            sinks.add_records(calls)
+        merged.append({"dir": part.name, "rows": len(stored), "calls": len(calls)})
+    return merged
+
+
+def _warn_torn(message: str) -> None:
+    warn_once(("torn", message), f"tracked: {message}")

@@ -1,0 +1,340 @@
+"""Where an experiment goes: the registered sinks, and the set of them one experiment writes to.
+
+`SINKS` lists every destination; each is a class following the `Sink` protocol with a `create(run)`
+class method that returns a sink, or None when it is off for that run. A new destination is its
+module plus one line here. `SinkSet` is what an experiment holds: it fans each operation out to
+the sinks, runs the background sinks and the calls thread through `Dispatcher`s, and handles a
+sink's failure once for all of them (warn once, switch that sink off, record it under `sinks`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import _dispatch
+from .._config import internal_error, warn_once
+from .._dispatch import Dispatcher
+from .._values import clean
+from .local import LocalSink
+from .memory import MemorySink
+from .protocol import RunEnd, RunInfo, Sink
+
+# Not `from .wandb import ...`: that asks the import system for a module named "wandb".
+from . import wandb as _wandb  # isort: skip
+
+__all__ = ["SINKS", "RunEnd", "RunInfo", "Sink", "SinkSet"]
+
+# Every destination, in the order their statuses are listed under `sinks` in a summary.
+SINKS: tuple[Any, ...] = (LocalSink, _wandb.WandbSink, MemorySink)
+
+# Call records are handed to the sinks in batches of at most this many.
+_CALLS_BATCH = 512
+
+
+class SinkSet:
+    """The sinks of one experiment.
+
+    Durable sinks are called on the caller's thread; each background sink has a thread of its own.
+    Call records go through one calls thread, which turns ended calls into records in batches.
+
+    Args:
+        experiment: The experiment's name, for warnings and thread names.
+        warm: Run once on the calls thread when it starts (loads data off the caller's path).
+    """
+
+    def __init__(self, experiment: str, *, warm: Callable[[], None] | None = None) -> None:
+        self._experiment = experiment
+        self.opened: list[Sink] = []
+        self.durable: list[Sink] = []  # active durable sinks
+        self.background: dict[str, Sink] = {}  # active background sinks
+        self.errors: dict[str, str] = {}
+        self.closed = False
+        self._listed: list[str] = []
+        self._threads: dict[str, Dispatcher] = {}
+        self._extras: dict[str, Mapping[str, Any]] = {}
+        self._calls: list[Any] = []
+        self._pump = Dispatcher(
+            f"tracked-calls-{experiment}",
+            self._on_calls_item,
+            on_error=lambda exc: internal_error("the calls thread", exc),
+            idle=self._flush_calls,
+            first=warm,
+        )
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def open(self, run: RunInfo) -> None:
+        """Create and open every registered sink that is on for `run`, then start the threads.
+        Config values a sink imposes (a W&B sweep's parameters) are cleaned and merged into
+        `run.config` before the next sinks open."""
+        created: list[Sink] = []
+        failures: list[tuple[str, BaseException]] = []
+        for cls in SINKS:
+            listed = getattr(cls, "listed_when_off", True)
+            try:
+                sink = cls.create(run)
+            except Exception as exc:
+                failures.append((cls.name, exc))
+                sink, listed = None, True
+            if sink is not None:
+                created.append(sink)
+                listed = True
+            if listed:
+                self._listed.append(cls.name)
+        # Background sinks first: what they impose on the config reaches the durable ones.
+        created.sort(key=lambda s: s.durable)
+        for sink in created:
+            self.opened.append(sink)
+            if sink.durable:
+                self.durable.append(sink)
+            else:
+                self.background[sink.name] = sink
+                self._threads[sink.name] = Dispatcher(
+                    f"tracked-{sink.name}-{self._experiment}",
+                    _handler(sink, self),
+                    on_error=lambda exc, sink=sink: self.failed(sink, exc),  # type: ignore[misc]
+                )
+        for name, error in failures:  # warned once the others are known, to say which keep going
+            self._record_failure(name, error)
+        for sink in created:
+            try:
+                imposed = sink.open(run)
+                if imposed:
+                    run.config.update(clean(dict(imposed), "config"))
+            except Exception as exc:
+                self.failed(sink, exc)
+        self._pump.start()
+        for thread in self._threads.values():
+            thread.start()
+
+    def get(self, name: str) -> Any:
+        """The opened sink of that name (active or failed), or None."""
+        return next((s for s in self.opened if s.name == name), None)
+
+    # --- while it runs ----------------------------------------------------------------------
+
+    @property
+    def ordered(self) -> bool:
+        """Whether a background sink needs rows whole and in step order."""
+        return bool(self.background)
+
+    def write_row(self, step: int, row: Mapping[str, Any]) -> None:
+        """A new row, to the durable sinks (on the caller's thread)."""
+        for sink in self.durable:
+            try:
+                sink.write_row(step, row)
+            except Exception as exc:
+                self.failed(sink, exc)
+
+    def join(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Metrics joined to row `step`, to the durable sinks."""
+        for sink in self.durable:
+            try:
+                sink.join(step, metrics)
+            except Exception as exc:
+                self.failed(sink, exc)
+
+    def emit(self, step: int, row: Mapping[str, Any]) -> None:
+        """A complete row, in step order, to the background sinks."""
+        self._to_background("row", (step, row))
+
+    def add_call(self, call: Any) -> None:
+        """An ended call: its record reaches every sink from the calls thread."""
+        self._pump.put("call", call)
+
+    def add_records(self, records: list[dict[str, Any]]) -> None:
+        """Call records read back (a worker process's), to every sink from the calls thread."""
+        self._pump.put("records", records)
+
+    def wait_if_behind(self) -> None:
+        """Wait (never while holding a lock) for any thread that has fallen too far behind."""
+        self._pump.wait_if_behind()
+        for thread in self._threads.values():
+            thread.wait_if_behind()
+
+    def set_notes(self, notes: str | None) -> None:
+        for sink in self.durable:
+            try:
+                sink.set_notes(notes)
+            except Exception as exc:
+                self.failed(sink, exc)
+        self._to_background("notes", notes)
+
+    def set_tags(self, tags: Sequence[str]) -> None:
+        for sink in self.durable:
+            try:
+                sink.set_tags(tags)
+            except Exception as exc:
+                self.failed(sink, exc)
+        self._to_background("tags", list(tags))
+
+    def save(self, src: Path, name: str) -> None:
+        """Keep a copy of `src`: the durable sinks copy it now; the background sinks read a copy
+        later, so they get the file as it is now."""
+        stored = None
+        for sink in self.durable:
+            try:
+                kept = sink.save(src, name)
+            except Exception as exc:
+                self.failed(sink, exc)
+                continue
+            if stored is None and kept is not None:
+                stored = kept
+        if self.background:
+            if stored is None:
+                stored = Path(tempfile.mkdtemp(prefix="tracked-save-")) / name
+                shutil.copy2(src, stored)
+            self._to_background("save", (stored, name))
+
+    def _to_background(self, kind: str, payload: Any) -> None:
+        for name in self.background:
+            self._threads[name].put(kind, payload)
+
+    def _on_calls_item(self, kind: str, payload: Any) -> None:
+        if kind == "call":
+            self._calls.append(payload)
+            if len(self._calls) >= _CALLS_BATCH:
+                self._flush_calls()
+        elif kind == "records":
+            self._flush_calls()
+            self._write_calls(payload)
+
+    def _flush_calls(self) -> None:
+        calls, self._calls = self._calls, []
+        if calls and (self.durable or self.background):
+            self._write_calls([c.to_record() for c in calls])
+
+    def _write_calls(self, records: list[dict[str, Any]]) -> None:
+        for sink in self.durable:
+            try:
+                sink.write_calls(records)
+            except Exception as exc:
+                self.failed(sink, exc)
+        self._to_background("calls", records)
+
+    # --- failures ---------------------------------------------------------------------------
+
+    def failed(self, sink: Sink, exc: BaseException) -> None:
+        """`sink` failed: warn once, switch it off for this experiment, record the error."""
+        if sink.name in self.errors or self.closed:
+            return  # one warning per sink; nothing after the end (a call that came back late)
+        # Rebound, not changed in place: other threads may be iterating over them.
+        self.durable = [s for s in self.durable if s is not sink]
+        self.background = {n: s for n, s in self.background.items() if s is not sink}
+        self._record_failure(sink.name, exc)
+        try:
+            sink.close()
+        except Exception:
+            pass
+
+    def _record_failure(self, name: str, exc: BaseException) -> None:
+        self.errors[name] = f"{type(exc).__name__}: {exc}"
+        others = [s for s in (*self.durable, *self.background.values()) if s.name != name]
+        if any(s.name == "local" for s in others):
+            going = "the local store keeps everything"
+        elif others:
+            going = f"{' and '.join(s.label for s in others)} {'keeps' if len(others) == 1 else 'keep'} going"
+        else:
+            going = "nothing else records it"
+        warn_once(
+            ("sink", id(self), name),
+            f"tracked: the {name} sink of experiment {self._experiment!r} failed ({type(exc).__name__}: {exc}); "
+            f"it is off for this experiment, {going}",
+        )
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def finish(self, summary: dict[str, Any], status: str, *, only_children: bool) -> dict[str, Any]:
+        """End every sink and return the summary as written: every call record delivered, the
+        durable sinks flushed, the background sinks finished (their keys added), then the durable
+        ones finished with every sink's status under `sinks`."""
+        if not self._pump.stop():
+            warn_once(
+                ("calls-stuck", id(self)),
+                f"tracked: the calls thread of experiment {self._experiment!r} made no progress for "
+                f"{_dispatch.FINISH_TIMEOUT_S:g} s; call records still queued are not written",
+            )
+        for sink in list(self.durable):
+            try:
+                sink.flush()
+            except Exception as exc:
+                self.failed(sink, exc)
+        for name, error in self.errors.items():
+            if _is_durable(name):
+                summary[f"sinks/{name}"] = f"failed: {error}"
+        end = RunEnd(dict(summary), status, only_children)
+        self._to_background("finish", end)
+        for name, thread in self._threads.items():
+            if not thread.stop() and name in self.background:
+                sink = self.background[name]
+                self.failed(sink, TimeoutError(f"{sink.label} made no progress for {_dispatch.FINISH_TIMEOUT_S:g} s"))
+        for name in self.background:
+            summary.update(self._extras.get(name, {}))
+        summary["sinks"] = self.statuses()
+        end = RunEnd(summary, status, only_children)
+        for sink in list(self.durable):
+            try:
+                sink.finish(end)
+            except Exception as exc:
+                self.failed(sink, exc)
+                summary["sinks"][sink.name] = self.errors.get(sink.name, "failed")
+        return summary
+
+    def statuses(self) -> dict[str, str]:
+        """Per sink: "ok", "off", or the error that switched it off."""
+        opened = {s.name for s in self.opened}
+        return {name: self.errors.get(name) or ("ok" if name in opened else "off") for name in self._listed}
+
+    def references(self) -> dict[str, Any]:
+        """What a parent records of this experiment, from each working sink."""
+        out: dict[str, Any] = {}
+        for sink in (*self.durable, *self.background.values()):
+            out.update(sink.references())
+        return out
+
+    def close(self) -> None:
+        """Release every sink; later failures and waits are ignored."""
+        self.closed = True
+        self._pump.closed = True
+        for thread in self._threads.values():
+            thread.closed = True
+        for sink in self.opened:
+            try:
+                sink.close()
+            except Exception:
+                pass
+
+    def forget(self) -> None:
+        """In a forked child: drop every sink without touching it (they belong to the parent)."""
+        self.closed = True
+        self.opened, self.durable, self.background = [], [], {}
+
+
+def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
+    """What a background sink's thread does with each item; nothing once the sink has failed."""
+
+    def handle(kind: str, payload: Any) -> None:
+        if sinks.background.get(sink.name) is not sink:
+            return  # failed: its queue is drained without calling it again
+        if kind == "row":
+            sink.write_row(*payload)
+        elif kind == "calls":
+            sink.write_calls(payload)
+        elif kind == "notes":
+            sink.set_notes(payload)
+        elif kind == "tags":
+            sink.set_tags(payload)
+        elif kind == "save":
+            sink.save(*payload)
+        elif kind == "finish":
+            sinks._extras[sink.name] = sink.finish(payload)
+
+    return handle
+
+
+def _is_durable(name: str) -> bool:
+    return any(cls.name == name and cls.durable for cls in SINKS)
