@@ -357,8 +357,8 @@ def _kind_of(fn: Any) -> str:
 
 
 def _closure(spec: _Spec, fn: Any, kind: str) -> Any:
-    """A plain function wrapper: about 0.35 us cheaper per call than wrapt's proxy, and a plain
-    function is bound as a method by Python itself. Its own kind (coroutine function, generator
+    """A plain function wrapper: cheaper per call than wrapt's proxy (benchmarks/README.md), and a
+    plain function is bound as a method by Python itself. Its own kind (coroutine function, generator
     function) is the wrapped one's, so `inspect` sees the same thing."""
     if kind == _ASYNC:
 

@@ -1,6 +1,6 @@
 """Cost in USD from the maintained `genai-prices` data, overrides, and local providers.
 
-`genai_prices.calc_price` takes about 50 us, too slow for every call. Prices are linear below a
+`genai_prices.calc_price` is too slow for every call (benchmarks/README.md has the figures). Prices are linear below a
 model's first tier, so for each (provider, model) the rates are read once by pricing unit usages
 with `genai-prices` itself, and a call's cost is then four multiplications. Usage past a tier
 threshold, or a model whose price could not be probed, goes through `calc_price`. Cached rates are

@@ -57,7 +57,7 @@ class SinkSet:
         self._threads: dict[str, Dispatcher] = {}
         self._extras: dict[str, Mapping[str, Any]] = {}
         self._calls: list[Any] = []
-        self._pump = Dispatcher(
+        self._calls_thread = Dispatcher(
             f"tracked-calls-{experiment}",
             self._on_calls_item,
             on_error=lambda exc: internal_error("the calls thread", exc),
@@ -107,7 +107,7 @@ class SinkSet:
                     run.config.update(clean(dict(imposed), "config"))
             except Exception as exc:
                 self.failed(sink, exc)
-        self._pump.start()
+        self._calls_thread.start()
         for thread in self._threads.values():
             thread.start()
 
@@ -144,17 +144,21 @@ class SinkSet:
 
     def add_call(self, call: Any) -> None:
         """An ended call: its record reaches every sink from the calls thread."""
-        self._pump.put("call", call)
+        self._calls_thread.put("call", call)
 
     def add_records(self, records: list[dict[str, Any]]) -> None:
         """Call records read back (a worker process's), to every sink from the calls thread."""
-        self._pump.put("records", records)
+        self._calls_thread.put("records", records)
 
     def wait_if_behind(self) -> None:
         """Wait (never while holding a lock) for any thread that has fallen too far behind."""
-        self._pump.wait_if_behind()
+        self._calls_thread.wait_if_behind()
         for thread in self._threads.values():
             thread.wait_if_behind()
+
+    def backlog(self) -> dict[str, int]:
+        """Items waiting per thread: "calls", and each background sink's name."""
+        return {"calls": self._calls_thread.qsize(), **{n: t.qsize() for n, t in self._threads.items()}}
 
     def set_notes(self, notes: str | None) -> None:
         for sink in self.durable:
@@ -252,7 +256,7 @@ class SinkSet:
         """End every sink and return the summary as written: every call record delivered, the
         durable sinks flushed, the background sinks finished (their keys added), then the durable
         ones finished with every sink's status under `sinks`."""
-        if not self._pump.stop():
+        if not self._calls_thread.stop():
             warn_once(
                 ("calls-stuck", id(self)),
                 f"tracked: the calls thread of experiment {self._experiment!r} made no progress for "
@@ -299,7 +303,7 @@ class SinkSet:
     def close(self) -> None:
         """Release every sink; later failures and waits are ignored."""
         self.closed = True
-        self._pump.closed = True
+        self._calls_thread.closed = True
         for thread in self._threads.values():
             thread.closed = True
         for sink in self.opened:
