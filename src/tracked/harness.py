@@ -24,13 +24,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._call import Call
 from ._context import current_call
 from ._experiment import Experiment
 from ._values import clean
 from .usage import _cost, _count, _get
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 __all__ = ["ExperimentConfig", "ExperimentTracker", "get_tracker", "wandb_enabled"]
 
