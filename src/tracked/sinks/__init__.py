@@ -124,7 +124,7 @@ class SinkSet:
 
     def write_row(self, step: int, row: Mapping[str, Any]) -> None:
         """A new row, to the durable sinks (on the caller's thread)."""
-        for sink in self.durable:
+        for sink in self.durable:  # written out: the hot path
             try:
                 sink.write_row(step, row)
             except Exception as exc:
@@ -132,11 +132,7 @@ class SinkSet:
 
     def join(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Metrics joined to row `step`, to the durable sinks."""
-        for sink in self.durable:
-            try:
-                sink.join(step, metrics)
-            except Exception as exc:
-                self.failed(sink, exc)
+        self._to_durable("join", step, metrics)
 
     def emit(self, step: int, row: Mapping[str, Any]) -> None:
         """A complete row, in step order, to the background sinks."""
@@ -161,19 +157,11 @@ class SinkSet:
         return {"calls": self._calls_thread.qsize(), **{n: t.qsize() for n, t in self._threads.items()}}
 
     def set_notes(self, notes: str | None) -> None:
-        for sink in self.durable:
-            try:
-                sink.set_notes(notes)
-            except Exception as exc:
-                self.failed(sink, exc)
+        self._to_durable("set_notes", notes)
         self._to_background("notes", notes)
 
     def set_tags(self, tags: Sequence[str]) -> None:
-        for sink in self.durable:
-            try:
-                sink.set_tags(tags)
-            except Exception as exc:
-                self.failed(sink, exc)
+        self._to_durable("set_tags", tags)
         self._to_background("tags", list(tags))
 
     def save(self, src: Path, name: str) -> None:
@@ -194,6 +182,14 @@ class SinkSet:
                 shutil.copy2(src, stored)
             self._to_background("save", (stored, name))
 
+    def _to_durable(self, method: str, *args: Any) -> None:
+        """Call `method` of each durable sink on this thread; a sink that raises is switched off."""
+        for sink in self.durable:
+            try:
+                getattr(sink, method)(*args)
+            except Exception as exc:
+                self.failed(sink, exc)
+
     def _to_background(self, kind: str, payload: Any) -> None:
         for name in self.background:
             self._threads[name].put(kind, payload)
@@ -213,11 +209,7 @@ class SinkSet:
             self._write_calls([c.to_record() for c in calls])
 
     def _write_calls(self, records: list[dict[str, Any]]) -> None:
-        for sink in self.durable:
-            try:
-                sink.write_calls(records)
-            except Exception as exc:
-                self.failed(sink, exc)
+        self._to_durable("write_calls", records)
         self._to_background("calls", records)
 
     # --- failures ---------------------------------------------------------------------------
@@ -262,11 +254,7 @@ class SinkSet:
                 f"tracked: the calls thread of experiment {self._experiment!r} made no progress for "
                 f"{_dispatch.FINISH_TIMEOUT_S:g} s; call records still queued are not written",
             )
-        for sink in list(self.durable):
-            try:
-                sink.flush()
-            except Exception as exc:
-                self.failed(sink, exc)
+        self._to_durable("flush")
         for name, error in self.errors.items():
             if _is_durable(name):
                 summary[f"sinks/{name}"] = f"failed: {error}"
