@@ -11,7 +11,8 @@
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
 `--peers`, `--scaling` and `--import-time` run every subject in a process of its own
-(`benchmarks/compare.py`, which see), so that imports and memory do not mix.
+(`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
+directory and their roles are listed in `benchmarks/README.md`.
 
 Method: every subject runs the same `for` loop (its cost is included in every figure and printed
 once). Subjects are interleaved block by block inside each round, and the round order is rotated,
@@ -68,7 +69,7 @@ import wandb  # noqa: E402,F401 - imported up front, so no timed block pays for 
 import wrapt  # noqa: E402
 
 # --- the functions under test --------------------------------------------------------------------
-from compare import make_response, sync_block  # noqa: E402 - one definition of the response and the timed loop
+from harness import make_response, sync_block  # noqa: E402 - one definition of the response and the timed loop
 
 from tracked import _context  # noqa: E402
 
@@ -647,44 +648,48 @@ def profile(calls: int, root: str) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time: every subject in a process of its own (compare.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import compare
+    """--peers, --scaling, --import-time: every subject in a process of its own (worker.py)."""
+    from harness import FULL, QUICK
+    from import_time import import_times
+    from report import machine, print_disabled, print_import, print_peers, print_scaling, versions
+    from scaling import scaling_subjects
+    from subjects import DISABLED, PEERS
+    from targets import print_targets
+    from worker import run_many
 
     quick = args.quick
     timeout = args.timeout or (300.0 if quick else 1800.0)
     print()
-    print(f"== {compare.machine()}")
-    print(f"== {compare.versions()}")
+    print(f"== {machine()}")
+    print(f"== {versions()}")
     print()
     peers = scaling = imports = None
     if args.peers or args.all:
-        names = compare.PEERS + compare.DISABLED
+        names = PEERS + DISABLED
         if args.subjects:
             names = [n.strip() for n in args.subjects.split(",") if n.strip()]
-        peers = compare.run_many(names, quick, timeout)
-        plan = compare.QUICK if quick else compare.FULL
-        if any(n in compare.PEERS for n in peers):
-            compare.print_peers(peers, plan)
-        if any(n in compare.DISABLED for n in peers):
-            compare.print_disabled(peers)
+        peers = run_many(names, quick, timeout)
+        if any(n in PEERS for n in peers):
+            print_peers(peers, QUICK if quick else FULL)
+        if any(n in DISABLED for n in peers):
+            print_disabled(peers)
         for name, r in peers.items():
-            if name not in compare.PEERS and name not in compare.DISABLED:
+            if name not in PEERS and name not in DISABLED:
                 print(f"{name}: skipped: {r.get('skipped', 'not a subject of --peers')}")
             if "trace" in r:
                 print(f"{name}: {r['skipped']}\n{r['trace']}", file=sys.stderr)
     if args.scaling or args.all:
-        names = compare.scaling_subjects(quick)
+        names = scaling_subjects(quick)
         if args.subjects:
             wanted = {n.strip() for n in args.subjects.split(",")}
             names = [n for n in names if n in wanted]
-        scaling = compare.run_many(names, quick, timeout)
-        compare.print_scaling(scaling)
+        scaling = run_many(names, quick, timeout)
+        print_scaling(scaling)
     if args.import_time or args.all:
-        imports = compare.import_times(quick)
-        compare.print_import(imports)
-    compare.print_targets(peers, scaling, imports, quick)
-    print(f"== finished {compare.machine()}")
+        imports = import_times(quick)
+        print_import(imports)
+    print_targets(peers, scaling, imports, quick)
+    print(f"== finished {machine()}")
 
 
 def main(argv: list[str] | None = None) -> int:
