@@ -39,7 +39,6 @@ import sys
 import tempfile
 import tracemalloc
 import weakref
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,17 @@ import wandb  # noqa: E402,F401 - imported up front, so no timed block pays for 
 import wrapt  # noqa: E402
 
 # --- the functions under test --------------------------------------------------------------------
-from harness import make_response, sync_block  # noqa: E402 - one definition of the response and the timed loop
+# One definition of the response, the timed loops and the statistics, shared with the subject processes.
+from harness import (  # noqa: E402
+    async_block,
+    gen_block,
+    lowest_and_noise,
+    make_response,
+    rotated,
+    rss,
+    sync_block,
+    time_calls,
+)
 
 from tracked import _context  # noqa: E402
 
@@ -210,36 +219,6 @@ def disabled_block(n: int) -> int:
 _disabled_inner = sync_block(f_disabled)
 
 
-def gen_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-    def block(n: int) -> int:
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            for _item in fn(1):
-                pass
-        return perf_counter_ns() - t0
-
-    return block
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def async_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-    async def timed(n: int) -> int:
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            await fn(1)
-        return perf_counter_ns() - t0
-
-    def block(n: int) -> int:
-        assert _loop is not None
-        return _loop.run_until_complete(timed(n))
-
-    return block
-
-
 @dataclass
 class Subject:
     name: str
@@ -254,7 +233,7 @@ class Subject:
     @property
     def spread(self) -> float:
         """How far the median round is above the best one: a noise indicator."""
-        return statistics.median(self.rounds) / min(self.rounds) - 1.0
+        return lowest_and_noise(self.rounds)[1]
 
 
 # The subject names, as printed (the smoke test looks for each of them).
@@ -277,7 +256,7 @@ EXP_INSIDE_MED = "10 in experiment, both sinks (median)"
 EXP_INSIDE_MEAN = "10 in experiment, both sinks (mean)"
 
 
-def make_subjects() -> list[Subject]:
+def make_subjects(loop: asyncio.AbstractEventLoop) -> list[Subject]:
     return [
         Subject(BARE, sync_block(f)),
         Subject(MINIMUM, sync_block(minimum)),
@@ -287,8 +266,8 @@ def make_subjects() -> list[Subject]:
         Subject(OPENAI, sync_block(chat)),
         Subject(FLOOR, sync_block(chat_floor)),
         Subject(NESTED, sync_block(outer)),
-        Subject(ASYNC_BARE, async_block(af)),
-        Subject(ASYNC_TRACKED, async_block(af_tracked)),
+        Subject(ASYNC_BARE, async_block(af, loop)),
+        Subject(ASYNC_TRACKED, async_block(af_tracked, loop)),
         Subject(GEN_BARE, gen_block(gen10)),
         Subject(GEN_TRACKED, gen_block(gen10_tracked)),
     ]
@@ -304,23 +283,15 @@ def rss_bytes() -> int | None:
         return int(psutil.Process().memory_info().rss)
     except Exception:
         try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return rss()
         except Exception:
             return None
 
 
 def timed_calls(fn: Callable[[Any], Any], n: int) -> tuple[float, float, int]:
     """n calls timed one by one: (median ns, mean ns, total ns of the loop)."""
-    out = array("q", bytes(8 * n))
-    pc = perf_counter_ns
-    start = pc()
-    for i in range(n):
-        t0 = pc()
-        fn(1)
-        out[i] = pc() - t0
-    total = pc() - start
-    return float(statistics.median(out)), total / n, total
+    times, total = time_calls(fn, n)
+    return float(statistics.median(times)), total / n, total
 
 
 @dataclass
@@ -428,9 +399,8 @@ def fmt_mb(b: float | None) -> str:
 
 
 def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, warm_exp: bool, root: str) -> None:
-    global _loop
-    _loop = asyncio.new_event_loop()
-    subjects = make_subjects()
+    loop = asyncio.new_event_loop()
+    subjects = make_subjects(loop)
     empty: list[float] = []
 
     # Warm-up: every code path once, the price of gpt-4o looked up, W&B's service started.
@@ -445,7 +415,7 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
     t_all = perf_counter()
     for r in range(rounds):
         gc.collect()
-        order = subjects[r % len(subjects) :] + subjects[: r % len(subjects)]
+        order = rotated(subjects, r)
         samples: dict[str, list[float]] = {s.name: [] for s in subjects}
         empties = []
         for _ in range(blocks):
@@ -458,7 +428,7 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
         if r < exp_rounds:
             exp_results.append(experiment_round(exp_calls, root))
     elapsed = perf_counter() - t_all
-    _loop.close()
+    loop.close()
 
     by = {s.name: s for s in subjects}
     m = by[MINIMUM].ns
@@ -481,13 +451,10 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
     add(GEN_BARE, by[GEN_BARE].ns, False, False, None, by[GEN_BARE].spread)
     add(GEN_TRACKED, by[GEN_TRACKED].ns, False, False, by[GEN_BARE].ns, by[GEN_TRACKED].spread)
 
-    def best(values: list[float]) -> tuple[float, float]:
-        return min(values), statistics.median(values) / min(values) - 1.0
-
-    out_med, out_med_sp = best([e.outside_median for e in exp_results])
-    out_mean, out_mean_sp = best([e.outside_mean for e in exp_results])
-    in_med, in_med_sp = best([e.inside_median for e in exp_results])
-    in_mean, in_mean_sp = best([e.inside_mean for e in exp_results])
+    out_med, out_med_sp = lowest_and_noise([e.outside_median for e in exp_results])
+    out_mean, out_mean_sp = lowest_and_noise([e.outside_mean for e in exp_results])
+    in_med, in_med_sp = lowest_and_noise([e.inside_median for e in exp_results])
+    in_mean, in_mean_sp = lowest_and_noise([e.inside_mean for e in exp_results])
     add(EXP_OUTSIDE_MED, out_med, True, False, None, out_med_sp)
     add(EXP_OUTSIDE_MEAN, out_mean, True, False, None, out_mean_sp)
     add(EXP_INSIDE_MED, in_med, True, False, out_med, in_med_sp)

@@ -14,7 +14,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from harness import FULL, Plan, time_calls
+from harness import FULL, Plan, lowest_and_noise, time_calls
 
 
 def exp_dir() -> str:
@@ -55,10 +55,10 @@ def experiment_workload(response: Any, plan: Plan) -> dict[str, Any]:
             }
         )
         del exp
-    mean = statistics.median(r["mean"] for r in rounds)
+    means = [r["mean"] for r in rounds]
     out: dict[str, Any] = {
-        "ns": mean,
-        "noise": mean / min(r["mean"] for r in rounds) - 1.0,
+        "ns": statistics.median(means),
+        "noise": lowest_and_noise(means)[1],
         "calls": plan.exp_calls * plan.exp_rounds,
         "median_call": statistics.median(r["median"] for r in rounds),
         "outside_median_call": statistics.median(r["outside_median"] for r in rounds),

@@ -15,10 +15,12 @@ import os
 import statistics
 import threading
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter, perf_counter_ns
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,7 +91,7 @@ def make_response() -> Any:
         return ChatCompletion.model_validate(data)
 
 
-# --- what a subject provides ----------------------------------------------------------------------
+# --- what a subject provides --------------------------------------------------------------------------
 
 
 @dataclass
@@ -116,13 +118,14 @@ def dist_version(dist: str) -> str:
 
 
 def quiet(*names: str) -> None:
+    """Silence these loggers: a peer retrying against the dead port must not flood the output."""
     for name in names:
         lg = logging.getLogger(name)
         lg.setLevel(logging.CRITICAL + 1)
         lg.propagate = False
 
 
-# --- timed blocks: each runs n iterations and returns the total ns --------------------------------
+# --- timed blocks: each runs n iterations and returns the total ns --------------------------------------
 
 
 def sync_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
@@ -133,6 +136,36 @@ def sync_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
         t0 = perf_counter_ns()
         for _ in r:
             fn(1)
+        return perf_counter_ns() - t0
+
+    return block
+
+
+def async_block(fn: Callable[[Any], Any], loop: asyncio.AbstractEventLoop) -> Callable[[int], int]:
+    """n awaited calls of the coroutine function `fn`, in one coroutine run on `loop`."""
+
+    async def timed(n: int) -> int:
+        r = range(n)
+        t0 = perf_counter_ns()
+        for _ in r:
+            await fn(1)
+        return perf_counter_ns() - t0
+
+    def block(n: int) -> int:
+        return loop.run_until_complete(timed(n))
+
+    return block
+
+
+def gen_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
+    """n generators made by `fn`, each run to the end."""
+
+    def block(n: int) -> int:
+        r = range(n)
+        t0 = perf_counter_ns()
+        for _ in r:
+            for _item in fn(1):
+                pass
         return perf_counter_ns() - t0
 
     return block
@@ -169,14 +202,7 @@ def build_blocks(kit: Kit, response: Any, loop: asyncio.AbstractEventLoop) -> di
         async def asingle(x: Any) -> Any:
             return x
 
-        async def timed(n: int) -> int:
-            r = range(n)
-            t0 = perf_counter_ns()
-            for _ in r:
-                await asingle(1)
-            return perf_counter_ns() - t0
-
-        blocks["async"] = lambda n: loop.run_until_complete(timed(n))
+        blocks["async"] = async_block(asingle, loop)
 
     if kit.gen is not None:
 
@@ -184,19 +210,12 @@ def build_blocks(kit: Kit, response: Any, loop: asyncio.AbstractEventLoop) -> di
         def gen10(x: Any) -> Any:
             yield from range(10)
 
-        def gen_block(n: int) -> int:
-            r = range(n)
-            t0 = perf_counter_ns()
-            for _ in r:
-                for _item in gen10(1):
-                    pass
-            return perf_counter_ns() - t0
-
-        blocks["gen"] = gen_block
+        blocks["gen"] = gen_block(gen10)
     return blocks
 
 
 def time_calls(fn: Callable[[Any], Any], n: int) -> tuple[array[int], int]:
+    """n calls of `fn`, each timed: (the ns of every call, the ns of the whole loop)."""
     out = array("q", bytes(8 * n))
     pc = perf_counter_ns
     start = pc()
@@ -207,7 +226,19 @@ def time_calls(fn: Callable[[Any], Any], n: int) -> tuple[array[int], int]:
     return out, pc() - start
 
 
-# --- statistics -----------------------------------------------------------------------------------
+# --- statistics -------------------------------------------------------------------------------------------
+
+
+def rotated(items: Sequence[T], r: int) -> list[T]:
+    """`items` rotated by round `r`: each round starts with another subject."""
+    k = r % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def lowest_and_noise(medians: Sequence[float]) -> tuple[float, float]:
+    """The lowest round median, and the noise: the median round over the best one, minus 1."""
+    lowest = min(medians)
+    return lowest, statistics.median(medians) / lowest - 1.0
 
 
 def measure(blocks: dict[str, Callable[[int], int]], plan: Plan) -> dict[str, dict[str, float]]:
@@ -228,24 +259,22 @@ def measure(blocks: dict[str, Callable[[int], int]], plan: Plan) -> dict[str, di
     medians: dict[str, list[float]] = {name: [] for name in names}
     for r in range(plan.rounds):
         gc.collect()
-        order = names[r % len(names) :] + names[: r % len(names)]
+        order = rotated(names, r)
         samples: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(plan.blocks):
             for name in order:
                 samples[name].append(blocks[name](sizes[name]) / sizes[name])
         for name in names:
             medians[name].append(statistics.median(samples[name]))
-    return {
-        name: {
-            "ns": min(medians[name]),
-            "noise": statistics.median(medians[name]) / min(medians[name]) - 1.0,
-            "calls": sizes[name] * plan.blocks * plan.rounds,
-        }
-        for name in names
-    }
+    out = {}
+    for name in names:
+        ns, noise = lowest_and_noise(medians[name])
+        out[name] = {"ns": ns, "noise": noise, "calls": sizes[name] * plan.blocks * plan.rounds}
+    return out
 
 
 def call_stats(times: array[int]) -> dict[str, float]:
+    """Median, p99 and max of per-call times, and the mean of the first and of the last tenth."""
     n = len(times)
     ordered = sorted(times)
     tenth = max(n // 10, 1)
@@ -258,7 +287,7 @@ def call_stats(times: array[int]) -> dict[str, float]:
     }
 
 
-# --- memory ---------------------------------------------------------------------------------------
+# --- memory -----------------------------------------------------------------------------------------------
 
 
 def rss() -> int:
@@ -285,6 +314,12 @@ def peak_rss() -> int | None:
     except OSError:
         pass
     return None
+
+
+def peak_above(before: int, has_peak: bool) -> int | None:
+    """The peak RSS since `reset_peak()` above `before`, or None where it cannot be read."""
+    peak = peak_rss() if has_peak else None
+    return None if peak is None else peak - before
 
 
 def settle() -> int:
@@ -335,12 +370,12 @@ def memory_after(kit: Kit, calls: int, flush_s: float) -> dict[str, Any]:
         single_mem(1)
     loop_s = perf_counter() - t0
     flushed = bounded(kit.flush, flush_s)
-    peak = peak_rss() if has_peak else None
+    peak = peak_above(before, has_peak)
     after = settle()
     out: dict[str, Any] = {
         "calls": calls,
         "retained": after - before,
-        "peak": None if peak is None else peak - before,
+        "peak": peak,
         "loop_s": loop_s,
         "flush_s": flushed,
         "flush_limit_s": flush_s,

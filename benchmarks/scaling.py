@@ -14,7 +14,7 @@ from time import perf_counter, perf_counter_ns
 from typing import Any
 
 from experiment import exp_dir
-from harness import call_stats, make_response, peak_rss, reset_peak, rss, settle, time_calls
+from harness import call_stats, make_response, peak_above, reset_peak, rss, settle, time_calls
 from subjects import minimum_kit
 
 SCALE_CALLS = [1_000, 10_000, 100_000, 1_000_000]
@@ -106,7 +106,7 @@ def scale_calls(n: int, response: Any) -> dict[str, Any]:
         }
         rss_end_of_loop = rss()
     t_done = perf_counter()
-    peak = peak_rss() if has_peak else None
+    peak = peak_above(before, has_peak)
     summary = exp.final_summary
     stats = call_stats(times)
     del exp, times  # the timings (8 bytes a call) are the benchmark's memory, not tracked's
@@ -120,7 +120,7 @@ def scale_calls(n: int, response: Any) -> dict[str, Any]:
         "rows_per_s": n / (t_done - t_start),
         "backlog_at_end_of_loop": backlog,
         "rss_end_of_loop": rss_end_of_loop - before,
-        "peak": None if peak is None else peak - before,
+        "peak": peak,
         "retained_after_finish": after - before,
         "rows": summary.get("total/calls"),
         "sinks": summary.get("sinks"),
