@@ -37,7 +37,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import tracemalloc
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +68,7 @@ import wrapt  # noqa: E402
 
 # --- the functions under test --------------------------------------------------------------------
 # One definition of the response, the timed loops and the statistics, shared with the subject processes.
+from experiment import experiment_tracemalloc, profiled_in_experiment  # noqa: E402
 from harness import (  # noqa: E402
     async_block,
     gen_block,
@@ -344,22 +344,8 @@ def experiment_round(n: int, root: str) -> ExperimentRound:
 
 def experiment_memory(n: int, root: str) -> tuple[int, int, int]:
     """tracemalloc: (bytes retained after finish, peak bytes during the experiment, rows)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        with tracked.experiment("bench-memory", dir=root) as exp:
-            for _ in range(n):
-                chat(1)
-        rows = int(exp.final_summary.get("total/calls", 0))
-        del exp
-        gc.collect()
-        after, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return after - before, peak - before, rows
+    held = experiment_tracemalloc(chat, root, n)
+    return held["retained"], held["peak"], int(held["rows"])
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -605,12 +591,7 @@ def profile(calls: int, root: str) -> None:
     prof.disable()
     report("subject 6, tracked active, OpenAI usage+pricing", prof, n)
 
-    prof = cProfile.Profile()
-    with tracked.experiment("bench-profile", dir=root):
-        prof.enable()
-        for _ in range(n):
-            chat(1)
-        prof.disable()
+    prof = profiled_in_experiment(chat, root, n, "bench-profile")
     report("subject 10, top-level call in an experiment (both sinks)", prof, n)
 
 

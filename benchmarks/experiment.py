@@ -12,30 +12,54 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import FULL, Plan, lowest_and_noise, time_calls
 
+if TYPE_CHECKING:
+    import cProfile
+
 
 def exp_dir() -> str:
+    """Where the subject's experiments write (W&B offline and the local store): under its TMPDIR."""
     path = Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "exp"
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 
-def experiment_workload(response: Any, plan: Plan) -> dict[str, Any]:
-    """Top-level calls of an OpenAI function, one experiment per round (W&B offline, local store on)."""
+def tracked_chat(response: Any) -> Callable[[Any], Any]:
+    """A tracked function returning `response`: a top-level LLM call."""
     import tracked
 
     @tracked.tracked
     def chat(x: Any) -> Any:
         return response
 
+    return chat
+
+
+def warm_up(fn: Callable[[Any], Any], root: str, n: int) -> None:
+    """n calls in an experiment of their own: W&B's service started before anything is timed."""
+    import tracked
+
+    with tracked.experiment("warm", dir=root):
+        for _ in range(n):
+            fn(1)
+
+
+def sinks_of(exp: Any) -> dict[str, Any]:
+    """The rows an experiment recorded and the state of its sinks, from its final summary."""
+    return {"rows": exp.final_summary.get("total/calls"), "sinks": exp.final_summary.get("sinks")}
+
+
+def experiment_workload(response: Any, plan: Plan) -> dict[str, Any]:
+    """Top-level calls of an OpenAI function, one experiment per round (W&B offline, local store on)."""
+    import tracked
+
+    chat = tracked_chat(response)
     root = exp_dir()
     if plan is FULL:  # W&B's service started before any timed round
-        with tracked.experiment("warm", dir=root):
-            for _ in range(200):
-                chat(1)
+        warm_up(chat, root, 200)
     rounds = []
     for _ in range(plan.exp_rounds):
         outside, _ = time_calls(chat, plan.exp_calls)
@@ -50,8 +74,7 @@ def experiment_workload(response: Any, plan: Plan) -> dict[str, Any]:
                 "median": float(statistics.median(times)),
                 "outside_median": float(statistics.median(outside)),
                 "finish_s": finish_s,
-                "rows": exp.final_summary.get("total/calls"),
-                "sinks": exp.final_summary.get("sinks"),
+                **sinks_of(exp),
             }
         )
         del exp
@@ -72,12 +95,24 @@ def experiment_workload(response: Any, plan: Plan) -> dict[str, Any]:
     return out
 
 
-def wandb_on_caller_thread(chat: Callable[[Any], Any], root: str, n: int) -> dict[str, Any]:
-    """Which functions of the wandb package ran on the caller's thread during the calls."""
+def profiled_in_experiment(chat: Callable[[Any], Any], root: str, n: int, name: str) -> cProfile.Profile:
+    """n calls of `chat` in an experiment, under cProfile: what ran on the caller's thread."""
     import cProfile
-    import pstats
 
     import tracked
+
+    prof = cProfile.Profile()
+    with tracked.experiment(name, dir=root):
+        prof.enable()
+        for _ in range(n):
+            chat(1)
+        prof.disable()
+    return prof
+
+
+def wandb_on_caller_thread(chat: Callable[[Any], Any], root: str, n: int) -> dict[str, Any]:
+    """Which functions of the wandb package ran on the caller's thread during the calls."""
+    import pstats
 
     wandb_dir = None
     try:
@@ -86,13 +121,7 @@ def wandb_on_caller_thread(chat: Callable[[Any], Any], root: str, n: int) -> dic
         wandb_dir = str(Path(wandb.__file__).resolve().parent)
     except ImportError:
         return {"calls": n, "wandb_functions": None}
-    prof = cProfile.Profile()
-    with tracked.experiment("bench-caller-thread", dir=root):
-        prof.enable()
-        for _ in range(n):
-            chat(1)
-        prof.disable()
-    st = pstats.Stats(prof)
+    st = pstats.Stats(profiled_in_experiment(chat, root, n, "bench-caller-thread"))
     hits = sorted(
         f"{Path(f).name}:{fn}"
         for (f, _line, fn) in st.stats  # type: ignore[attr-defined]
@@ -117,6 +146,7 @@ def experiment_tracemalloc(chat: Callable[[Any], Any], root: str, n: int) -> dic
         with tracked.experiment("bench-memory", dir=root) as exp:
             for _ in range(n):
                 chat(1)
+        rows = exp.final_summary.get("total/calls", 0)
         ref = weakref.ref(exp)
         del exp
         gc.collect()
@@ -130,6 +160,7 @@ def experiment_tracemalloc(chat: Callable[[Any], Any], root: str, n: int) -> dic
         top.append((frame.filename, stat.size))
     return {
         "calls": n,
+        "rows": rows,
         "retained": after - before,
         "peak": peak - before,
         "experiment_alive": ref() is not None,

@@ -8,11 +8,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from worker import with_src
 
 
 def _importtime(stmt: str, env: dict[str, str]) -> tuple[float, list[tuple[int, int, str]]]:
@@ -32,12 +31,13 @@ def _importtime(stmt: str, env: dict[str, str]) -> tuple[float, list[tuple[int, 
 
 def import_times(quick: bool) -> dict[str, Any]:
     """`import wrapt` and `import tracked` in fresh processes, interleaved; medians."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TRACKED_", "PYTHONPROFILE")) and k != "PYTHONDONTWRITEBYTECODE"
-    }
-    env["PYTHONPATH"] = str(HERE.parent / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = with_src(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TRACKED_", "PYTHONPROFILE")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
+    )
     # Bytecode cached for both, as after a wheel install, in a directory of our own: an editable
     # source tree (or PYTHONDONTWRITEBYTECODE) would otherwise make tracked compile on every import.
     cache = tempfile.mkdtemp(prefix="tracked-bench-pycache-")

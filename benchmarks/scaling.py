@@ -13,7 +13,7 @@ from collections.abc import Callable
 from time import perf_counter, perf_counter_ns
 from typing import Any
 
-from experiment import exp_dir
+from experiment import exp_dir, sinks_of, tracked_chat, warm_up
 from harness import call_stats, make_response, peak_above, reset_peak, rss, settle, time_calls
 from subjects import minimum_kit
 
@@ -81,56 +81,6 @@ class GcClock:
         return {"seconds": self.spent, "collections": self.count, "worst_s": self.worst}
 
 
-def scale_calls(n: int, response: Any) -> dict[str, Any]:
-    import tracked
-
-    @tracked.tracked
-    def chat(x: Any) -> Any:
-        return response
-
-    root = exp_dir()
-    with tracked.experiment("warm", dir=root):
-        for _ in range(100):
-            chat(1)
-    before = settle()
-    has_peak = reset_peak()
-    t_start = perf_counter()
-    with GcClock() as gclock, tracked.experiment("scale", dir=root) as exp:
-        cpu0 = thread_cpu()
-        times, total = time_calls(chat, n)
-        cpu1 = thread_cpu()
-        t_loop = perf_counter()
-        backlog = {
-            "pump_queue": _qsize(getattr(exp, "_queue", None)),
-            "wandb_queue": _qsize(getattr(exp, "_wandb_queue", None)),
-        }
-        rss_end_of_loop = rss()
-    t_done = perf_counter()
-    peak = peak_above(before, has_peak)
-    summary = exp.final_summary
-    stats = call_stats(times)
-    del exp, times  # the timings (8 bytes a call) are the benchmark's memory, not tracked's
-    after = settle()
-    return {
-        "calls": n,
-        "ns": total / n,
-        **stats,
-        "loop_s": total / 1e9,
-        "finish_s": t_done - t_loop,
-        "rows_per_s": n / (t_done - t_start),
-        "backlog_at_end_of_loop": backlog,
-        "rss_end_of_loop": rss_end_of_loop - before,
-        "peak": peak,
-        "retained_after_finish": after - before,
-        "rows": summary.get("total/calls"),
-        "sinks": summary.get("sinks"),
-        "gc": gclock.as_dict(),
-        # CPU seconds each thread used during the loop: what the W&B and pump threads took from the
-        # caller, through the GIL, is in the caller's wall time.
-        "thread_cpu_during_loop": {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0},
-    }
-
-
 def thread_cpu() -> dict[str, float]:
     """CPU seconds used so far by the caller's thread and tracked's threads (by role)."""
     out: dict[str, float] = {}
@@ -157,37 +107,74 @@ def _qsize(q: Any) -> int | None:
         return None
 
 
-def _chain(tracked: Any, depth: int, response: Any) -> Callable[[Any], Any]:
-    """depth nested tracked functions; the innermost returns an OpenAI response."""
+# --- calls in one experiment ----------------------------------------------------------------------------
+
+
+def scale_calls(n: int, response: Any) -> dict[str, Any]:
+    import tracked
+
+    chat = tracked_chat(response)
+    root = exp_dir()
+    warm_up(chat, root, 100)
+    before = settle()
+    has_peak = reset_peak()
+    t_start = perf_counter()
+    with GcClock() as gclock, tracked.experiment("scale", dir=root) as exp:
+        cpu0 = thread_cpu()
+        times, total = time_calls(chat, n)
+        cpu1 = thread_cpu()
+        t_loop = perf_counter()
+        backlog = {
+            "pump_queue": _qsize(getattr(exp, "_queue", None)),
+            "wandb_queue": _qsize(getattr(exp, "_wandb_queue", None)),
+        }
+        rss_end_of_loop = rss()
+    t_done = perf_counter()
+    peak = peak_above(before, has_peak)
+    summary = sinks_of(exp)
+    stats = call_stats(times)
+    del exp, times  # the timings (8 bytes a call) are the benchmark's memory, not tracked's
+    after = settle()
+    return {
+        "calls": n,
+        "ns": total / n,
+        **stats,
+        "loop_s": total / 1e9,
+        "finish_s": t_done - t_loop,
+        "rows_per_s": n / (t_done - t_start),
+        "backlog_at_end_of_loop": backlog,
+        "rss_end_of_loop": rss_end_of_loop - before,
+        "peak": peak,
+        "retained_after_finish": after - before,
+        **summary,
+        "gc": gclock.as_dict(),
+        # CPU seconds each thread used during the loop: what the W&B and pump threads took from the
+        # caller, through the GIL, is in the caller's wall time.
+        "thread_cpu_during_loop": {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0},
+    }
+
+
+# --- depth ----------------------------------------------------------------------------------------------
+
+
+def chain(deco_at: Callable[[int], Callable[[Any], Any]], depth: int, response: Any) -> Callable[[Any], Any]:
+    """depth nested functions, level i decorated by `deco_at(i)`; the innermost returns `response`."""
 
     def leaf(x: Any) -> Any:
         return response
 
-    fn = tracked.tracked(name=f"level{depth - 1}")(leaf)
+    fn = deco_at(depth - 1)(leaf)
     for level in reversed(range(depth - 1)):
 
         def step(x: Any, _inner: Callable[[Any], Any] = fn) -> Any:
             return _inner(x)
 
-        fn = tracked.tracked(name=f"level{level}")(step)
-    return fn
-
-
-def _chain_with(deco: Callable[[Any], Any], depth: int, response: Any) -> Callable[[Any], Any]:
-    def leaf(x: Any) -> Any:
-        return response
-
-    fn = deco(leaf)
-    for _ in range(depth - 1):
-
-        def step(x: Any, _inner: Callable[[Any], Any] = fn) -> Any:
-            return _inner(x)
-
-        fn = deco(step)
+        fn = deco_at(level)(step)
     return fn
 
 
 def _loop_ns(fn: Callable[[Any], Any], n: int) -> int:
+    """n calls of `fn` in a plain loop, the range made inside the timing: the ns of the loop."""
     t0 = perf_counter_ns()
     for _ in range(n):
         fn(1)
@@ -197,94 +184,75 @@ def _loop_ns(fn: Callable[[Any], Any], n: int) -> int:
 def scale_depth(depth: int, total_calls: int, response: Any) -> dict[str, Any]:
     import tracked
 
-    top = _chain(tracked, depth, response)
+    top = chain(lambda level: tracked.tracked(name=f"level{level}"), depth, response)
     k = max(total_calls // depth, 10)
     root = exp_dir()
-    with tracked.experiment("warm", dir=root):
-        for _ in range(20):
-            top(1)
+    warm_up(top, root, 20)
     out: dict[str, Any] = {"depth": depth, "top_level_calls": k, "calls": k * depth}
-    best = None
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(3):
-        t0 = perf_counter_ns()
-        for _ in range(k):
-            top(1)
-        dt = perf_counter_ns() - t0
-        best = dt if best is None else min(best, dt)
-    assert best is not None
+    best = min(_loop_ns(top, k) for _ in range(3))
     # Page faults per top-level call: CPython 3.11 maps and unmaps a 16 kB chunk of its frame
     # stack each time a call chain crosses a chunk's end, which shows here.
     out["faults_per_top"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / (3 * k)
     out["outside_ns_per_call"] = best / (k * depth)
     out["outside_ns_per_top"] = best / k
     # Control: the same chain under the hand-written minimum, to tell the SDK from the interpreter.
-    control = _chain_with(minimum_kit().sync, depth, response)
-    best_control = min(_loop_ns(control, k) for _ in range(3))
-    out["minimum_ns_per_call"] = best_control / (k * depth)
+    minimum = minimum_kit().sync
+    control = chain(lambda level: minimum, depth, response)
+    out["minimum_ns_per_call"] = min(_loop_ns(control, k) for _ in range(3)) / (k * depth)
     with GcClock() as gclock, tracked.experiment("depth", dir=root) as exp:
-        t0 = perf_counter_ns()
-        for _ in range(k):
-            top(1)
-        dt = perf_counter_ns() - t0
+        dt = _loop_ns(top, k)
         t_loop = perf_counter()
     out["finish_s"] = perf_counter() - t_loop
     out["ns"] = dt / (k * depth)
     out["ns_per_top"] = dt / k
-    out["rows"] = exp.final_summary.get("total/calls")
-    out["sinks"] = exp.final_summary.get("sinks")
+    out.update(sinks_of(exp))
     out["gc"] = gclock.as_dict()
     return out
+
+
+# --- threads --------------------------------------------------------------------------------------------
+
+
+def _calls_of(fn: Callable[[Any], Any]) -> Callable[[int], int]:
+    """A thread's share of the work: n calls of `fn`."""
+
+    def work(n: int) -> int:
+        for _ in range(n):
+            fn(1)
+        return n
+
+    return work
+
+
+def _pool_ns(pool: Any, work: Callable[[int], int], threads: int, per: int) -> float:
+    """`work(per)` on each of `threads` threads of the pool: wall ns per call."""
+    t0 = perf_counter_ns()
+    futures = [pool.submit(work, per) for _ in range(threads)]
+    done = sum(f.result() for f in futures)
+    return (perf_counter_ns() - t0) / done
 
 
 def scale_threads(threads: int, total_calls: int, response: Any) -> dict[str, Any]:
     import tracked
 
-    @tracked.tracked
-    def chat(x: Any) -> Any:
-        return response
-
+    work = _calls_of(tracked_chat(response))
+    work_minimum = _calls_of(minimum_kit().sync(lambda x: response))
     per = max(total_calls // threads, 1)
-
-    def work(n: int) -> int:
-        for _ in range(n):
-            chat(1)
-        return n
-
-    def run(pool: Any) -> float:
-        t0 = perf_counter_ns()
-        futures = [pool.submit(work, per) for _ in range(threads)]
-        done = sum(f.result() for f in futures)
-        return (perf_counter_ns() - t0) / done
-
-    minimum = minimum_kit().sync(lambda x: response)
-
-    def work_minimum(n: int) -> int:
-        for _ in range(n):
-            minimum(1)
-        return n
-
-    def run_minimum(pool: Any) -> float:
-        t0 = perf_counter_ns()
-        futures = [pool.submit(work_minimum, per) for _ in range(threads)]
-        done = sum(f.result() for f in futures)
-        return (perf_counter_ns() - t0) / done
-
     root = exp_dir()
     out: dict[str, Any] = {"threads": threads, "calls": per * threads}
     with tracked.ThreadPoolExecutor(max_workers=threads) as pool:
         pool.submit(work, 10).result()
-        out["outside_ns"] = min(run(pool) for _ in range(3))
-        out["minimum_ns"] = min(run_minimum(pool) for _ in range(3))
+        out["outside_ns"] = min(_pool_ns(pool, work, threads, per) for _ in range(3))
+        out["minimum_ns"] = min(_pool_ns(pool, work_minimum, threads, per) for _ in range(3))
         with tracked.experiment("warm", dir=root):
             run_small = [pool.submit(work, 10) for _ in range(threads)]
             for f in run_small:
                 f.result()
         with GcClock() as gclock, tracked.experiment("threads", dir=root) as exp:
-            out["ns"] = run(pool)
+            out["ns"] = _pool_ns(pool, work, threads, per)
             t_loop = perf_counter()
         out["finish_s"] = perf_counter() - t_loop
-    out["rows"] = exp.final_summary.get("total/calls")
-    out["sinks"] = exp.final_summary.get("sinks")
+    out.update(sinks_of(exp))
     out["gc"] = gclock.as_dict()
     return out
