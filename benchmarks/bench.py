@@ -79,6 +79,7 @@ from harness import (  # noqa: E402
     sync_block,
     time_calls,
 )
+from report import fmt_ns  # noqa: E402
 
 from tracked import _context  # noqa: E402
 
@@ -370,10 +371,6 @@ def git_state() -> str:
     if head.returncode != 0:
         return "no git"
     return head.stdout.strip() + (", src modified" if dirty.stdout.strip() else "")
-
-
-def fmt_ns(ns: float) -> str:
-    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
 
 
 def fmt_ratio(r: float | None) -> str:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import peers
 from harness import Plan
 from subjects import DISABLED, LABELS, PEERS, WORKLOADS
 
@@ -32,12 +34,60 @@ def fmt_mb(b: float | None) -> str:
     return "-" if b is None else f"{b / 1e6:+,.1f} MB"
 
 
-def ns_of(results: dict[str, dict[str, Any]], subject: str, workload: str) -> float | None:
-    w = results.get(subject, {}).get("workloads", {}).get(workload)
+def workload(results: Results, subject: str, key: str) -> dict[str, Any] | None:
+    """One subject's figures for one workload, or None."""
+    return results.get(subject, {}).get("workloads", {}).get(key)  # type: ignore[no-any-return]
+
+
+def ns_of(results: Results, subject: str, key: str) -> float | None:
+    w = workload(results, subject, key)
     return None if w is None else w.get("ns")
 
 
-def print_peers(results: dict[str, dict[str, Any]], plan: Plan) -> None:
+def with_finish(r: dict[str, Any]) -> float:
+    """A scaling point's (loop + finish()) / calls."""
+    return float(r["ns"] + r["finish_s"] * 1e9 / r["calls"])
+
+
+def _header(text: str) -> None:
+    print(text)
+    print("-" * len(text))
+
+
+def _ran(
+    results: Results, names: list[str], indent: str = "", width: int | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, label, result) of each of `names` that ran, in that order. A skipped subject is printed as
+    `label skipped: reason`, its label in a column of `width` (without a width it is left out)."""
+    for name in names:
+        r = results.get(name)
+        if r is None:
+            continue
+        shown = LABELS.get(name, name)
+        if "skipped" in r:
+            if width is not None:
+                print(f"{indent}{shown:<{width}} skipped: {r['skipped']}")
+            continue
+        yield name, shown, r
+
+
+def _points(results: Results, prefix: str, width: int | None = None) -> Iterator[dict[str, Any]]:
+    """The scaling points named `prefix`N that ran; a skipped one is printed as `N skipped: reason`,
+    N right-aligned in `width` (without a width it is left out)."""
+    for name, r in results.items():
+        if not name.startswith(prefix):
+            continue
+        if "skipped" in r:
+            if width is not None:
+                print(f"{name.removeprefix(prefix):>{width}} skipped: {r['skipped']}")
+            continue
+        yield r
+
+
+# --- --peers ------------------------------------------------------------------------------------------------
+
+
+def print_peers(results: Results, plan: Plan) -> None:
     print("peers: the same workloads for each subject, one process per subject, one after the other")
     print(
         f"figure = ns per call, the lowest of {plan.rounds} round medians ({plan.blocks} interleaved blocks of "
@@ -46,21 +96,12 @@ def print_peers(results: dict[str, dict[str, Any]], plan: Plan) -> None:
     print("caller-visible time: a subject's background threads share the 2 cores and the GIL with the caller")
     print("x min = / the hand-written minimum on the same workload; x tracked = / tracked on the same workload")
     print()
-    header = f"{'workload / subject':<34} {'ns/call':>14} {'x min':>8} {'x tracked':>10} {'noise':>6}"
-    print(header)
-    print("-" * len(header))
+    _header(f"{'workload / subject':<34} {'ns/call':>14} {'x min':>8} {'x tracked':>10} {'noise':>6}")
     for key, label in WORKLOADS:
         print(label)
         base = ns_of(results, "minimum", key)
         ours = ns_of(results, "tracked", key)
-        for name in PEERS:
-            r = results.get(name)
-            if r is None:
-                continue
-            shown = LABELS.get(name, name)
-            if "skipped" in r:
-                print(f"  {shown:<32} skipped: {r['skipped']}")
-                continue
+        for name, shown, r in _ran(results, PEERS, "  ", 32):
             w = r.get("workloads", {}).get(key)
             if w is None:
                 if key == "experiment" and name != "minimum":
@@ -72,33 +113,23 @@ def print_peers(results: dict[str, dict[str, Any]], plan: Plan) -> None:
                 f"  {shown:<32} {fmt_ns(ns):>14} {fmt_x(ns / base if base else None):>8} "
                 f"{fmt_x(ns / ours if ours else None):>10} {noise:>6}"
             )
-        if key == "experiment":
-            w = results.get("tracked", {}).get("workloads", {}).get("experiment")
-            if w:
-                print(
-                    f"  {'':<32} tracked: median call {fmt_ns(w['median_call'])} ns (the same call outside an "
-                    f"experiment: {fmt_ns(w['outside_median_call'])} ns); finish() {w['finish_s']:.2f} s for "
-                    f"{plan.exp_calls:,} rows; sinks {w.get('sinks')}"
-                )
+        w = workload(results, "tracked", "experiment") if key == "experiment" else None
+        if w:
+            print(
+                f"  {'':<32} tracked: median call {fmt_ns(w['median_call'])} ns (the same call outside an "
+                f"experiment: {fmt_ns(w['outside_median_call'])} ns); finish() {w['finish_s']:.2f} s for "
+                f"{plan.exp_calls:,} rows; sinks {w.get('sinks')}"
+            )
     print()
     print(
         f"memory: RSS still held after {plan.memory_calls:,} single calls and the subject's flush (at most "
         f"{plan.flush_s:.0f} s), gc and malloc_trim, against before them; peak = highest RSS during them"
     )
-    header = (
+    _header(
         f"{'subject':<24} {'retained':>11} {'peak':>11} {'loop s':>8} {'flush s':>8} {'recorded':>9} "
         f"{'import+init s':>13} {'import RSS':>11}"
     )
-    print(header)
-    print("-" * len(header))
-    for name in PEERS:
-        r = results.get(name)
-        if r is None:
-            continue
-        shown = LABELS.get(name, name)
-        if "skipped" in r:
-            print(f"{shown:<24} skipped: {r['skipped']}")
-            continue
+    for _name, shown, r in _ran(results, PEERS, "", 24):
         m = r.get("memory") or {}
         flush = m.get("flush_s")
         flush_txt = "-" if flush is None else f"{flush:.1f}" + ("+" if flush >= m.get("flush_limit_s", 1e9) else "")
@@ -108,8 +139,7 @@ def print_peers(results: dict[str, dict[str, Any]], plan: Plan) -> None:
             f"{m.get('loop_s', 0):>8.1f} {flush_txt:>8} {'-' if recorded is None else f'{recorded:,}':>9} "
             f"{r.get('init_s', 0):>13.2f} {fmt_mb(r.get('import_rss')):>11}"
         )
-    w = results.get("tracked", {}).get("workloads", {}).get("experiment", {})
-    tm = w.get("tracemalloc")
+    tm = (workload(results, "tracked", "experiment") or {}).get("tracemalloc")
     if tm:
         print(
             f"tracked, one experiment of {tm['calls']:,} calls (tracemalloc): held after finish() and `del exp` "
@@ -120,32 +150,25 @@ def print_peers(results: dict[str, dict[str, Any]], plan: Plan) -> None:
             print("  largest holders after finish(): " + ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in tm["top_files"]))
     print()
     print("configuration:")
-    for name in PEERS:
-        r = results.get(name)
-        if r is None or "skipped" in r:
-            continue
-        print(f"  {LABELS.get(name, name)} {r.get('version', '')}: {r.get('config', '')}")
+    for _name, shown, r in _ran(results, PEERS):
+        print(f"  {shown} {r.get('version', '')}: {r.get('config', '')}")
     print()
 
 
-def print_disabled(results: dict[str, dict[str, Any]]) -> None:
+def print_disabled(results: Results) -> None:
     print("disabled: one call of a trivial function with each SDK switched off (x wrapt = / the wrapt passthrough)")
-    header = f"{'subject':<30} {'ns/call':>10} {'x wrapt':>8}  how"
-    print(header)
-    print("-" * len(header))
+    _header(f"{'subject':<30} {'ns/call':>10} {'x wrapt':>8}  how")
     base = ns_of(results, "wrapt", "single")
-    for name in DISABLED:
-        r = results.get(name)
-        if r is None:
-            continue
-        shown = LABELS.get(name, name)
-        if "skipped" in r:
-            print(f"{shown:<30} skipped: {r['skipped']}")
-            continue
+    for name, shown, r in _ran(results, DISABLED, "", 30):
         ns = ns_of(results, name, "single")
         print(f"{shown:<30} {fmt_ns(ns):>10} {fmt_x(ns / base if base and ns else None):>8}  {r.get('config', '')}")
-    print("logfire has no switch that turns its instrumentation off: not in this table")
+    for peer in peers.ALL:
+        if not peer.DISABLED_LABEL:
+            print(f"{peer.LABEL} has no switch that turns its instrumentation off: not in this table")
     print()
+
+
+# --- --scaling ----------------------------------------------------------------------------------------------
 
 
 def _gc2(r: dict[str, Any]) -> str:
@@ -160,21 +183,14 @@ def _sinks(r: dict[str, Any]) -> str:
     return "ok" if sinks and not bad else "; ".join(f"{k}: {v}" for k, v in bad.items())[:60] or "?"
 
 
-def print_scaling(results: dict[str, dict[str, Any]]) -> None:
+def print_scaling(results: Results) -> None:
     print("scaling: tracked, top-level calls of an OpenAI function in ONE experiment (W&B offline + local store),")
     print("each call timed; ns = loop time / calls (caller-visible, incl. the GIL taken by the pump and W&B threads)")
-    header = (
+    _header(
         f"{'calls':>10} {'ns/call':>8} {'median':>8} {'p99':>8} {'max ms':>7} {'1st 10%':>8} {'last 10%':>8} "
         f"{'finish s':>8} {'rows/s':>7} {'W&B backlog':>11} {'peak RSS':>10} {'held after':>10} {'gc':>16}"
     )
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        if not name.startswith("scale-calls-"):
-            continue
-        if "skipped" in r:
-            print(f"{name.removeprefix('scale-calls-'):>10} skipped: {r['skipped']}")
-            continue
+    for r in _points(results, "scale-calls-", 10):
         backlog = (r.get("backlog_at_end_of_loop") or {}).get("wandb_queue")
         print(
             f"{r['calls']:>10,} {fmt_ns(r['ns']):>8} {fmt_ns(r['median']):>8} {fmt_ns(r['p99']):>8} "
@@ -184,9 +200,7 @@ def print_scaling(results: dict[str, dict[str, Any]]) -> None:
         )
     print("  W&B backlog = rows queued for the W&B thread when the loop ended; held after = RSS after finish()")
     print("  (gc, malloc_trim) - before the experiment; gc = time in the cyclic GC during the experiment")
-    for name, r in results.items():
-        if not name.startswith("scale-calls-") or "skipped" in r:
-            continue
+    for r in _points(results, "scale-calls-"):
         cpu = r.get("thread_cpu_during_loop") or {}
         g = r.get("gc") or {}
         print(
@@ -197,19 +211,12 @@ def print_scaling(results: dict[str, dict[str, Any]]) -> None:
     print()
     print("depth: one chain of N nested tracked functions per top-level call, the innermost returning an OpenAI")
     print("response; ns per tracked call, outside any experiment and in one (both sinks)")
-    header = (
+    _header(
         f"{'depth':>6} {'calls':>8} {'minimum ns/call':>16} {'outside ns/call':>16} {'in exp ns/call':>15} "
         f"{'in exp ns/top':>14} {'per extra level':>16} {'faults/top':>11} {'finish s':>9} {'sinks':>6}"
     )
-    print(header)
-    print("-" * len(header))
     one = results.get("scale-depth-1", {}).get("ns_per_top")
-    for name, r in results.items():
-        if not name.startswith("scale-depth-"):
-            continue
-        if "skipped" in r:
-            print(f"{name.removeprefix('scale-depth-'):>6} skipped: {r['skipped']}")
-            continue
+    for r in _points(results, "scale-depth-", 6):
         d = r["depth"]
         extra = (r["ns_per_top"] - one) / (d - 1) if one and d > 1 else None
         print(
@@ -223,18 +230,11 @@ def print_scaling(results: dict[str, dict[str, Any]]) -> None:
     print("  a 16 kB chunk of its frame stack whenever a call chain crosses a chunk's end")
     print()
     print("threads: calls split over N threads of tracked.ThreadPoolExecutor; ns = wall time / calls")
-    header = (
+    _header(
         f"{'threads':>8} {'calls':>8} {'minimum ns/call':>16} {'outside ns/call':>16} {'in exp ns/call':>15} "
         f"{'finish s':>9} {'in exp + finish':>16} {'sinks':>6}"
     )
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        if not name.startswith("scale-threads-"):
-            continue
-        if "skipped" in r:
-            print(f"{name.removeprefix('scale-threads-'):>8} skipped: {r['skipped']}")
-            continue
+    for r in _points(results, "scale-threads-", 8):
         print(
             f"{r['threads']:>8} {r['calls']:>8,} {fmt_ns(r.get('minimum_ns')):>16} {fmt_ns(r['outside_ns']):>16} "
             f"{fmt_ns(r['ns']):>15} {r['finish_s']:>9.1f} {fmt_ns(with_finish(r)):>16} {_sinks(r):>6}"
@@ -244,8 +244,7 @@ def print_scaling(results: dict[str, dict[str, Any]]) -> None:
     print()
 
 
-def with_finish(r: dict[str, Any]) -> float:
-    return float(r["ns"] + r["finish_s"] * 1e9 / r["calls"])
+# --- --import-time ------------------------------------------------------------------------------------------
 
 
 def print_import(d: dict[str, Any]) -> None:
@@ -267,12 +266,14 @@ def print_import(d: dict[str, Any]) -> None:
     print()
 
 
+# --- the run's header and footer ----------------------------------------------------------------------------
+
+
 def versions() -> str:
     from importlib import metadata
 
     out = []
-    for dist in ("tracked", "wandb", "wrapt", "genai-prices", "openai", "pydantic", "logfire", "langfuse", "weave",
-                 "mlflow-skinny", "opik"):  # fmt: skip
+    for dist in ("tracked", "wandb", "wrapt", "genai-prices", "openai", "pydantic", *(p.DIST for p in peers.ALL)):
         try:
             out.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:

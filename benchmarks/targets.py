@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from report import fmt_mb, fmt_ns, ns_of, with_finish
+from report import Results, fmt_mb, fmt_ns, ns_of, with_finish, workload
 from subjects import LABELS, PEER_NAMES
 
 
-def print_targets(
-    peers: dict[str, dict[str, Any]] | None,
-    scaling: dict[str, dict[str, Any]] | None,
-    imports: dict[str, Any] | None,
-    quick: bool,
-) -> None:
+def _measured(scaling: Results, prefix: str) -> list[dict[str, Any]]:
+    """The scaling points named `prefix`N that have figures, in the order they ran."""
+    return [r for n, r in scaling.items() if n.startswith(prefix) and "ns" in r]
+
+
+def print_targets(peers: Results | None, scaling: Results | None, imports: dict[str, Any] | None, quick: bool) -> None:
     """The issue's targets, from the figures of this run."""
     lines: list[tuple[str, bool | None, str]] = []
     peers = peers or {}
@@ -37,7 +37,7 @@ def print_targets(
             )  # fmt: skip
         else:
             lines.append(("... and at least 10x faster than the fastest peer's active path", None, "no peer ran"))
-    exp = peers.get("tracked", {}).get("workloads", {}).get("experiment")
+    exp = workload(peers, "tracked", "experiment")
     if exp:
         lines.append(
             ("top-level call in an experiment with both sinks at most 50 us caller-visible", exp["ns"] <= 50_000,
@@ -72,7 +72,7 @@ def print_targets(
              f"(criterion: at most 1 MB, 100 B per call); peak during it {fmt_mb(tm['peak'])}")
         )  # fmt: skip
     if scaling:
-        calls = [r for n, r in scaling.items() if n.startswith("scale-calls-") and "ns" in r]
+        calls = _measured(scaling, "scale-calls-")
         if len(calls) > 1:
             lo, hi = calls[0], calls[-1]
             lines.append(
@@ -88,7 +88,7 @@ def print_targets(
                  (held[-1] or 0) <= 1.25 * max(held[0] or 0, 16e6),
                  ", ".join(f"{r['calls']:,}: {fmt_mb(r.get('retained_after_finish'))}" for r in calls))
             )  # fmt: skip
-        depth = [r for n, r in scaling.items() if n.startswith("scale-depth-") and "ns" in r]
+        depth = _measured(scaling, "scale-depth-")
         if len(depth) > 1:
             lo, hi = depth[0], depth[-1]
             # Outside an experiment: in one, every depth-1 call is a row, which would hide the rest.
@@ -100,7 +100,7 @@ def print_targets(
                  + f" ns per tracked call (criterion: highest at most +25% over lowest); "
                  f"in an experiment {fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])}")
             )  # fmt: skip
-        thr = [r for n, r in scaling.items() if n.startswith("scale-threads-") and "ns" in r]
+        thr = _measured(scaling, "scale-threads-")
         if len(thr) > 1:
             lo, hi = thr[0], thr[-1]
             lines.append(
