@@ -11,7 +11,8 @@
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
 `--peers`, `--scaling` and `--import-time` run every subject in a process of its own
-(`benchmarks/compare.py`, which see), so that imports and memory do not mix.
+(`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
+directory and their roles are listed in `benchmarks/README.md`.
 
 Method: every subject runs the same `for` loop (its cost is included in every figure and printed
 once). Subjects are interleaved block by block inside each round, and the round order is rotated,
@@ -36,9 +37,7 @@ import platform
 import statistics
 import sys
 import tempfile
-import tracemalloc
 import weakref
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,19 @@ import wandb  # noqa: E402,F401 - imported up front, so no timed block pays for 
 import wrapt  # noqa: E402
 
 # --- the functions under test --------------------------------------------------------------------
-from compare import make_response, sync_block  # noqa: E402 - one definition of the response and the timed loop
+# One definition of the response, the timed loops and the statistics, shared with the subject processes.
+from experiment import experiment_tracemalloc, profiled_in_experiment  # noqa: E402
+from harness import (  # noqa: E402
+    async_block,
+    gen_block,
+    lowest_and_noise,
+    make_response,
+    rotated,
+    rss,
+    sync_block,
+    time_calls,
+)
+from report import fmt_ns  # noqa: E402
 
 from tracked import _context  # noqa: E402
 
@@ -209,36 +220,6 @@ def disabled_block(n: int) -> int:
 _disabled_inner = sync_block(f_disabled)
 
 
-def gen_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-    def block(n: int) -> int:
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            for _item in fn(1):
-                pass
-        return perf_counter_ns() - t0
-
-    return block
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def async_block(fn: Callable[[Any], Any]) -> Callable[[int], int]:
-    async def timed(n: int) -> int:
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            await fn(1)
-        return perf_counter_ns() - t0
-
-    def block(n: int) -> int:
-        assert _loop is not None
-        return _loop.run_until_complete(timed(n))
-
-    return block
-
-
 @dataclass
 class Subject:
     name: str
@@ -253,7 +234,7 @@ class Subject:
     @property
     def spread(self) -> float:
         """How far the median round is above the best one: a noise indicator."""
-        return statistics.median(self.rounds) / min(self.rounds) - 1.0
+        return lowest_and_noise(self.rounds)[1]
 
 
 # The subject names, as printed (the smoke test looks for each of them).
@@ -276,7 +257,7 @@ EXP_INSIDE_MED = "10 in experiment, both sinks (median)"
 EXP_INSIDE_MEAN = "10 in experiment, both sinks (mean)"
 
 
-def make_subjects() -> list[Subject]:
+def make_subjects(loop: asyncio.AbstractEventLoop) -> list[Subject]:
     return [
         Subject(BARE, sync_block(f)),
         Subject(MINIMUM, sync_block(minimum)),
@@ -286,8 +267,8 @@ def make_subjects() -> list[Subject]:
         Subject(OPENAI, sync_block(chat)),
         Subject(FLOOR, sync_block(chat_floor)),
         Subject(NESTED, sync_block(outer)),
-        Subject(ASYNC_BARE, async_block(af)),
-        Subject(ASYNC_TRACKED, async_block(af_tracked)),
+        Subject(ASYNC_BARE, async_block(af, loop)),
+        Subject(ASYNC_TRACKED, async_block(af_tracked, loop)),
         Subject(GEN_BARE, gen_block(gen10)),
         Subject(GEN_TRACKED, gen_block(gen10_tracked)),
     ]
@@ -303,23 +284,15 @@ def rss_bytes() -> int | None:
         return int(psutil.Process().memory_info().rss)
     except Exception:
         try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return rss()
         except Exception:
             return None
 
 
 def timed_calls(fn: Callable[[Any], Any], n: int) -> tuple[float, float, int]:
     """n calls timed one by one: (median ns, mean ns, total ns of the loop)."""
-    out = array("q", bytes(8 * n))
-    pc = perf_counter_ns
-    start = pc()
-    for i in range(n):
-        t0 = pc()
-        fn(1)
-        out[i] = pc() - t0
-    total = pc() - start
-    return float(statistics.median(out)), total / n, total
+    times, total = time_calls(fn, n)
+    return float(statistics.median(times)), total / n, total
 
 
 @dataclass
@@ -372,22 +345,8 @@ def experiment_round(n: int, root: str) -> ExperimentRound:
 
 def experiment_memory(n: int, root: str) -> tuple[int, int, int]:
     """tracemalloc: (bytes retained after finish, peak bytes during the experiment, rows)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        with tracked.experiment("bench-memory", dir=root) as exp:
-            for _ in range(n):
-                chat(1)
-        rows = int(exp.final_summary.get("total/calls", 0))
-        del exp
-        gc.collect()
-        after, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return after - before, peak - before, rows
+    held = experiment_tracemalloc(chat, root, n)
+    return held["retained"], held["peak"], int(held["rows"])
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -414,10 +373,6 @@ def git_state() -> str:
     return head.stdout.strip() + (", src modified" if dirty.stdout.strip() else "")
 
 
-def fmt_ns(ns: float) -> str:
-    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
-
-
 def fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
@@ -427,9 +382,8 @@ def fmt_mb(b: float | None) -> str:
 
 
 def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, warm_exp: bool, root: str) -> None:
-    global _loop
-    _loop = asyncio.new_event_loop()
-    subjects = make_subjects()
+    loop = asyncio.new_event_loop()
+    subjects = make_subjects(loop)
     empty: list[float] = []
 
     # Warm-up: every code path once, the price of gpt-4o looked up, W&B's service started.
@@ -444,7 +398,7 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
     t_all = perf_counter()
     for r in range(rounds):
         gc.collect()
-        order = subjects[r % len(subjects) :] + subjects[: r % len(subjects)]
+        order = rotated(subjects, r)
         samples: dict[str, list[float]] = {s.name: [] for s in subjects}
         empties = []
         for _ in range(blocks):
@@ -457,7 +411,7 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
         if r < exp_rounds:
             exp_results.append(experiment_round(exp_calls, root))
     elapsed = perf_counter() - t_all
-    _loop.close()
+    loop.close()
 
     by = {s.name: s for s in subjects}
     m = by[MINIMUM].ns
@@ -480,13 +434,10 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
     add(GEN_BARE, by[GEN_BARE].ns, False, False, None, by[GEN_BARE].spread)
     add(GEN_TRACKED, by[GEN_TRACKED].ns, False, False, by[GEN_BARE].ns, by[GEN_TRACKED].spread)
 
-    def best(values: list[float]) -> tuple[float, float]:
-        return min(values), statistics.median(values) / min(values) - 1.0
-
-    out_med, out_med_sp = best([e.outside_median for e in exp_results])
-    out_mean, out_mean_sp = best([e.outside_mean for e in exp_results])
-    in_med, in_med_sp = best([e.inside_median for e in exp_results])
-    in_mean, in_mean_sp = best([e.inside_mean for e in exp_results])
+    out_med, out_med_sp = lowest_and_noise([e.outside_median for e in exp_results])
+    out_mean, out_mean_sp = lowest_and_noise([e.outside_mean for e in exp_results])
+    in_med, in_med_sp = lowest_and_noise([e.inside_median for e in exp_results])
+    in_mean, in_mean_sp = lowest_and_noise([e.inside_mean for e in exp_results])
     add(EXP_OUTSIDE_MED, out_med, True, False, None, out_med_sp)
     add(EXP_OUTSIDE_MEAN, out_mean, True, False, None, out_mean_sp)
     add(EXP_INSIDE_MED, in_med, True, False, out_med, in_med_sp)
@@ -637,54 +588,53 @@ def profile(calls: int, root: str) -> None:
     prof.disable()
     report("subject 6, tracked active, OpenAI usage+pricing", prof, n)
 
-    prof = cProfile.Profile()
-    with tracked.experiment("bench-profile", dir=root):
-        prof.enable()
-        for _ in range(n):
-            chat(1)
-        prof.disable()
+    prof = profiled_in_experiment(chat, root, n, "bench-profile")
     report("subject 10, top-level call in an experiment (both sinks)", prof, n)
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time: every subject in a process of its own (compare.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import compare
+    """--peers, --scaling, --import-time: every subject in a process of its own (worker.py)."""
+    from harness import FULL, QUICK
+    from import_time import import_times
+    from report import machine, print_disabled, print_import, print_peers, print_scaling, versions
+    from scaling import scaling_subjects
+    from subjects import DISABLED, PEERS
+    from targets import print_targets
+    from worker import run_many
 
     quick = args.quick
     timeout = args.timeout or (300.0 if quick else 1800.0)
     print()
-    print(f"== {compare.machine()}")
-    print(f"== {compare.versions()}")
+    print(f"== {machine()}")
+    print(f"== {versions()}")
     print()
     peers = scaling = imports = None
     if args.peers or args.all:
-        names = compare.PEERS + compare.DISABLED
+        names = PEERS + DISABLED
         if args.subjects:
             names = [n.strip() for n in args.subjects.split(",") if n.strip()]
-        peers = compare.run_many(names, quick, timeout)
-        plan = compare.QUICK if quick else compare.FULL
-        if any(n in compare.PEERS for n in peers):
-            compare.print_peers(peers, plan)
-        if any(n in compare.DISABLED for n in peers):
-            compare.print_disabled(peers)
+        peers = run_many(names, quick, timeout)
+        if any(n in PEERS for n in peers):
+            print_peers(peers, QUICK if quick else FULL)
+        if any(n in DISABLED for n in peers):
+            print_disabled(peers)
         for name, r in peers.items():
-            if name not in compare.PEERS and name not in compare.DISABLED:
+            if name not in PEERS and name not in DISABLED:
                 print(f"{name}: skipped: {r.get('skipped', 'not a subject of --peers')}")
             if "trace" in r:
                 print(f"{name}: {r['skipped']}\n{r['trace']}", file=sys.stderr)
     if args.scaling or args.all:
-        names = compare.scaling_subjects(quick)
+        names = scaling_subjects(quick)
         if args.subjects:
             wanted = {n.strip() for n in args.subjects.split(",")}
             names = [n for n in names if n in wanted]
-        scaling = compare.run_many(names, quick, timeout)
-        compare.print_scaling(scaling)
+        scaling = run_many(names, quick, timeout)
+        print_scaling(scaling)
     if args.import_time or args.all:
-        imports = compare.import_times(quick)
-        compare.print_import(imports)
-    compare.print_targets(peers, scaling, imports, quick)
-    print(f"== finished {compare.machine()}")
+        imports = import_times(quick)
+        print_import(imports)
+    print_targets(peers, scaling, imports, quick)
+    print(f"== finished {machine()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,18 +97,18 @@ def test_bench_peer_not_installed_is_skipped(tmp_path):
     """A peer's subject in a process where its package cannot be imported prints 'skipped: ...'."""
     sys.path.insert(0, str(BENCH.parent))
     try:
-        import compare
+        import worker
     finally:
         sys.path.remove(str(BENCH.parent))
     out = tmp_path / "r.json"
-    env = compare.subject_env(tmp_path)
+    env = worker.subject_env(tmp_path)
     # A package of that name earlier on the path, whose import fails, hides the real one if installed.
     fake = tmp_path / "fake"
     (fake / "opik").mkdir(parents=True)
     (fake / "opik" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
     env["PYTHONPATH"] = str(fake) + os.pathsep + env["PYTHONPATH"]
     subprocess.run(
-        [sys.executable, str(BENCH.parent / "compare.py"), "--subject", "opik", "--out", str(out), "--quick"],
+        [sys.executable, str(BENCH.parent / "worker.py"), "--subject", "opik", "--out", str(out), "--quick"],
         env=env,
         cwd=tmp_path,
         timeout=120,

@@ -1,0 +1,48 @@
+"""logfire: `@logfire.instrument()`, nothing sent, every finished span counted by a local exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import Kit, dist_version, quiet
+
+NAME = "logfire"
+LABEL = "logfire"
+PACKAGE = "logfire"
+DIST = "logfire"
+DISABLED_LABEL = None  # logfire has no switch that turns its instrumentation off
+
+
+def kit() -> Kit:
+    import logfire
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class LocalExporter(SpanExporter):
+        """Takes every finished span and keeps only a count: the cheapest local output."""
+
+        count = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            LocalExporter.count += len(spans)
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    quiet("opentelemetry")
+    logfire.configure(
+        send_to_logfire=False,
+        console=False,
+        service_name="bench",
+        additional_span_processors=[BatchSpanProcessor(LocalExporter())],
+    )
+    return Kit(
+        version=dist_version(DIST),
+        config="logfire.configure(send_to_logfire=False, console=False) + an OTel BatchSpanProcessor "
+        "whose exporter counts the spans; @logfire.instrument() (allow_generator=True for the generator)",
+        sync=lambda fn: logfire.instrument()(fn),
+        async_=lambda fn: logfire.instrument()(fn),
+        gen=lambda fn: logfire.instrument(allow_generator=True)(fn),
+        flush=lambda: logfire.force_flush(timeout_millis=30_000),
+        recorded=lambda: LocalExporter.count,
+    )

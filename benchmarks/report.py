@@ -1,0 +1,291 @@
+"""The tables of `bench.py --peers`, `--scaling` and `--import-time`, from the subjects' results.
+
+Printing only: the figures come from the subjects' processes (`worker.py`); the targets they are
+checked against are in `targets.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import peers
+from harness import Plan
+from subjects import DISABLED, LABELS, PEERS, WORKLOADS
+
+Results = dict[str, dict[str, Any]]
+
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
+
+
+def fmt_x(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+
+
+def fmt_mb(b: float | None) -> str:
+    return "-" if b is None else f"{b / 1e6:+,.1f} MB"
+
+
+def workload(results: Results, subject: str, key: str) -> dict[str, Any] | None:
+    """One subject's figures for one workload, or None."""
+    return results.get(subject, {}).get("workloads", {}).get(key)  # type: ignore[no-any-return]
+
+
+def ns_of(results: Results, subject: str, key: str) -> float | None:
+    w = workload(results, subject, key)
+    return None if w is None else w.get("ns")
+
+
+def with_finish(r: dict[str, Any]) -> float:
+    """A scaling point's (loop + finish()) / calls."""
+    return float(r["ns"] + r["finish_s"] * 1e9 / r["calls"])
+
+
+def _header(text: str) -> None:
+    print(text)
+    print("-" * len(text))
+
+
+def _ran(
+    results: Results, names: list[str], indent: str = "", width: int | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, label, result) of each of `names` that ran, in that order. A skipped subject is printed as
+    `label skipped: reason`, its label in a column of `width` (without a width it is left out)."""
+    for name in names:
+        r = results.get(name)
+        if r is None:
+            continue
+        shown = LABELS.get(name, name)
+        if "skipped" in r:
+            if width is not None:
+                print(f"{indent}{shown:<{width}} skipped: {r['skipped']}")
+            continue
+        yield name, shown, r
+
+
+def _points(results: Results, prefix: str, width: int | None = None) -> Iterator[dict[str, Any]]:
+    """The scaling points named `prefix`N that ran; a skipped one is printed as `N skipped: reason`,
+    N right-aligned in `width` (without a width it is left out)."""
+    for name, r in results.items():
+        if not name.startswith(prefix):
+            continue
+        if "skipped" in r:
+            if width is not None:
+                print(f"{name.removeprefix(prefix):>{width}} skipped: {r['skipped']}")
+            continue
+        yield r
+
+
+# --- --peers ------------------------------------------------------------------------------------------------
+
+
+def print_peers(results: Results, plan: Plan) -> None:
+    print("peers: the same workloads for each subject, one process per subject, one after the other")
+    print(
+        f"figure = ns per call, the lowest of {plan.rounds} round medians ({plan.blocks} interleaved blocks of "
+        f"~{plan.block_s * 1000:.0f} ms per round);"
+    )
+    print("caller-visible time: a subject's background threads share the 2 cores and the GIL with the caller")
+    print("x min = / the hand-written minimum on the same workload; x tracked = / tracked on the same workload")
+    print()
+    _header(f"{'workload / subject':<34} {'ns/call':>14} {'x min':>8} {'x tracked':>10} {'noise':>6}")
+    for key, label in WORKLOADS:
+        print(label)
+        base = ns_of(results, "minimum", key)
+        ours = ns_of(results, "tracked", key)
+        for name, shown, r in _ran(results, PEERS, "  ", 32):
+            w = r.get("workloads", {}).get(key)
+            if w is None:
+                if key == "experiment" and name != "minimum":
+                    print(f"  {shown:<32} {'-':>14}   (no equivalent: tracked's experiments only)")
+                continue
+            ns = w["ns"]
+            noise = f"{w['noise'] * 100:.0f}%" if w.get("noise") is not None else "-"
+            print(
+                f"  {shown:<32} {fmt_ns(ns):>14} {fmt_x(ns / base if base else None):>8} "
+                f"{fmt_x(ns / ours if ours else None):>10} {noise:>6}"
+            )
+        w = workload(results, "tracked", "experiment") if key == "experiment" else None
+        if w:
+            print(
+                f"  {'':<32} tracked: median call {fmt_ns(w['median_call'])} ns (the same call outside an "
+                f"experiment: {fmt_ns(w['outside_median_call'])} ns); finish() {w['finish_s']:.2f} s for "
+                f"{plan.exp_calls:,} rows; sinks {w.get('sinks')}"
+            )
+    print()
+    print(
+        f"memory: RSS still held after {plan.memory_calls:,} single calls and the subject's flush (at most "
+        f"{plan.flush_s:.0f} s), gc and malloc_trim, against before them; peak = highest RSS during them"
+    )
+    _header(
+        f"{'subject':<24} {'retained':>11} {'peak':>11} {'loop s':>8} {'flush s':>8} {'recorded':>9} "
+        f"{'import+init s':>13} {'import RSS':>11}"
+    )
+    for _name, shown, r in _ran(results, PEERS, "", 24):
+        m = r.get("memory") or {}
+        flush = m.get("flush_s")
+        flush_txt = "-" if flush is None else f"{flush:.1f}" + ("+" if flush >= m.get("flush_limit_s", 1e9) else "")
+        recorded = m.get("recorded")
+        print(
+            f"{shown:<24} {fmt_mb(m.get('retained')):>11} {fmt_mb(m.get('peak')):>11} "
+            f"{m.get('loop_s', 0):>8.1f} {flush_txt:>8} {'-' if recorded is None else f'{recorded:,}':>9} "
+            f"{r.get('init_s', 0):>13.2f} {fmt_mb(r.get('import_rss')):>11}"
+        )
+    tm = (workload(results, "tracked", "experiment") or {}).get("tracemalloc")
+    if tm:
+        print(
+            f"tracked, one experiment of {tm['calls']:,} calls (tracemalloc): held after finish() and `del exp` "
+            f"{fmt_mb(tm['retained'])}, peak during it {fmt_mb(tm['peak'])}; Experiment still reachable: "
+            f"{tm['experiment_alive']}"
+        )
+        if tm.get("top_files"):
+            print("  largest holders after finish(): " + ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in tm["top_files"]))
+    print()
+    print("configuration:")
+    for _name, shown, r in _ran(results, PEERS):
+        print(f"  {shown} {r.get('version', '')}: {r.get('config', '')}")
+    print()
+
+
+def print_disabled(results: Results) -> None:
+    print("disabled: one call of a trivial function with each SDK switched off (x wrapt = / the wrapt passthrough)")
+    _header(f"{'subject':<30} {'ns/call':>10} {'x wrapt':>8}  how")
+    base = ns_of(results, "wrapt", "single")
+    for name, shown, r in _ran(results, DISABLED, "", 30):
+        ns = ns_of(results, name, "single")
+        print(f"{shown:<30} {fmt_ns(ns):>10} {fmt_x(ns / base if base and ns else None):>8}  {r.get('config', '')}")
+    for peer in peers.ALL:
+        if not peer.DISABLED_LABEL:
+            print(f"{peer.LABEL} has no switch that turns its instrumentation off: not in this table")
+    print()
+
+
+# --- --scaling ----------------------------------------------------------------------------------------------
+
+
+def _gc2(r: dict[str, Any]) -> str:
+    g = r.get("gc") or {}
+    secs, counts = g.get("seconds") or [0, 0, 0], g.get("collections") or [0, 0, 0]
+    return f"{sum(secs):.2f} s ({counts[2]} full)"
+
+
+def _sinks(r: dict[str, Any]) -> str:
+    sinks = r.get("sinks") or {}
+    bad = {k: v for k, v in sinks.items() if v != "ok"}
+    return "ok" if sinks and not bad else "; ".join(f"{k}: {v}" for k, v in bad.items())[:60] or "?"
+
+
+def print_scaling(results: Results) -> None:
+    print("scaling: tracked, top-level calls of an OpenAI function in ONE experiment (W&B offline + local store),")
+    print("each call timed; ns = loop time / calls (caller-visible, incl. the GIL taken by the pump and W&B threads)")
+    _header(
+        f"{'calls':>10} {'ns/call':>8} {'median':>8} {'p99':>8} {'max ms':>7} {'1st 10%':>8} {'last 10%':>8} "
+        f"{'finish s':>8} {'rows/s':>7} {'W&B backlog':>11} {'peak RSS':>10} {'held after':>10} {'gc':>16}"
+    )
+    for r in _points(results, "scale-calls-", 10):
+        backlog = (r.get("backlog_at_end_of_loop") or {}).get("wandb_queue")
+        print(
+            f"{r['calls']:>10,} {fmt_ns(r['ns']):>8} {fmt_ns(r['median']):>8} {fmt_ns(r['p99']):>8} "
+            f"{r['max'] / 1e6:>7.1f} {fmt_ns(r['first_tenth_mean']):>8} {fmt_ns(r['last_tenth_mean']):>8} "
+            f"{r['finish_s']:>8.1f} {r['rows_per_s']:>7,.0f} {'-' if backlog is None else f'{backlog:,}':>11} "
+            f"{fmt_mb(r.get('peak')):>10} {fmt_mb(r.get('retained_after_finish')):>10} {_gc2(r):>16}"
+        )
+    print("  W&B backlog = rows queued for the W&B thread when the loop ended; held after = RSS after finish()")
+    print("  (gc, malloc_trim) - before the experiment; gc = time in the cyclic GC during the experiment")
+    for r in _points(results, "scale-calls-"):
+        cpu = r.get("thread_cpu_during_loop") or {}
+        g = r.get("gc") or {}
+        print(
+            f"  {r['calls']:>9,} calls: sinks {_sinks(r)}; CPU s during the loop ({r['loop_s']:.2f} s): caller "
+            f"{cpu.get('caller', 0):.2f}, W&B thread {cpu.get('wandb', 0):.2f}, pump {cpu.get('pump', 0):.2f}; "
+            f"longest gc pause {g.get('worst_s', 0) * 1000:.0f} ms"
+        )
+    print()
+    print("depth: one chain of N nested tracked functions per top-level call, the innermost returning an OpenAI")
+    print("response; ns per tracked call, outside any experiment and in one (both sinks)")
+    _header(
+        f"{'depth':>6} {'calls':>8} {'minimum ns/call':>16} {'outside ns/call':>16} {'in exp ns/call':>15} "
+        f"{'in exp ns/top':>14} {'per extra level':>16} {'faults/top':>11} {'finish s':>9} {'sinks':>6}"
+    )
+    one = results.get("scale-depth-1", {}).get("ns_per_top")
+    for r in _points(results, "scale-depth-", 6):
+        d = r["depth"]
+        extra = (r["ns_per_top"] - one) / (d - 1) if one and d > 1 else None
+        print(
+            f"{d:>6} {r['calls']:>8,} {fmt_ns(r.get('minimum_ns_per_call')):>16} "
+            f"{fmt_ns(r['outside_ns_per_call']):>16} {fmt_ns(r['ns']):>15} "
+            f"{fmt_ns(r['ns_per_top']):>14} {fmt_ns(extra):>16} {r.get('faults_per_top', 0):>11.2f} "
+            f"{r['finish_s']:>9.1f} {_sinks(r):>6}"
+        )
+    print("  minimum = the same chain under the hand-written minimum decorator (the interpreter's share)")
+    print("  faults/top = minor page faults per top-level call outside an experiment: CPython 3.11 maps and unmaps")
+    print("  a 16 kB chunk of its frame stack whenever a call chain crosses a chunk's end")
+    print()
+    print("threads: calls split over N threads of tracked.ThreadPoolExecutor; ns = wall time / calls")
+    _header(
+        f"{'threads':>8} {'calls':>8} {'minimum ns/call':>16} {'outside ns/call':>16} {'in exp ns/call':>15} "
+        f"{'finish s':>9} {'in exp + finish':>16} {'sinks':>6}"
+    )
+    for r in _points(results, "scale-threads-", 8):
+        print(
+            f"{r['threads']:>8} {r['calls']:>8,} {fmt_ns(r.get('minimum_ns')):>16} {fmt_ns(r['outside_ns']):>16} "
+            f"{fmt_ns(r['ns']):>15} {r['finish_s']:>9.1f} {fmt_ns(with_finish(r)):>16} {_sinks(r):>6}"
+        )
+    print("  in exp + finish = (loop + finish()) / calls: these calls outrun W&B, and how much of W&B's work (which")
+    print("  shares the GIL) falls in the loop rather than in finish() varies from run to run; the sum does not")
+    print()
+
+
+# --- --import-time ------------------------------------------------------------------------------------------
+
+
+def print_import(d: dict[str, Any]) -> None:
+    w, it = d["wall_ms"], d["importtime_ms"]
+    print(f"import time: fresh processes, median of {d['runs']} (interleaved), bytecode cached for both")
+    print(
+        f"  wall: python -c pass {w['python']:.1f} ms; import wrapt {w['wrapt']:.1f} ms; import tracked "
+        f"{w['tracked']:.1f} ms; tracked - wrapt = {w['tracked'] - w['wrapt']:+.1f} ms"
+    )
+    print(
+        f"  -X importtime, cumulative: wrapt {it['wrapt']:.1f} ms, tracked {it['tracked']:.1f} ms; "
+        f"tracked imported after wrapt: {d['tracked_after_wrapt_ms']:.1f} ms"
+    )
+    print(
+        "  what tracked adds over wrapt, by own (self) time, last run: "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in d["top_self"][:10])
+        + " (ms)"
+    )
+    print()
+
+
+# --- the run's header and footer ----------------------------------------------------------------------------
+
+
+def versions() -> str:
+    from importlib import metadata
+
+    out = []
+    for dist in ("tracked", "wandb", "wrapt", "genai-prices", "openai", "pydantic", *(p.DIST for p in peers.ALL)):
+        try:
+            out.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{dist} not installed")
+    return ", ".join(out)
+
+
+def machine() -> str:
+    import platform
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} | {platform.machine()} | nproc {os.cpu_count()} | "
+        f"Python {platform.python_version()} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )

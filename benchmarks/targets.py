@@ -1,0 +1,117 @@
+"""The issue's targets, checked on the figures of this run (`bench.py --peers`, `--scaling`,
+`--import-time`; the in-process table checks its own, in `bench.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from report import Results, fmt_mb, fmt_ns, ns_of, with_finish, workload
+from subjects import LABELS, PEER_NAMES
+
+
+def _measured(scaling: Results, prefix: str) -> list[dict[str, Any]]:
+    """The scaling points named `prefix`N that have figures, in the order they ran."""
+    return [r for n, r in scaling.items() if n.startswith(prefix) and "ns" in r]
+
+
+def print_targets(peers: Results | None, scaling: Results | None, imports: dict[str, Any] | None, quick: bool) -> None:
+    """The issue's targets, from the figures of this run."""
+    lines: list[tuple[str, bool | None, str]] = []
+    peers = peers or {}
+    ours = ns_of(peers, "tracked", "nested")
+    base = ns_of(peers, "minimum", "nested")
+    if ours and base:
+        lines.append(
+            ("nested call with usage and pricing at most 5x the hand-written minimum", ours / base <= 5,
+             f"{fmt_ns(ours)} ns per call = {ours / base:.2f}x of {fmt_ns(base)} ns")
+        )  # fmt: skip
+    if ours:
+        ran = {p: ns_of(peers, p, "nested") for p in PEER_NAMES}
+        ran = {p: v for p, v in ran.items() if v}
+        if ran:
+            fastest = min(ran, key=lambda p: ran[p])
+            lines.append(
+                ("... and at least 10x faster than the fastest peer's active path", ran[fastest] / ours >= 10,
+                 f"fastest peer {LABELS[fastest]} {fmt_ns(ran[fastest])} ns per call = {ran[fastest] / ours:.1f}x "
+                 f"tracked's (peers run: {', '.join(LABELS[p] for p in ran)})")
+            )  # fmt: skip
+        else:
+            lines.append(("... and at least 10x faster than the fastest peer's active path", None, "no peer ran"))
+    exp = workload(peers, "tracked", "experiment")
+    if exp:
+        lines.append(
+            ("top-level call in an experiment with both sinks at most 50 us caller-visible", exp["ns"] <= 50_000,
+             f"mean {exp['ns'] / 1000:.1f} us per call (median call {exp['median_call'] / 1000:.1f} us), "
+             f"sinks {exp.get('sinks')}")
+        )  # fmt: skip
+        caller = exp.get("wandb_on_caller") or {}
+        if caller.get("wandb_functions") is not None:
+            lines.append(
+                ("... with wandb's work off the caller's path", caller["wandb_functions"] == 0,
+                 f"{caller['wandb_functions']} wandb functions ran on the caller's thread during "
+                 f"{caller['calls']:,} calls (cProfile)")
+            )  # fmt: skip
+    off, wr = ns_of(peers, "tracked-disabled", "single"), ns_of(peers, "wrapt", "single")
+    if off and wr:
+        lines.append(
+            ("disabled at most 1.5x a wrapt passthrough", off / wr <= 1.5,
+             f"{fmt_ns(off)} ns = {off / wr:.2f}x of {fmt_ns(wr)} ns")
+        )  # fmt: skip
+    if imports:
+        diff = imports["wall_ms"]["tracked"] - imports["wall_ms"]["wrapt"]
+        lines.append(
+            ("import tracked at most 20 ms more than import wrapt alone", diff <= 20,
+             f"{diff:+.1f} ms wall (median of {imports['runs']}); -X importtime: tracked after wrapt adds "
+             f"{imports['tracked_after_wrapt_ms']:.1f} ms")
+        )  # fmt: skip
+    tm = exp.get("tracemalloc") if exp else None
+    if tm:
+        lines.append(
+            ("memory after finish() back to where it was before the experiment", tm["retained"] <= 1_000_000,
+             f"tracemalloc: {fmt_mb(tm['retained'])} held after finish() of {tm['calls']:,} calls "
+             f"(criterion: at most 1 MB, 100 B per call); peak during it {fmt_mb(tm['peak'])}")
+        )  # fmt: skip
+    if scaling:
+        calls = _measured(scaling, "scale-calls-")
+        if len(calls) > 1:
+            lo, hi = calls[0], calls[-1]
+            lines.append(
+                (f"scaling: ns per call flat from {lo['calls']:,} to {hi['calls']:,} calls in one experiment",
+                 hi["ns"] <= 1.25 * lo["ns"] and hi["last_tenth_mean"] <= 1.25 * hi["first_tenth_mean"],
+                 f"{fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])} ns; within the {hi['calls']:,}: first tenth "
+                 f"{fmt_ns(hi['first_tenth_mean'])}, last tenth {fmt_ns(hi['last_tenth_mean'])} ns "
+                 "(criterion: at most +25%)")
+            )  # fmt: skip
+            held = [r.get("retained_after_finish") for r in calls]
+            lines.append(
+                ("scaling: memory held after finish() does not grow with the calls",
+                 (held[-1] or 0) <= 1.25 * max(held[0] or 0, 16e6),
+                 ", ".join(f"{r['calls']:,}: {fmt_mb(r.get('retained_after_finish'))}" for r in calls))
+            )  # fmt: skip
+        depth = _measured(scaling, "scale-depth-")
+        if len(depth) > 1:
+            lo, hi = depth[0], depth[-1]
+            # Outside an experiment: in one, every depth-1 call is a row, which would hide the rest.
+            outside = [r["outside_ns_per_call"] for r in depth]
+            lines.append(
+                (f"scaling: ns per call flat from depth {lo['depth']} to {hi['depth']} (outside an experiment)",
+                 max(outside) <= 1.25 * min(outside),
+                 ", ".join(f"depth {r['depth']}: {fmt_ns(r['outside_ns_per_call'])}" for r in depth)
+                 + f" ns per tracked call (criterion: highest at most +25% over lowest); "
+                 f"in an experiment {fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])}")
+            )  # fmt: skip
+        thr = _measured(scaling, "scale-threads-")
+        if len(thr) > 1:
+            lo, hi = thr[0], thr[-1]
+            lines.append(
+                (f"scaling: ns per call flat from {lo['threads']} to {hi['threads']} threads",
+                 hi["outside_ns"] <= 1.25 * lo["outside_ns"] and with_finish(hi) <= 1.25 * with_finish(lo),
+                 f"outside an experiment {fmt_ns(lo['outside_ns'])} -> {fmt_ns(hi['outside_ns'])} ns per call; in one, "
+                 f"(loop + finish) / calls {fmt_ns(with_finish(lo))} -> {fmt_ns(with_finish(hi))} ns "
+                 f"(the loop alone {fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])})")
+            )  # fmt: skip
+    print("targets" + (" (quick run: too few calls for the figures to mean anything)" if quick else "") + ":")
+    for label, ok, detail in lines:
+        tag = "n/a " if ok is None else "PASS" if ok else "MISS"
+        print(f"  [{tag}] {label}: {detail}")
+    print()
