@@ -100,13 +100,6 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
-def _qsize(q: Any) -> int | None:
-    try:
-        return int(q.qsize())
-    except Exception:
-        return None
-
-
 # --- calls in one experiment ----------------------------------------------------------------------------
 
 
@@ -124,10 +117,8 @@ def scale_calls(n: int, response: Any) -> dict[str, Any]:
         times, total = time_calls(chat, n)
         cpu1 = thread_cpu()
         t_loop = perf_counter()
-        backlog = {
-            "pump_queue": _qsize(getattr(exp, "_queue", None)),
-            "wandb_queue": _qsize(getattr(exp, "_wandb_queue", None)),
-        }
+        queues = exp._sinks.backlog()  # items waiting per background thread
+        backlog = {"pump_queue": queues.get("calls"), "wandb_queue": queues.get("wandb")}
         rss_end_of_loop = rss()
     t_done = perf_counter()
     peak = peak_above(before, has_peak)
