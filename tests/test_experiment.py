@@ -14,7 +14,7 @@ import pytest
 
 import tracked
 from tracked.testing import read_experiment
-from workloads import llm, work
+from workloads import awork, boom, llm, work
 
 # --- tracked functions used by the tests -------------------------------------------------------
 
@@ -35,18 +35,6 @@ def beta(n: int) -> int:
 def strategy(n: int) -> int:
     """A top-level call that makes two LLM calls."""
     return llm(n) + llm(n)
-
-
-@tracked.tracked(name="boom")
-def boom() -> None:
-    raise ValueError("boom")
-
-
-@tracked.tracked(name="awork")
-async def awork(task_id: int) -> int:
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=1, model="test-model", cost_usd=0.0)
-    await asyncio.sleep(0)
-    return task_id
 
 
 def rows_of(exp: tracked.Experiment) -> list[dict]:

@@ -25,17 +25,12 @@ import pytest
 import tracked
 from tracked.sinks import wandb as wandb_sink
 from tracked.testing import read_experiment, read_wandb_run
-from workloads import llm, work
+from workloads import boom, llm, work
 
 
 @tracked.tracked(name="strategy")
 def strategy(n: int) -> int:
     return llm(n) + llm(n + 1)
-
-
-@tracked.tracked(name="boom")
-def boom() -> None:
-    raise ValueError("boom")
 
 
 def wandb_run(exp: tracked.Experiment):

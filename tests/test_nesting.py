@@ -16,14 +16,7 @@ import pytest
 
 import tracked
 from tracked.testing import read_experiment, read_wandb_run
-from workloads import work
-
-
-@tracked.tracked(name="awork")
-async def awork(task_id: int) -> int:
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=1, model="test-model", cost_usd=0.0)
-    await asyncio.sleep(0)
-    return task_id
+from workloads import awork, work
 
 
 def wandb_run(exp: tracked.Experiment):
