@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import wandb_run_dirs
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
 
@@ -102,11 +103,6 @@ def run_module(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tracked", *argv], capture_output=True, text=True, timeout=120, check=False, **kwargs
     )
-
-
-def wandb_run_dirs(root: Path) -> list[Path]:
-    base = root / "wandb"
-    return sorted(p for p in base.glob("offline-run-*") if p.is_dir()) if base.is_dir() else []
 
 
 # --- --help -----------------------------------------------------------------------------------------

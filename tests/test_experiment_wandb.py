@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import wandb_run
+from helpers import wandb_run_dirs as run_dirs
 from tracked.sinks import wandb as wandb_sink
 from tracked.testing import read_experiment, read_wandb_run
 from workloads import boom, llm, work
@@ -31,15 +33,6 @@ from workloads import boom, llm, work
 @tracked.tracked(name="strategy")
 def strategy(n: int) -> int:
     return llm(n) + llm(n + 1)
-
-
-def wandb_run(exp: tracked.Experiment):
-    """The W&B run an experiment wrote, read from its offline `.wandb` file."""
-    return read_wandb_run(exp.final_summary["wandb"]["dir"])
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "wandb").glob("offline-run-*"))
 
 
 def comparable(row: dict) -> dict:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import pytest
 
 import tracked
-from tracked.testing import read_experiment, read_wandb_run
+from helpers import wandb_run
+from helpers import wandb_run_dirs as run_dirs
+from tracked.testing import read_experiment
 from workloads import awork, work
-
-
-def wandb_run(exp: tracked.Experiment):
-    return read_wandb_run(exp.final_summary["wandb"]["dir"])
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "wandb").glob("offline-run-*"))
 
 
 def has_no_run(exp: tracked.Experiment) -> bool:
