@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import tracked
@@ -21,3 +25,35 @@ def wandb_run_dirs(root: Path) -> list[Path]:
     if not base.is_dir():
         return []
     return sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(("offline-run-", "run-")))
+
+
+# --- child processes --------------------------------------------------------------------------------
+
+
+def child_env(root: Path | None = None, wandb_on: bool = True, **env: str) -> dict[str, str]:
+    """This process's environment for a child: store and W&B runs in `root` (default: the current directory),
+    W&B offline (or disabled) and silent, tracking not disabled, then `env` on top."""
+    root = Path.cwd() if root is None else root
+    full_env = {
+        **os.environ,
+        "TRACKED_DIR": str(root),
+        "WANDB_DIR": str(root),
+        "WANDB_MODE": "offline" if wandb_on else "disabled",
+        "WANDB_SILENT": "true",
+    }
+    full_env.pop("TRACKED_DISABLED", None)
+    return {**full_env, **env}
+
+
+def _run(argv: list[str], cwd: Path | None, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def run_python(code: str, cwd: Path | None = None, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -c <code> <args>` (`code` dedented) in a fresh interpreter in `cwd`, with `child_env(cwd, **env)`."""
+    return _run([sys.executable, "-c", textwrap.dedent(code), *args], cwd, child_env(cwd, **env))
+
+
+def run_tracked(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tracked <argv>` in a fresh interpreter in `cwd`, with `child_env(cwd, **env)`."""
+    return _run([sys.executable, "-m", "tracked", *argv], cwd, child_env(cwd, **env))

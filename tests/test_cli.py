@@ -7,8 +7,6 @@ import io
 import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import datetime
@@ -17,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import tracked
-from helpers import wandb_run_dirs
+from helpers import run_python, wandb_run_dirs
+from helpers import run_tracked as run_module
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
 
@@ -96,13 +95,6 @@ def table_rows(text: str) -> list[list[str]]:
 def flat(text: str) -> str:
     """Text with every run of whitespace (including rich's line wrapping) made one space."""
     return " ".join(text.split())
-
-
-def run_module(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    """`python -m tracked <argv>` in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "tracked", *argv], capture_output=True, text=True, timeout=120, check=False, **kwargs
-    )
 
 
 # --- --help -----------------------------------------------------------------------------------------
@@ -246,7 +238,7 @@ def test_ls_shows_a_dead_process_as_crashed_and_skips_a_torn_line(capsys, tmp_pa
         os._exit(1)  # killed: no summary.json
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    done = run_python(script)
     assert done.returncode == 1, done.stderr
     (path,) = (tmp_path / "experiments").iterdir()
     assert not (path / "summary.json").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import child_env
 from tracked import cli
 from tracked._store import load_experiment
 from tracked.sinks.local import read_rows
@@ -87,13 +88,6 @@ SIGNAL_CHILD = textwrap.dedent(
             time.sleep(0.005)
     """
 )
-
-
-def child_env(root: Path, wandb_on: bool) -> dict[str, str]:
-    env = {**os.environ, "TRACKED_DIR": str(root), "WANDB_DIR": str(root), "WANDB_SILENT": "true"}
-    env["WANDB_MODE"] = "offline" if wandb_on else "disabled"
-    env.pop("TRACKED_DISABLED", None)
-    return env
 
 
 def side_indices(path: Path) -> list[int]:

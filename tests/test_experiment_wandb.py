@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import tracked
-from helpers import wandb_run
+from helpers import run_python, wandb_run
 from helpers import wandb_run_dirs as run_dirs
 from tracked.sinks import wandb as wandb_sink
 from tracked.testing import read_experiment, read_wandb_run
@@ -376,14 +375,9 @@ def test_wandb_mode_disabled_makes_no_run_and_still_writes_the_local_store(monke
     assert read_experiment(exp.path).summary["status"] == "finished"
 
 
-def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "offline", "TRACKED_DIR": str(cwd)}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-
-
 def test_import_tracked_does_not_import_wandb(tmp_path):
     """`import tracked` alone does not import wandb (checked in a fresh interpreter)."""
-    out = _run_python("import sys, tracked; print('wandb' in sys.modules)", tmp_path)
+    out = run_python("import sys, tracked; print('wandb' in sys.modules)", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -404,7 +398,7 @@ with tracked.experiment("no_import", wandb=False) as exp:
     exp.summary["k"] = 1
 print(exp.final_summary["total/calls"], 'wandb' in sys.modules)
 """
-    out = _run_python(code, tmp_path)
+    out = run_python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1 False"
     assert len(list((tmp_path / "experiments").iterdir())) == 1
@@ -426,7 +420,7 @@ exp.log({{"accuracy": 0.5}})
 work(2)
 print(exp.path)
 """
-    out = _run_python(code, tmp_path)
+    out = run_python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     store = read_experiment(out.stdout.strip().splitlines()[-1])
     assert store.summary["status"] == "finished"

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import run_python
 from tracked import _config, _experiment
 from tracked.sinks.local import read_rows
 from tracked.testing import read_experiment, read_wandb_run
@@ -91,18 +91,7 @@ def assert_local_store_complete(path: Path, n: int, wandb_error: str) -> None:
 
 def run_child(code: str, cwd: Path, *args: str, **env: str) -> dict:
     """Run `code` with `args` in a fresh interpreter (W&B offline, store in `cwd`); the JSON it prints last."""
-    full_env = {
-        **os.environ,
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "TRACKED_DIR": str(cwd),
-        "WANDB_DIR": str(cwd),
-        **env,
-    }
-    full_env.pop("TRACKED_DISABLED", None)
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
-    )
+    done = run_python(code, cwd, *args, **env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
