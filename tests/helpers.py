@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import genai_prices
+
 import tracked
 from tracked.testing import WandbRun, read_wandb_run
 
@@ -57,3 +59,21 @@ def run_python(code: str, cwd: Path | None = None, *args: str, **env: str) -> su
 def run_tracked(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m tracked <argv>` in a fresh interpreter in `cwd`, with `child_env(cwd, **env)`."""
     return _run([sys.executable, "-m", "tracked", *argv], cwd, child_env(cwd, **env))
+
+
+# --- cost ---------------------------------------------------------------------------------------------
+
+
+def genai_cost(
+    provider: str | None, model: str, tokens_in: int, tokens_out: int, cache_read: int = 0, cache_write: int = 0
+) -> float:
+    """The exact cost computed by `genai_prices.calc_price`, independently of `tracked.pricing`.
+
+    `tokens_in` counts every input token, cached ones included, as tracked does."""
+    usage = genai_prices.Usage(
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cache_read_tokens=cache_read or None,
+        cache_write_tokens=cache_write or None,
+    )
+    return float(genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price)
