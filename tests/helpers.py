@@ -77,3 +77,11 @@ def genai_cost(
         cache_write_tokens=cache_write or None,
     )
     return float(genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price)
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace (including rich's line wrapping) made one space."""
+    return " ".join(text.split())

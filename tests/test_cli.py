@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracked
-from helpers import run_python, wandb_run_dirs
+from helpers import flat, run_python, wandb_run_dirs
 from helpers import run_tracked as run_module
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
@@ -90,11 +90,6 @@ def table_rows(text: str) -> list[list[str]]:
     return [
         [c.strip() for c in line.strip().strip("│").split("│")] for line in text.splitlines() if line.startswith("│")
     ]
-
-
-def flat(text: str) -> str:
-    """Text with every run of whitespace (including rich's line wrapping) made one space."""
-    return " ".join(text.split())
 
 
 # --- --help -----------------------------------------------------------------------------------------

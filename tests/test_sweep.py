@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import tracked
+from helpers import flat
 from tracked import _sweep, cli
 from tracked.testing import read_experiment, read_wandb_run
 
@@ -88,11 +89,6 @@ def compare(capsys, root: Path, group: str) -> list[dict]:
     capsys.readouterr()
     assert cli.main(["compare", str(root), "--group", group, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
-
-
-def flat(text: str) -> str:
-    """Text with rich's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_group(tmp_path, no_wandb, capsys):
