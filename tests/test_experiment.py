@@ -5,7 +5,6 @@ test_experiment_wandb.py for what reaches the W&B run."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import statistics
 import threading
@@ -40,12 +39,6 @@ def strategy(n: int) -> int:
 def rows_of(exp: tracked.Experiment) -> list[dict]:
     """The rows of an experiment's local store, joined metrics merged."""
     return read_experiment(exp.path).rows
-
-
-def raw_lines(exp: tracked.Experiment) -> list[dict]:
-    """The lines of results.jsonl as they are on disk now."""
-    text = (exp.path / "results.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # --- the ways to open an experiment --------------------------------------------------------
