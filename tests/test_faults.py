@@ -150,7 +150,8 @@ def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how):
         shim = tmp_path / "shim"
         shim.mkdir()
         (shim / "wandb.py").write_text('raise ImportError("this wandb is broken")\n')
-        env["PYTHONPATH"] = str(shim)
+        # Put in front of this process's path, so that the child still imports the tracked under test.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
     out = run_child(NO_WANDB_CHILD, tmp_path, how, **env)
     assert out["same"] == [True] * 6
     (message,) = out["warnings"]
