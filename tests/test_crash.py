@@ -146,6 +146,7 @@ def kill_trial(root: Path, n: int, wandb_on: bool, delay: float | None) -> tuple
     return phase, returned, rows, torn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("wandb_on", "kills", "n"), [(False, 30, 2000), (True, 4, 300)], ids=["wandb_off", "wandb_offline"]
 )
@@ -307,6 +308,7 @@ def assert_rows_flushed(path: Path, returned: list[int], status: str) -> dict:
     return summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wandb_on", [False, True], ids=["wandb_off", "wandb_offline"])
 def test_sigterm_finishes_as_interrupted_and_dies_of_sigterm(tmp_path, wandb_on):
     """SIGTERM in a `with experiment(...)` loop: exit by SIGTERM, status "interrupted", every row flushed."""

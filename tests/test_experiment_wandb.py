@@ -264,6 +264,7 @@ def test_calls_table_in_the_run_summary_lists_every_call_with_parent_ids():
     assert {row["id"] for row in table} == local_ids
 
 
+@pytest.mark.slow
 def test_the_calls_table_is_let_go_once_the_run_has_ended():
     """After finish(), no calls table made by the experiment is alive (wandb's artifact cache held them),
     and the table is still in the run on disk."""
@@ -404,6 +405,7 @@ print(exp.final_summary["total/calls"], 'wandb' in sys.modules)
     assert len(list((tmp_path / "experiments").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_experiment_left_open_is_finished_at_interpreter_exit(tmp_path):
     """An experiment started with `.start()` and never finished is finished at interpreter exit, in W&B and on disk."""
     code = f"""

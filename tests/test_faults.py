@@ -233,6 +233,7 @@ def release_hang(exp, hang) -> list[str]:
     return [str(w.message) for w in late]
 
 
+@pytest.mark.slow
 def test_wandb_init_hanging_blocks_no_call_and_finish_is_bounded(monkeypatch, tmp_path):
     """A `wandb.init` that never returns blocks no call, finish gives up after FINISH_TIMEOUT_S, rows stay local."""
     with pytest.warns(tracked.TrackedWarning) as record:
@@ -264,6 +265,7 @@ def test_wandb_init_hanging_blocks_no_call_and_finish_is_bounded(monkeypatch, tm
     assert stored.config["notes"] == "changed while W&B hangs"
 
 
+@pytest.mark.slow
 def test_wandb_init_hanging_still_writes_every_call_to_calls_jsonl(monkeypatch, tmp_path):
     """A `wandb.init` that never returns does not keep call records out of the local store's calls.jsonl."""
     with pytest.warns(tracked.TrackedWarning):
@@ -276,6 +278,7 @@ def test_wandb_init_hanging_still_writes_every_call_to_calls_jsonl(monkeypatch, 
     assert len(read_experiment(exp.path).calls) == N
 
 
+@pytest.mark.slow
 def test_wandb_init_returning_after_the_finish_timeout_gives_no_late_warning(monkeypatch, tmp_path):
     """A hung `wandb.init` that returns after finish timed out causes no further warning and no further W&B call."""
     with pytest.warns(tracked.TrackedWarning) as record:
@@ -531,6 +534,7 @@ FSIZE_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_file_too_big_mid_run_warns_once_and_wandb_gets_every_row(tmp_path):
     """RLIMIT_FSIZE reached mid-run (EFBIG, subprocess): one warning, W&B keeps every row, summaries name it."""
     out = run_child(FSIZE_CHILD, tmp_path)

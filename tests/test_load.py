@@ -24,6 +24,8 @@ from tracked import current_call
 from tracked.sinks.local import read_jsonl, read_rows
 from tracked.testing import read_wandb_run
 
+pytestmark = pytest.mark.slow  # tens of thousands of calls per test
+
 MODEL = "gpt-4o"
 THREADS = 8
 CALLS_PER_THREAD = 10_000

@@ -925,6 +925,7 @@ def check_usage(found: Usage | None) -> None:
         assert s is None or (isinstance(s, str) and s)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(value=values)
 def test_extract_never_raises_and_counts_are_non_negative_ints(value):
