@@ -17,6 +17,15 @@ os.environ.pop("WANDB_API_KEY", None)
 os.environ.pop("TRACKED_DISABLED", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The benchmark smoke tests are slow: they run the benchmark script in child processes.
+
+    They are marked here rather than in their file, which belongs with the benchmarks."""
+    for item in items:
+        if item.path.name == "test_bench_smoke.py":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def clean_state(tmp_path, monkeypatch):
     """Each test starts with default settings, no warnings remembered, and its own directories."""

@@ -128,6 +128,7 @@ def oracle(value: Any, depth: int = 0) -> tuple[Any, set[type]] | None:
 # --- properties: arbitrary values through every entry point ------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=values)
 def test_exp_log_stores_any_value_faithfully_or_refuses_it(value):
@@ -149,6 +150,7 @@ def test_exp_log_stores_any_value_faithfully_or_refuses_it(value):
     assert exp.final_summary["sinks"]["local"] == "ok"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=values)
 def test_experiment_config_stores_any_value_faithfully_or_refuses_it(value):
@@ -169,6 +171,7 @@ def test_experiment_config_stores_any_value_faithfully_or_refuses_it(value):
     assert exp.final_summary["sinks"]["local"] == "ok"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=values)
 def test_summary_stores_any_value_faithfully_or_refuses_it(value):
@@ -194,6 +197,7 @@ def logs_metric(value: Any) -> None:
     current_call().log({"v": value})
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=values)
 def test_call_log_stores_any_value_faithfully_or_refuses_it(value):
@@ -219,6 +223,7 @@ def test_call_log_stores_any_value_faithfully_or_refuses_it(value):
     check_warnings(caught, {"log": want[1]})
 
 
+@pytest.mark.slow
 @FUZZ
 @given(bad=bad_key_dicts)
 def test_non_string_keys_are_refused_at_every_entry_point(bad):
@@ -248,6 +253,7 @@ def test_non_string_keys_are_refused_at_every_entry_point(bad):
     check_warnings(caught, {})
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     metrics=st.one_of(
@@ -317,6 +323,7 @@ def reports_usage(kwargs_list: list[dict[str, Any]], outcomes: list[str]) -> Non
             outcomes.append("accepted")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kwargs_list=st.lists(usage_kwargs, min_size=1, max_size=3))
 def test_add_usage_refuses_bad_figures_and_records_good_ones(kwargs_list):
@@ -422,6 +429,7 @@ WANDB_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(WANDB_CASES))
 def test_wandb_takes_every_value_the_sdk_accepts(tmp_path, case):
     """With W&B offline on, odd values in config, rows, call metrics and summary never fail the W&B sink."""
@@ -630,6 +638,7 @@ def test_extract_does_not_depend_on_what_it_read_before():
     assert extract(openai_like) == fresh
 
 
+@pytest.mark.slow
 def test_a_wandb_file_still_being_written_reads_as_its_complete_records(tmp_path):
     """`wandb_records` of a `.wandb` file cut anywhere returns the records complete before the cut."""
     with tracked.experiment("torn", dir=tmp_path, config={"v": "x" * 20_000}) as exp:

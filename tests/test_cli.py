@@ -7,8 +7,6 @@ import io
 import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import datetime
@@ -17,6 +15,8 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import flat, run_python, wandb_run_dirs
+from helpers import run_tracked as run_module
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
 
@@ -90,23 +90,6 @@ def table_rows(text: str) -> list[list[str]]:
     return [
         [c.strip() for c in line.strip().strip("│").split("│")] for line in text.splitlines() if line.startswith("│")
     ]
-
-
-def flat(text: str) -> str:
-    """Text with every run of whitespace (including rich's line wrapping) made one space."""
-    return " ".join(text.split())
-
-
-def run_module(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    """`python -m tracked <argv>` in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "tracked", *argv], capture_output=True, text=True, timeout=120, check=False, **kwargs
-    )
-
-
-def wandb_run_dirs(root: Path) -> list[Path]:
-    base = root / "wandb"
-    return sorted(p for p in base.glob("offline-run-*") if p.is_dir()) if base.is_dir() else []
 
 
 # --- --help -----------------------------------------------------------------------------------------
@@ -250,7 +233,7 @@ def test_ls_shows_a_dead_process_as_crashed_and_skips_a_torn_line(capsys, tmp_pa
         os._exit(1)  # killed: no summary.json
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    done = run_python(script)
     assert done.returncode == 1, done.stderr
     (path,) = (tmp_path / "experiments").iterdir()
     assert not (path / "summary.json").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import child_env
 from tracked import cli
 from tracked._store import load_experiment, read_rows
 from tracked.testing import read_experiment, read_wandb_run
@@ -88,13 +89,6 @@ SIGNAL_CHILD = textwrap.dedent(
 )
 
 
-def child_env(root: Path, wandb_on: bool) -> dict[str, str]:
-    env = {**os.environ, "TRACKED_DIR": str(root), "WANDB_DIR": str(root), "WANDB_SILENT": "true"}
-    env["WANDB_MODE"] = "offline" if wandb_on else "disabled"
-    env.pop("TRACKED_DISABLED", None)
-    return env
-
-
 def side_indices(path: Path) -> list[int]:
     """The indices of the calls that returned, from the side file."""
     return [int(line) for line in path.read_text().split()] if path.exists() else []
@@ -151,6 +145,7 @@ def kill_trial(root: Path, n: int, wandb_on: bool, delay: float | None) -> tuple
     return phase, returned, rows, torn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("wandb_on", "kills", "n"), [(False, 30, 2000), (True, 4, 300)], ids=["wandb_off", "wandb_offline"]
 )
@@ -312,6 +307,7 @@ def assert_rows_flushed(path: Path, returned: list[int], status: str) -> dict:
     return summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wandb_on", [False, True], ids=["wandb_off", "wandb_offline"])
 def test_sigterm_finishes_as_interrupted_and_dies_of_sigterm(tmp_path, wandb_on):
     """SIGTERM in a `with experiment(...)` loop: exit by SIGTERM, status "interrupted", every row flushed."""

@@ -6,15 +6,12 @@ import asyncio
 import contextlib
 import gc
 import inspect
-import os
-import subprocess
-import sys
-import textwrap
 import traceback
 
 import pytest
 
 import tracked
+from helpers import run_python
 from tracked import _config, current_call
 from tracked import _tracked as tracked_mod
 
@@ -38,19 +35,6 @@ def clock(monkeypatch):
     fake = FakeClock()
     monkeypatch.setattr(tracked_mod, "perf_counter", fake)
     return fake
-
-
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh interpreter with the given extra environment."""
-    full_env = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
 
 
 # --- metadata kept -----------------------------------------------------------------------------

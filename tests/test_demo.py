@@ -12,6 +12,8 @@ import pytest
 
 from tracked.testing import read_experiment, read_wandb_run
 
+pytestmark = pytest.mark.slow  # one `python -m tracked demo` run, shared by every test here
+
 N_TASKS = 3
 STRATEGIES = ("single", "debate", "self_consistency")
 # LLM calls per task: one; 3 debaters x 2 rounds + 1 judge; 5 samples.

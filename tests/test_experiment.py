@@ -5,7 +5,6 @@ test_experiment_wandb.py for what reaches the W&B run."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import statistics
 import threading
@@ -14,7 +13,7 @@ import pytest
 
 import tracked
 from tracked.testing import read_experiment
-from workloads import llm, work
+from workloads import awork, boom, llm, work
 
 # --- tracked functions used by the tests -------------------------------------------------------
 
@@ -37,27 +36,9 @@ def strategy(n: int) -> int:
     return llm(n) + llm(n)
 
 
-@tracked.tracked(name="boom")
-def boom() -> None:
-    raise ValueError("boom")
-
-
-@tracked.tracked(name="awork")
-async def awork(task_id: int) -> int:
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=1, model="test-model", cost_usd=0.0)
-    await asyncio.sleep(0)
-    return task_id
-
-
 def rows_of(exp: tracked.Experiment) -> list[dict]:
     """The rows of an experiment's local store, joined metrics merged."""
     return read_experiment(exp.path).rows
-
-
-def raw_lines(exp: tracked.Experiment) -> list[dict]:
-    """The lines of results.jsonl as they are on disk now."""
-    text = (exp.path / "results.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # --- the ways to open an experiment --------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -23,28 +22,16 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import run_python, wandb_run
+from helpers import wandb_run_dirs as run_dirs
 from tracked.sinks import wandb as wandb_sink
 from tracked.testing import read_experiment, read_wandb_run
-from workloads import llm, work
+from workloads import boom, llm, work
 
 
 @tracked.tracked(name="strategy")
 def strategy(n: int) -> int:
     return llm(n) + llm(n + 1)
-
-
-@tracked.tracked(name="boom")
-def boom() -> None:
-    raise ValueError("boom")
-
-
-def wandb_run(exp: tracked.Experiment):
-    """The W&B run an experiment wrote, read from its offline `.wandb` file."""
-    return read_wandb_run(exp.final_summary["wandb"]["dir"])
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "wandb").glob("offline-run-*"))
 
 
 def comparable(row: dict) -> dict:
@@ -277,6 +264,7 @@ def test_calls_table_in_the_run_summary_lists_every_call_with_parent_ids():
     assert {row["id"] for row in table} == local_ids
 
 
+@pytest.mark.slow
 def test_the_calls_table_is_let_go_once_the_run_has_ended():
     """After finish(), no calls table made by the experiment is alive (wandb's artifact cache held them),
     and the table is still in the run on disk."""
@@ -388,14 +376,9 @@ def test_wandb_mode_disabled_makes_no_run_and_still_writes_the_local_store(monke
     assert read_experiment(exp.path).summary["status"] == "finished"
 
 
-def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "offline", "TRACKED_DIR": str(cwd)}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-
-
 def test_import_tracked_does_not_import_wandb(tmp_path):
     """`import tracked` alone does not import wandb (checked in a fresh interpreter)."""
-    out = _run_python("import sys, tracked; print('wandb' in sys.modules)", tmp_path)
+    out = run_python("import sys, tracked; print('wandb' in sys.modules)", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -416,12 +399,13 @@ with tracked.experiment("no_import", wandb=False) as exp:
     exp.summary["k"] = 1
 print(exp.final_summary["total/calls"], 'wandb' in sys.modules)
 """
-    out = _run_python(code, tmp_path)
+    out = run_python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1 False"
     assert len(list((tmp_path / "experiments").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_experiment_left_open_is_finished_at_interpreter_exit(tmp_path):
     """An experiment started with `.start()` and never finished is finished at interpreter exit, in W&B and on disk."""
     code = f"""
@@ -438,7 +422,7 @@ exp.log({{"accuracy": 0.5}})
 work(2)
 print(exp.path)
 """
-    out = _run_python(code, tmp_path)
+    out = run_python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     store = read_experiment(out.stdout.strip().splitlines()[-1])
     assert store.summary["status"] == "finished"

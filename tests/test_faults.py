@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import tracked
+from helpers import run_python
 from tracked import _config, _dispatch
 from tracked._store import read_rows
 from tracked.testing import read_experiment, read_wandb_run
@@ -91,18 +91,7 @@ def assert_local_store_complete(path: Path, n: int, wandb_error: str) -> None:
 
 def run_child(code: str, cwd: Path, *args: str, **env: str) -> dict:
     """Run `code` with `args` in a fresh interpreter (W&B offline, store in `cwd`); the JSON it prints last."""
-    full_env = {
-        **os.environ,
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "TRACKED_DIR": str(cwd),
-        "WANDB_DIR": str(cwd),
-        **env,
-    }
-    full_env.pop("TRACKED_DISABLED", None)
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
-    )
+    done = run_python(code, cwd, *args, **env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -161,7 +150,8 @@ def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how):
         shim = tmp_path / "shim"
         shim.mkdir()
         (shim / "wandb.py").write_text('raise ImportError("this wandb is broken")\n')
-        env["PYTHONPATH"] = str(shim)
+        # Put in front of this process's path, so that the child still imports the tracked under test.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
     out = run_child(NO_WANDB_CHILD, tmp_path, how, **env)
     assert out["same"] == [True] * 6
     (message,) = out["warnings"]
@@ -243,6 +233,7 @@ def release_hang(exp, hang) -> list[str]:
     return [str(w.message) for w in late]
 
 
+@pytest.mark.slow
 def test_wandb_init_hanging_blocks_no_call_and_finish_is_bounded(monkeypatch, tmp_path):
     """A `wandb.init` that never returns blocks no call, finish gives up after FINISH_TIMEOUT_S, rows stay local."""
     with pytest.warns(tracked.TrackedWarning) as record:
@@ -274,6 +265,7 @@ def test_wandb_init_hanging_blocks_no_call_and_finish_is_bounded(monkeypatch, tm
     assert stored.config["notes"] == "changed while W&B hangs"
 
 
+@pytest.mark.slow
 def test_wandb_init_hanging_still_writes_every_call_to_calls_jsonl(monkeypatch, tmp_path):
     """A `wandb.init` that never returns does not keep call records out of the local store's calls.jsonl."""
     with pytest.warns(tracked.TrackedWarning):
@@ -286,6 +278,7 @@ def test_wandb_init_hanging_still_writes_every_call_to_calls_jsonl(monkeypatch, 
     assert len(read_experiment(exp.path).calls) == N
 
 
+@pytest.mark.slow
 def test_wandb_init_returning_after_the_finish_timeout_gives_no_late_warning(monkeypatch, tmp_path):
     """A hung `wandb.init` that returns after finish timed out causes no further warning and no further W&B call."""
     with pytest.warns(tracked.TrackedWarning) as record:
@@ -541,6 +534,7 @@ FSIZE_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_file_too_big_mid_run_warns_once_and_wandb_gets_every_row(tmp_path):
     """RLIMIT_FSIZE reached mid-run (EFBIG, subprocess): one warning, W&B keeps every row, summaries name it."""
     out = run_child(FSIZE_CHILD, tmp_path)

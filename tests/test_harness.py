@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import tracked
+from helpers import wandb_run_dirs
 from tracked import harness
 from tracked.harness import ExperimentConfig, ExperimentTracker, get_tracker
 from tracked.testing import read_experiment, read_wandb_run
@@ -57,14 +58,6 @@ def no_wandb_init(monkeypatch):
         raise AssertionError("wandb.init was called although W&B is off")
 
     monkeypatch.setattr(wandb, "init", refuse)
-
-
-def wandb_run_dirs(root) -> list:
-    """Every W&B run directory (offline or online) under `root/wandb`."""
-    base = root / "wandb"
-    if not base.is_dir():
-        return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(("offline-run-", "run-")))
 
 
 # --- ExperimentConfig ------------------------------------------------------------------------------

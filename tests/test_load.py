@@ -17,13 +17,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price
 
 import tracked
+from helpers import genai_cost
 from tracked import current_call
 from tracked._store import read_jsonl, read_rows
 from tracked.testing import read_wandb_run
+
+pytestmark = pytest.mark.slow  # tens of thousands of calls per test
 
 MODEL = "gpt-4o"
 THREADS = 8
@@ -33,7 +34,7 @@ TASKS = 1_000
 
 def expected_cost(tokens_in: int, tokens_out: int) -> float:
     """The cost of this much gpt-4o usage, straight from genai-prices (gpt-4o is priced linearly)."""
-    return float(calc_price(PriceUsage(input_tokens=tokens_in, output_tokens=tokens_out), model_ref=MODEL).total_price)
+    return genai_cost(None, MODEL, tokens_in, tokens_out)
 
 
 def count_lines(path: Path) -> int:

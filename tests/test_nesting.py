@@ -10,28 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import pytest
 
 import tracked
-from tracked.testing import read_experiment, read_wandb_run
-from workloads import work
-
-
-@tracked.tracked(name="awork")
-async def awork(task_id: int) -> int:
-    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=1, model="test-model", cost_usd=0.0)
-    await asyncio.sleep(0)
-    return task_id
-
-
-def wandb_run(exp: tracked.Experiment):
-    return read_wandb_run(exp.final_summary["wandb"]["dir"])
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "wandb").glob("offline-run-*"))
+from helpers import wandb_run
+from helpers import wandb_run_dirs as run_dirs
+from tracked.testing import read_experiment
+from workloads import awork, work
 
 
 def has_no_run(exp: tracked.Experiment) -> bool:

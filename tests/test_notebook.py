@@ -16,6 +16,8 @@ from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
 
 from tracked.testing import read_experiment  # noqa: E402
 
+pytestmark = pytest.mark.slow  # one notebook run in a kernel, shared by every test here
+
 NOTEBOOK_NAME = "03_introspection_experiments.ipynb"
 
 

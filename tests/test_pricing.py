@@ -12,22 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracked
+from helpers import genai_cost
 from tracked import pricing
 from workloads import finished_call
-
-
-def genai_cost(
-    provider: str | None, model: str, tokens_in: int, tokens_out: int, cache_read: int = 0, cache_write: int = 0
-) -> float:
-    """The exact cost computed by `genai_prices.calc_price`."""
-    usage = genai_prices.Usage(
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        cache_read_tokens=cache_read or None,
-        cache_write_tokens=cache_write or None,
-    )
-    return float(genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price)
-
 
 # --- genai-prices --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import tracked
+from helpers import flat
 from tracked import _sweep, cli
 from tracked.testing import read_experiment, read_wandb_run
 
@@ -90,11 +91,7 @@ def compare(capsys, root: Path, group: str) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
-def flat(text: str) -> str:
-    """Text with rich's line wrapping undone."""
-    return " ".join(text.split())
-
-
+@pytest.mark.slow
 def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_group(tmp_path, no_wandb, capsys):
     """A 3x2 grid runs 6 trials whose experiments carry the parameters, the sweep meta and the group."""
     path = grid("g", tmp_path)
@@ -135,6 +132,7 @@ def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_gr
     assert len({t["metric"] for t in trials}) > 1  # the trials really differ
 
 
+@pytest.mark.slow
 def test_second_run_of_a_finished_sweep_starts_no_process_and_adds_no_trial(tmp_path, no_wandb, monkeypatch):
     """Running a finished sweep again resumes it: no new experiment, no process started, the same trials."""
     path = grid("again", tmp_path, strategies=["single", "debate"], temperatures=[0.3])
@@ -156,6 +154,7 @@ def test_second_run_of_a_finished_sweep_starts_no_process_and_adds_no_trial(tmp_
     assert state(tmp_path, "again")["trials"] == before["trials"]
 
 
+@pytest.mark.slow
 def test_a_partly_run_grid_resumes_with_the_missing_combinations_only(tmp_path, no_wandb):
     """A grid stopped after 2 of 3 trials runs only the third on the next run, then nothing."""
     path = grid("part", tmp_path, strategies=STRATEGIES, temperatures=[0.3])
@@ -173,6 +172,7 @@ def test_a_partly_run_grid_resumes_with_the_missing_combinations_only(tmp_path, 
     assert len(state(tmp_path, "part")["trials"]) == 3 and len(experiment_dirs(tmp_path)) == 3
 
 
+@pytest.mark.slow
 def test_offline_grid_trials_are_wandb_runs_in_the_sweeps_group_with_the_parameters(tmp_path, monkeypatch):
     """With W&B offline, each trial's run has group == sweep name and the trial's parameters in its config."""
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -194,6 +194,7 @@ def test_offline_grid_trials_are_wandb_runs_in_the_sweeps_group_with_the_paramet
     assert len(run_ids) == 6
 
 
+@pytest.mark.slow
 def test_random_sweep_with_count_samples_within_bounds_and_resumes_to_a_larger_count(tmp_path, no_wandb):
     """A random sweep runs exactly --count trials with temperatures in [min, max]; a larger count adds the rest."""
     path = write_sweep(
@@ -402,6 +403,7 @@ def test_grid_over_nested_parameters_runs_every_combination(tmp_path, no_wandb, 
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("goal", "descending"), [("maximize", True), ("minimize", False)])
 def test_compare_group_ranks_the_trials_by_the_sweeps_metric_in_its_goals_direction(
     tmp_path, no_wandb, capsys, goal, descending
@@ -420,6 +422,7 @@ def test_compare_group_ranks_the_trials_by_the_sweeps_metric_in_its_goals_direct
     assert values == sorted(values, reverse=descending)
 
 
+@pytest.mark.slow
 def test_repository_example_sweep_runs_via_python_m_tracked(tmp_path):
     """`python -m tracked sweep examples/sweep.yaml` runs the repository's example grid of 6 trials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKED_SWEEP")}
@@ -582,6 +585,7 @@ def interrupt(tmp_path: Path) -> tuple[Path, dict, int]:
     return path, state(tmp_path, "stop"), trial_pid
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_marks_the_trial_interrupted_and_a_rerun_completes_it(tmp_path, no_wandb):
     """SIGINT stops the sweep promptly with 130, the running trial is interrupted, and a rerun runs it to completion."""
     path, st, trial_pid = interrupt(tmp_path)
@@ -606,6 +610,7 @@ def test_ctrl_c_stops_the_sweep_marks_the_trial_interrupted_and_a_rerun_complete
     assert rerun["id"] != stopped["id"] and rerun["metric"] == 1.0
 
 
+@pytest.mark.slow
 def test_compare_after_a_resumed_sweep_ranks_only_the_trials_of_the_sweep(tmp_path, no_wandb, capsys):
     """After Ctrl-C and a rerun, each compare row is one trial of the sweep, with the re-run trial's metric."""
     path, _, _ = interrupt(tmp_path)

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
-import genai_prices
 import httpx
 import httpx2
 import ollama
@@ -23,17 +22,10 @@ from openai.types.responses import Response
 from pydantic import PrivateAttr
 
 import tracked
+from helpers import genai_cost
 from tracked import current_call
 from tracked.usage import Usage, extract
 from workloads import finished_call
-
-
-def genai_cost(model: str, provider: str | None, **usage: int) -> float:
-    """The cost `genai-prices` computes for a usage."""
-    return float(
-        genai_prices.calc_price(genai_prices.Usage(**usage), model_ref=model, provider_id=provider).total_price
-    )
-
 
 # --- OpenAI --------------------------------------------------------------------------------------
 
@@ -78,7 +70,7 @@ def test_openai_chat_completion_with_cached_tokens():
     # 800 uncached input at $2.5/M, 200 cached at $1.25/M, 500 output at $10/M
     assert call.cost_usd == pytest.approx(800 * 2.5e-6 + 200 * 1.25e-6 + 500 * 1e-5)
     assert call.cost_usd == pytest.approx(
-        genai_cost("gpt-4o-2024-08-06", None, input_tokens=1000, output_tokens=500, cache_read_tokens=200)
+        genai_cost(None, "gpt-4o-2024-08-06", tokens_in=1000, tokens_out=500, cache_read=200)
     )
 
 
@@ -381,14 +373,7 @@ def test_anthropic_message_with_cache_reads_and_writes():
     assert call.provider == "anthropic"
     assert call.model == "claude-sonnet-4-5"
     assert call.cost_usd == pytest.approx(
-        genai_cost(
-            "claude-sonnet-4-5",
-            "anthropic",
-            input_tokens=1300,
-            output_tokens=50,
-            cache_read_tokens=1000,
-            cache_write_tokens=200,
-        )
+        genai_cost("anthropic", "claude-sonnet-4-5", tokens_in=1300, tokens_out=50, cache_read=1000, cache_write=200)
     )
     # $3/M input, $0.30/M cache read, $3.75/M cache write, $15/M output
     assert call.cost_usd == pytest.approx(100 * 3e-6 + 1000 * 0.3e-6 + 200 * 3.75e-6 + 50 * 15e-6)
@@ -440,14 +425,7 @@ def test_anthropic_stream_events_in_tracked_generator():
     assert call.model == "claude-haiku-4-5"
     assert call.provider == "anthropic"
     assert call.cost_usd == pytest.approx(
-        genai_cost(
-            "claude-haiku-4-5",
-            "anthropic",
-            input_tokens=135,
-            output_tokens=15,
-            cache_read_tokens=100,
-            cache_write_tokens=10,
-        )
+        genai_cost("anthropic", "claude-haiku-4-5", tokens_in=135, tokens_out=15, cache_read=100, cache_write=10)
     )
 
 
@@ -947,6 +925,7 @@ def check_usage(found: Usage | None) -> None:
         assert s is None or (isinstance(s, str) and s)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(value=values)
 def test_extract_never_raises_and_counts_are_non_negative_ints(value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import tracked
@@ -19,6 +20,20 @@ def work(task_id: int, tokens_out: int = 1, cost: float = 0.0) -> int:
 def llm(n: int) -> int:
     tracked.current_call().add_usage(tokens_in=n, tokens_out=1, model="test-model", cost_usd=0.01)
     return n
+
+
+@tracked.tracked(name="awork")
+async def awork(task_id: int) -> int:
+    """`work` as a coroutine: `task_id` input tokens, reported after one turn of the event loop."""
+    tracked.current_call().add_usage(tokens_in=task_id, tokens_out=1, model="test-model", cost_usd=0.0)
+    await asyncio.sleep(0)
+    return task_id
+
+
+@tracked.tracked(name="boom")
+def boom() -> None:
+    """A call that raises ValueError("boom")."""
+    raise ValueError("boom")
 
 
 def finished_call(value: Any, **decorator_kwargs: Any):
