@@ -7,130 +7,25 @@ break a call either.
 
 from __future__ import annotations
 
-import math
-import operator
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 from .._config import internal_error, warn_once
+from . import values
+from ._types import Extractor, Usage, merge
+from ._types import new as _new
 
 __all__ = ["Usage", "extract", "merge", "register_extractor"]
 
 
-class Usage(NamedTuple):
-    """Token usage (and optionally cost) reported by one call; `None` means "not reported".
-
-    `tokens_in` counts every input token, cached ones included (as OpenAI and `genai-prices` do);
-    `cache_read_tokens` and `cache_write_tokens` say how many of them were cache reads or writes.
-    """
-
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    model: str | None = None
-    provider: str | None = None
-    cost_usd: float | None = None
-
-    @property
-    def reported(self) -> bool:
-        """Whether any count or cost is present."""
-        return self.tokens_in is not None or self.tokens_out is not None or self.cost_usd is not None
-
-
-def merge(old: Usage | None, new: Usage) -> Usage:
-    """Stream semantics: later events carry cumulative counts, so present fields replace old ones."""
-    if old is None:
-        return new
-    return Usage._make(o if n is None else n for o, n in zip(old, new, strict=True))
-
-
-# A NamedTuple without its Python-level __new__ (about 70 ns instead of 300 with keywords), on the
-# hot path; the fields in order: tokens_in, tokens_out, cache_read_tokens, cache_write_tokens,
-# model, provider, cost_usd.
-_new = tuple.__new__
-
-# --- value coercion: everything a provider reports is checked, nothing is trusted ---------------
-
-# Whether a type is a Mapping, remembered: an ABC isinstance check per field read is too slow.
-_is_mapping: dict[type, bool] = {dict: True}
-
-
-def _mapping(obj: Any) -> bool:
-    kind = type(obj)
-    mapping = _is_mapping.get(kind)
-    if mapping is None:
-        mapping = isinstance(obj, Mapping)
-        if len(_is_mapping) < 4096:
-            _is_mapping[kind] = mapping
-    return mapping
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    mapping = _is_mapping.get(type(obj))
-    if mapping is None:
-        mapping = _mapping(obj)
-    if mapping:
-        try:
-            return obj.get(key)
-        except Exception:  # unhashable-key mappings, odd user classes
-            return None
-    return getattr(obj, key, None)
-
-
-def _two(obj: Any, a: str, b: str) -> tuple[Any, Any]:
-    """Two fields at once (the extractors' hot path reads pairs)."""
-    if obj is None:
-        return None, None
-    mapping = _is_mapping.get(type(obj))
-    if mapping is None:
-        mapping = _mapping(obj)
-    if mapping:
-        try:
-            return obj.get(a), obj.get(b)
-        except Exception:
-            return None, None
-    return getattr(obj, a, None), getattr(obj, b, None)
-
-
-def _count(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if type(value) is int:
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        if math.isfinite(value) and value >= 0 and value == int(value):
-            return int(value)
-        return None
-    try:
-        n = operator.index(value)  # numpy integers and friends
-    except TypeError:
-        return None
-    return n if n >= 0 else None
-
-
-def _cost(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        f = float(value)
-    except Exception:  # whatever a user's __float__ raises
-        return None
-    return f if math.isfinite(f) and f >= 0 else None
-
-
-def _name(value: Any) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= 256:
-        return value
-    return None
-
-
-def _add(*values: int | None) -> int | None:
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
-
+# The checks of every value read (`usage.values`), under the names used below and imported by
+# `tracked.harness`.
+_add = values.add
+_cost = values.cost
+_count = values.count
+_get = values.get
+_name = values.name
+_two = values.two
 
 # --- one extractor per shape -------------------------------------------------------------------
 
@@ -289,8 +184,6 @@ def _from_fields(obj: Any) -> Usage | None:
     model, provider = _name(_get(obj, "model")), _name(_get(obj, "provider"))
     return _new(Usage, (tokens_in, tokens_out, None, None, model, provider, cost))
 
-
-Extractor = Callable[[Any], "Usage | Mapping[str, Any] | None"]
 
 _BUILTIN: tuple[Extractor, ...] = (
     _from_usage,
