@@ -15,7 +15,7 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["add", "cost", "count", "get", "is_mapping", "name", "two"]
+__all__ = ["add", "cost", "count", "declares", "get", "is_mapping", "name", "two"]
 
 # Whether a type is a Mapping, remembered: an ABC isinstance check per field read is too slow.
 _is_mapping: dict[type, bool] = {dict: True}
@@ -104,3 +104,9 @@ def add(*values: int | None) -> int | None:
     """The sum of the counts present, or `None` if there is none."""
     present = [v for v in values if v is not None]
     return sum(present) if present else None
+
+
+def declares(kind: type, attr: str) -> bool:
+    """Whether a class declares `attr` as a class attribute or a pydantic private attribute
+    (read from the classes' namespaces: asking a pydantic class for a missing attribute raises)."""
+    return any(attr in vars(c) or attr in (vars(c).get("__private_attributes__") or ()) for c in kind.__mro__)
