@@ -76,6 +76,11 @@ def _identified(kind: type, shapes: tuple[Shape, ...] = SHAPES) -> Reader | None
     return None
 
 
+# Classes no shape identifies, remembered (it depends on the class alone): asked for each value
+# of a class without a reader yet, a dict or a class whose values have carried no usage so far.
+_unidentified: set[type] = set()
+
+
 def _offered(kind: type, shapes: tuple[Shape, ...] = SHAPES) -> tuple[Reader, ...] | None:
     """For a pydantic class, the extractors of the shapes whose `looks_for` fields it declares (as
     fields or properties); None for any other class. Asking a pydantic model for a field it does
@@ -113,7 +118,7 @@ def extract(obj: Any) -> Usage | None:
     # The extractor that matched this type last time is tried first; not for mappings, whose
     # shape varies from one value to the next, nor when user extractors must be tried first.
     fn = None if _user else _by_type.get(kind)
-    if fn is None and not _user and len(_by_type) < 4096:
+    if fn is None and not _user and kind not in _unidentified and len(_by_type) < 4096:
         try:
             fn = _identified(kind)
         except Exception:  # an odd class: searched like any other
@@ -121,6 +126,8 @@ def extract(obj: Any) -> Usage | None:
         if fn is not None:
             _by_type[kind] = fn
             _final.add(kind)
+        elif len(_unidentified) < 4096:
+            _unidentified.add(kind)
     if fn is not None:
         try:
             found = fn(obj)
