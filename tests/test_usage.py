@@ -99,14 +99,15 @@ def test_a_class_seen_before_reads_the_same_as_the_first_time(responses):
     """Once ChatCompletion has matched, later instances take a faster path (plain attribute reads): it
     gives what the general extractor gives, for any counts, cached tokens, model names, and instances
     carrying LiteLLM's `_hidden_params`."""
-    from tracked import usage as usage_mod
+    from tracked.usage import _registry
+    from tracked.usage import openai as usage_openai
 
     for prompt, completion, cached, model, hidden in responses:
         resp = ChatCompletion.model_validate(chat_completion_json(model, prompt, completion, cached=cached))
         if hidden:
             object.__setattr__(resp, "_hidden_params", {"response_cost": 0.5, "custom_llm_provider": "openai"})
-        assert extract(resp) == usage_mod._from_openai_chat(resp)
-    assert usage_mod._by_type[ChatCompletion] is usage_mod._openai_chat_fixed
+        assert extract(resp) == usage_openai.from_chat(resp)
+    assert _registry._by_type[ChatCompletion] is usage_openai.from_chat_fixed
 
 
 def test_a_dataclass_holding_usage_as_a_dict_is_read_each_time():
@@ -140,8 +141,8 @@ def chunk_json(content: str | None, usage: dict | None = None, finish: str | Non
 
 def test_stream_chunks_without_usage_are_not_tried_against_every_extractor(monkeypatch):
     """An OpenAI chunk class is known from its fields: chunks without usage are read once and not
-    offered to the other extractors (each of which made pydantic raise, about 11 us a chunk)."""
-    from tracked import usage as usage_mod
+    offered to the other extractors (each of which made pydantic raise)."""
+    from tracked.usage import _registry as usage_mod
 
     offered: list[Any] = []
 
@@ -164,12 +165,13 @@ def test_a_pydantic_event_is_offered_only_to_extractors_of_fields_it_has():
     same class with extra, undeclared fields is offered to every extractor again."""
     from anthropic.types import RawContentBlockDeltaEvent
 
-    from tracked import usage as usage_mod
+    from tracked.usage import _registry
+    from tracked.usage import anthropic as usage_anthropic
 
     data = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}
     event = RawContentBlockDeltaEvent.model_validate(data)
     assert extract(event) is None
-    assert usage_mod._chain_of(event, RawContentBlockDeltaEvent) == (usage_mod._from_anthropic_stream_event,)
+    assert _registry._chain_of(event, RawContentBlockDeltaEvent) == (usage_anthropic.from_stream_event,)
     with_extras = RawContentBlockDeltaEvent.model_validate({**data, "prompt_eval_count": 3, "eval_count": 4})
     assert extract(with_extras) == Usage(3, 4, None, None, None, "ollama")
 

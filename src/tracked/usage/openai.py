@@ -1,0 +1,117 @@
+"""OpenAI's two response shapes: chat completions and the Responses API.
+
+Chat completions (`ChatCompletion`, the last `ChatCompletionChunk` of a stream with usage, and any
+mapping or object of that shape, LiteLLM's included) report `usage.prompt_tokens`,
+`usage.completion_tokens` and `usage.prompt_tokens_details.cached_tokens`. The Responses API
+(`object == "response"`) reports `usage.input_tokens`, `usage.output_tokens` and
+`usage.input_tokens_details.cached_tokens`. In both, the input count includes the cached tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._types import Shape, Usage, new
+from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
+from .values import count, get, name, two
+
+__all__ = ["CHAT", "RESPONSES", "from_chat", "from_chat_fixed", "from_responses"]
+
+
+def _cache_counts(details: Any) -> tuple[int | None, int | None]:
+    """Cached and cache-write input tokens from `prompt_tokens_details`."""
+    cached, cache_write = two(details, "cached_tokens", "cache_write_tokens")
+    if cached is not None and not (type(cached) is int and cached >= 0):
+        cached = count(cached)
+    if cache_write is not None:
+        cache_write = count(cache_write)
+    return cached, cache_write
+
+
+def from_chat(obj: Any) -> Usage | None:
+    """Usage of a chat completion, mapping or object: `tokens_in` is `usage.prompt_tokens`,
+    `tokens_out` `usage.completion_tokens`, `cache_read_tokens` and `cache_write_tokens` come from
+    `usage.prompt_tokens_details`, `model` is `model`; `cost_usd` and `provider` are LiteLLM's
+    (`usage.litellm`) when the response carries `_hidden_params`."""
+    usage, model = two(obj, "usage", "model")
+    if usage is None:
+        return None
+    tokens_in, tokens_out = two(usage, "prompt_tokens", "completion_tokens")
+    details = get(usage, "prompt_tokens_details")
+    if not (type(tokens_in) is int and tokens_in >= 0):
+        tokens_in = count(tokens_in)
+    if not (type(tokens_out) is int and tokens_out >= 0):
+        tokens_out = count(tokens_out)
+    if tokens_in is None and tokens_out is None:
+        return None
+    cached, cache_write = (None, None) if details is None else _cache_counts(details)
+    cost = provider = None
+    if has_hidden_params(obj):  # LiteLLM computes its own cost
+        cost, provider = reported_cost(obj)
+    if not (type(model) is str and 0 < len(model) <= 256):
+        model = None
+    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, provider, cost))
+
+
+def from_chat_fixed(obj: Any) -> Usage | None:
+    """`from_chat` for the classes `CHAT` identifies (the OpenAI SDK's `ChatCompletion` and
+    `ChatCompletionChunk`): plain attribute reads; anything unusual goes to `from_chat`."""
+    try:
+        usage = obj.usage
+        if usage is None:  # a stream chunk before the last
+            return None
+        tokens_in = usage.prompt_tokens
+        tokens_out = usage.completion_tokens
+        details = usage.prompt_tokens_details
+        model = obj.model
+        hidden = HIDDEN_PARAMS in obj.__dict__
+    except AttributeError:  # a dict inside, a missing field, no __dict__
+        return from_chat(obj)
+    if (
+        hidden
+        or type(tokens_in) is not int
+        or tokens_in < 0
+        or type(tokens_out) is not int
+        or tokens_out < 0
+        or type(model) is not str
+        or not 0 < len(model) <= 256
+    ):
+        return from_chat(obj)
+    cached, cache_write = (None, None) if details is None else _cache_counts(details)
+    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, None, None))
+
+
+#: A class declaring `usage`, `choices` and `model` is a chat completion or chunk, read by
+#: `from_chat_fixed` alone; without this every chunk of a stream but the last would be offered to
+#: each shape in turn, most of the time spent in pydantic raising AttributeError for fields the
+#: class does not have. LiteLLM's classes (declaring `_hidden_params`) take the general path.
+CHAT = Shape(
+    "openai.chat",
+    from_chat,
+    looks_for=("usage",),
+    identifies=("usage", "choices", "model"),
+    fixed=from_chat_fixed,
+    unless=(HIDDEN_PARAMS,),
+)
+
+
+def from_responses(obj: Any) -> Usage | None:
+    """Usage of an OpenAI Responses object (`object == "response"`): `tokens_in` is
+    `usage.input_tokens` (cached tokens included), `tokens_out` `usage.output_tokens`,
+    `cache_read_tokens` `usage.input_tokens_details.cached_tokens`, `cache_write_tokens`
+    `usage.cache_write_tokens` (or the details'), `provider` "openai"."""
+    usage = get(obj, "usage")
+    tokens_in = count(get(usage, "input_tokens"))
+    tokens_out = count(get(usage, "output_tokens"))
+    if tokens_in is None and tokens_out is None:
+        return None
+    if get(obj, "object") == "response":
+        details = get(usage, "input_tokens_details")
+        cached = count(get(details, "cached_tokens"))
+        cache_write = count(get(usage, "cache_write_tokens")) or count(get(details, "cache_write_tokens"))
+        model = name(get(obj, "model"))
+        return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, "openai", None))
+    return None
+
+
+RESPONSES = Shape("openai.responses", from_responses, looks_for=("usage",))
