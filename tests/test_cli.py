@@ -600,3 +600,29 @@ def test_sync_of_a_directory_without_experiments_is_an_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "sync", str(tmp_path / "empty"))
     assert code != 0
     assert "no experiments" in err
+
+
+def test_sync_online_whose_init_fails_is_a_failure_not_an_offline_run(capsys, tmp_path, monkeypatch):
+    """An online sync whose `wandb.init` fails is reported as failed and retried next time, never written offline."""
+    import wandb
+
+    with tracked.experiment("unreached", dir=tmp_path, wandb=False) as exp:
+        ask(10, 2, 0.01)
+    real_init = wandb.init
+    modes = []
+
+    def init(*args, **kwargs):
+        modes.append(kwargs.get("mode"))
+        if kwargs.get("mode") == "online":
+            raise wandb.errors.CommError("connection refused")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    for _ in range(2):
+        code, out, err = run_cli(capsys, "sync", str(tmp_path))
+        assert code == 1, out + err
+        assert f"failed {exp.path.name}: CommError: connection refused" in out
+        assert not (exp.path / "wandb_sync.json").exists()
+    assert modes == ["online", "online"]

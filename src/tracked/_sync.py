@@ -24,12 +24,12 @@ from .sinks.wandb import WandbSink, has_credentials
 STATE_FILE = SYNC_STATE
 
 
+class NothingToSync(Exception):
+    """No experiments under the path, or W&B disabled: printed without a traceback, exit code 2."""
+
+
 class SyncError(Exception):
-    """Nothing to sync (no experiments, W&B disabled): printed without a traceback, exit code 2."""
-
-
-class _ReplayError(Exception):
-    pass
+    """One experiment could not be synced (`wandb sync` failed)."""
 
 
 def _state(path: Path) -> dict[str, Any]:
@@ -69,10 +69,13 @@ def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path
         notes=meta.get("notes"),
         tags=tuple(meta.get("tags") or ()),
         config=dict(exp.config),
-        system=meta.get("system") or {} if not legacy else {},
+        system=None if legacy else meta.get("system") or {},
         dir=wandb_dir,
     )
-    sink = WandbSink(mode, init={"id": run_id, "resume": "allow"} if run_id else None)
+    # No fallback to offline: a run that did not reach W&B must not be recorded as uploaded.
+    sink = WandbSink(
+        mode, init={"id": run_id, "resume": "allow"} if run_id else None, fallback=False, init_timeout=False
+    )
     sink.open(run)
     for step, row in enumerate(exp.rows):
         sink.write_row(step, {k: v for k, v in row.items() if not k.startswith("_")})
@@ -92,10 +95,10 @@ def replay(exp: StoredExperiment, mode: str, run_id: str | None, wandb_dir: Path
 def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
     dirs = list(experiment_dirs(target))
     if not dirs:
-        raise SyncError(f"no experiments under {target}")
+        raise NothingToSync(f"no experiments under {target}")
     env_mode = os.environ.get("WANDB_MODE", "").lower()
     if env_mode == "disabled":
-        raise SyncError("WANDB_MODE=disabled: unset it to sync")
+        raise NothingToSync("WANDB_MODE=disabled: unset it to sync")
     online = not offline and env_mode != "offline" and has_credentials()
     mode = "online" if online else "offline"
     store_root = dirs[0].parent.parent if dirs[0].parent.name == "experiments" else dirs[0].parent
@@ -116,7 +119,7 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
                     [sys.executable, "-m", "wandb", "sync", str(existing)], check=False, capture_output=True, text=True
                 )
                 if done.returncode != 0:
-                    raise _ReplayError(
+                    raise SyncError(
                         done.stderr.strip() or done.stdout.strip() or f"wandb sync exited {done.returncode}"
                     )
                 state.update(synced_online=True)

@@ -244,14 +244,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ._sync import SyncError, sync_experiments
+    from ._sync import NothingToSync, sync_experiments
 
     target = Path(args.target) if args.target else Path(os.environ.get("TRACKED_DIR") or ".")
     if not target.exists():
         raise UsageError(f"no such directory: {target}")
     try:
         return sync_experiments(target, offline=args.offline, console=_console())
-    except SyncError as exc:
+    except NothingToSync as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import current_call
 from ._experiment import Experiment
 from ._values import clean
-from .usage import _cost, _count, _get
+from .usage.values import cost, count, get
 
 if TYPE_CHECKING:
     from ._call import Call
@@ -118,15 +118,15 @@ class ExperimentTracker:
         if exp is None or exp.finished:
             raise RuntimeError("log_result() needs start_experiment() first")
         extras: dict[str, Any] = {}
-        output = _get(result, "output")
+        output = get(result, "output")
         if output is not None:
             extras["output"] = output if isinstance(output, str) else repr(output)
-        metadata = _get(result, "metadata")
+        metadata = get(result, "metadata")
         if isinstance(metadata, Mapping):
             for key, value in metadata.items():
                 extras[f"metadata/{key}"] = value
         for key in ("strategy", "provider", "model"):
-            value = _get(result, key)
+            value = get(result, key)
             if isinstance(value, str):
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
@@ -142,18 +142,18 @@ class ExperimentTracker:
             self._joined = joined
             return
         # No tracked call to join: the result itself is the row, counted in the totals.
-        tokens_in = _count(_get(result, "tokens_in")) or 0
-        tokens_out = _count(_get(result, "tokens_out")) or 0
-        cost = _cost(_get(result, "cost_usd"))
-        model = _get(result, "model")
+        tokens_in = count(get(result, "tokens_in")) or 0
+        tokens_out = count(get(result, "tokens_out")) or 0
+        cost_usd = cost(get(result, "cost_usd"))
+        model = get(result, "model")
         exp.add_result(
             extras,
-            latency_s=_cost(_get(result, "latency_s")) or 0.0,
+            latency_s=cost(get(result, "latency_s")) or 0.0,
             model=model if isinstance(model, str) else self.config.model if self.config else None,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost_usd=cost,
-            llm_calls=1 if (tokens_in or tokens_out or cost is not None) else 0,
+            cost_usd=cost_usd,
+            llm_calls=1 if (tokens_in or tokens_out or cost_usd is not None) else 0,
         )
 
     def finish_experiment(self) -> dict[str, Any] | None:

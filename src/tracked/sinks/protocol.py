@@ -37,7 +37,8 @@ class RunInfo:
         tags: The run's tags, ancestors' first.
         config: The run's config (a parent's keys merged under the child's). The experiment's own
             dict: a sink that writes it at the end sees later changes.
-        system: Host, versions, git commit and the chain of parent experiments (`parents`).
+        system: Host, versions, git commit and the chain of parent experiments (`parents`);
+            None when unknown (an older tracker's experiment replayed by `tracked sync`).
         started_at: Unix time (s) the experiment started.
         dir: The root directory the user chose (`dir=`), or None for the default.
         parent_dir: The local store directory name of the parent experiment, if any.
@@ -55,7 +56,7 @@ class RunInfo:
     notes: str | None = None
     tags: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
-    system: dict[str, Any] = field(default_factory=dict)
+    system: dict[str, Any] | None = None
     started_at: float = 0.0
     dir: Path | None = None
     parent_dir: str | None = None

@@ -95,10 +95,23 @@ class WandbSink:
     durable: ClassVar[bool] = False
     label: ClassVar[str] = "W&B"
 
-    def __init__(self, mode: str, *, adopted: Any = None, init: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        *,
+        adopted: Any = None,
+        init: Mapping[str, Any] | None = None,
+        fallback: bool = True,
+        init_timeout: bool = True,
+    ) -> None:
         """A sink writing in `mode` ("online" or "offline"); `adopted` is a run someone else
-        started (a sweep's), `init` extra `wandb.init` arguments (`id`, `resume`)."""
+        started (a sweep's), `init` extra `wandb.init` arguments (`id`, `resume`). With
+        `fallback`, an online init that fails writes offline instead (a live experiment); without
+        it, it raises (`tracked sync`, which must not call a run uploaded that was not).
+        `init_timeout` applies `configure(wandb_init_timeout_s=...)`, else W&B's own."""
         self.mode = mode
+        self._fallback = fallback
+        self._init_timeout = init_timeout
         self._extra = dict(init or {})
         self._init_kwargs: dict[str, Any] | None = None
         self.run: Any = adopted
@@ -119,7 +132,7 @@ class WandbSink:
 
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
         config = dict(run.config)
-        if run.system:
+        if run.system is not None:
             config["_tracked"] = run.system
         kwargs: dict[str, Any] = {
             "project": run.project or os.environ.get("WANDB_PROJECT") or None,
@@ -160,11 +173,12 @@ class WandbSink:
         kwargs = {**(self._init_kwargs or {}), **self._extra}
         if "dir" in kwargs:
             Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
-        settings = wandb.Settings(init_timeout=config.wandb_init_timeout_s, console="off", silent=True)
+        timeout = {"init_timeout": config.wandb_init_timeout_s} if self._init_timeout else {}
+        settings = wandb.Settings(console="off", silent=True, **timeout)  # type: ignore[arg-type]
         try:
             self.run = wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)  # type: ignore[arg-type]
         except Exception as exc:
-            if self.mode != "online":
+            if self.mode != "online" or not self._fallback:
                 raise
             warn_once(
                 ("wandb-online-failed", type(exc)),

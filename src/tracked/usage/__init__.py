@@ -12,15 +12,8 @@ whose properties raise nor a user's extractor can break a call: it never raises,
 
 from __future__ import annotations
 
-from . import values
 from ._registry import _unregister_all as _unregister_all  # for the tests' clean state
 from ._registry import extract, register_extractor
 from ._types import Usage, merge
-
-# The names `tracked.harness` imports from here, until it imports `get`, `count` and `cost` from
-# `tracked.usage.values`.
-_cost = values.cost
-_count = values.count
-_get = values.get
 
 __all__ = ["Usage", "extract", "merge", "register_extractor"]
