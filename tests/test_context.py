@@ -455,7 +455,7 @@ class HarnessResult:
 
 
 def test_parent_with_own_totals_is_not_counted_twice():
-    """A parent returning its own totals keeps them, and counts its children with usage as its LLM calls."""
+    """A parent returning its own totals is not counted twice: its figures are its children's, which it matches."""
     record: list = []
 
     @tracked.tracked
@@ -472,16 +472,18 @@ def test_parent_with_own_totals_is_not_counted_twice():
     assert parent.tokens_in == 2000  # not 4000
     assert parent.tokens_out == 1000
     assert parent.cost_usd == pytest.approx(0.015)
-    assert parent.cost_source == "reported"
+    assert parent.cost_source == "children"  # measured; the report agrees, so it is not kept
+    assert parent.reported is None
     assert parent.llm_calls == 2
 
 
 def test_parent_with_own_dict_totals_and_a_grandparent():
-    """A grandparent sums the figures of an aggregate child once, not the aggregate plus its children."""
+    """A report that disagrees with the calls measured under it is overruled with a warning; a grandparent sums once."""
     record: list = []
 
     @tracked.tracked
     def aggregate():
+        record.append(current_call())
         leaf(record, 100, 10)
         leaf(record, 100, 10)
         leaf(record, 100, 10)
@@ -489,16 +491,40 @@ def test_parent_with_own_dict_totals_and_a_grandparent():
 
     @tracked.tracked
     def root():
-        record.append(current_call())
+        record.insert(0, current_call())
         aggregate()
         leaf(record, 1, 1)
 
-    root()
-    top = record[0]
+    with pytest.warns(tracked.TrackedWarning, match=r"aggregate .*cost_usd 0\.5 reported, 0\.00105 measured"):
+        root()
+    top, middle = record[0], record[1]
+    measured = 3 * (100 * GPT4O_IN + 10 * GPT4O_OUT)
+    assert middle.cost_usd == pytest.approx(measured)
+    assert middle.reported == {"cost_usd": 0.5}
+    assert middle.to_record()["reported_cost_usd"] == 0.5
     assert top.tokens_in == 301
     assert top.tokens_out == 31
     assert top.llm_calls == 4
-    assert top.cost_usd == pytest.approx(0.5 + 1 * GPT4O_IN + 1 * GPT4O_OUT)
+    assert top.cost_usd == pytest.approx(measured + 1 * GPT4O_IN + 1 * GPT4O_OUT)
+
+
+def test_a_report_of_zero_cost_does_not_hide_priced_llm_calls():
+    """A strategy result with `cost_usd=0.0` (a dataclass default) and its tokens filled in gets its children's cost."""
+    record: list = []
+
+    @tracked.tracked
+    def strategy():
+        record.append(current_call())
+        leaf(record, 1000, 100)
+        leaf(record, 2000, 200)
+        return HarnessResult("42", tokens_in=3000, tokens_out=300, cost_usd=0.0)
+
+    with pytest.warns(tracked.TrackedWarning, match="cost_usd 0.0 reported"):
+        strategy()
+    parent = record[0]
+    assert parent.cost_usd == pytest.approx(3000 * GPT4O_IN + 300 * GPT4O_OUT)
+    assert parent.tokens_in == 3000 and parent.llm_calls == 2
+    assert parent.reported == {"cost_usd": 0.0}
 
 
 def test_parent_of_unpriced_children_has_no_cost():

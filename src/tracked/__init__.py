@@ -15,6 +15,7 @@ from ._call import Call
 from ._config import TrackedWarning, configure
 from ._context import ThreadPoolExecutor, bind, current_call, current_experiment
 from ._experiment import Experiment, experiment
+from ._instrument import instrument, uninstrument
 from ._tracked import tracked
 from .usage import Usage, register_extractor
 
@@ -34,8 +35,10 @@ __all__ = [
     "current_call",
     "current_experiment",
     "experiment",
+    "instrument",
     "register_extractor",
     "tracked",
+    "uninstrument",
 ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ._config import warn_once
 from ._values import clean, redact
 from .pricing import cost_of
 from .usage import Usage, extract
@@ -86,6 +87,11 @@ class Call:
     __slots__ = ("__dict__", "_figs", "_kids", "_n", "_own", "_t0", "experiment", "inputs", "name", "parent")
 
     ttft_s: float | None = None
+    incomplete: bool = False  # a stream left before its end (break, close, garbage collection)
+    usage_unknown: bool = False  # an LLM call whose usage could not be read: tokens and cost unknown
+    reported: dict[str, Any] | None = None  # what the call reported where its children measured otherwise
+    # Ids of responses its children measured (instrumented requests): returned, they are no report.
+    _measured: set[int] | None = None
     metrics: dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -279,7 +285,9 @@ class Call:
     ) -> None:
         own = self._own
         if own is None and result is not None:
-            own = extract(result)
+            measured = self._measured
+            if measured is None or id(result) not in measured:
+                own = extract(result)
         kids = self._kids
         if kids is not None:
             self._kids = None
@@ -291,21 +299,34 @@ class Call:
             tokens_in, tokens_out, cache_read, cache_write, model, provider, cost = own
             model = model or spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider or provider
-            tokens_in = tokens_in or 0
-            tokens_out = tokens_out or 0
-            cache_read = cache_read or 0
-            cache_write = cache_write or 0
-            if cost is not None:
-                cost_source = "reported"
-            else:
-                cost, cost_source, local = cost_of(
-                    provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s
-                )
-            # A call that reports its own totals while its LLM calls are tracked too is an
-            # aggregate, not one more LLM call: count the calls below it.
             below = sums[5] if kids is not None else 0
-            llm_calls = below or 1
-            unpriced = sums[6] if below else (1 if cost is None else 0)
+            if below:
+                # Measured beats reported: the LLM calls below measured tokens (and cost, where
+                # priced), so those are the figures; the call's own report counts only for what
+                # nothing below measured. A report that disagrees is kept on the record.
+                self._check_report(tokens_in, tokens_out, cost, sums)
+                tokens_in, tokens_out, cache_read, cache_write = sums[0], sums[1], sums[2], sums[3]
+                llm_calls = below
+                if sums[7]:  # priced below
+                    cost, cost_source, unpriced = sums[4], "children", sums[6]
+                    local = sums[8] == below
+                elif cost is not None:  # nothing below priced: the reported cost covers them
+                    cost_source, unpriced = "reported", 0
+                else:
+                    unpriced = sums[6]
+            else:
+                tokens_in = tokens_in or 0
+                tokens_out = tokens_out or 0
+                cache_read = cache_read or 0
+                cache_write = cache_write or 0
+                if cost is not None:
+                    cost_source = "reported"
+                else:
+                    cost, cost_source, local = cost_of(
+                        provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s
+                    )
+                llm_calls = 1
+                unpriced = 1 if cost is None else 0
         else:
             model = spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider
@@ -317,7 +338,9 @@ class Call:
                     cost = None
                 local = llm_calls > 0 and n_local == llm_calls
             else:
-                tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = 0
+                tokens_in = tokens_out = cache_read = cache_write = 0
+                # An LLM call whose usage could not be read is still an LLM call, of unknown cost.
+                llm_calls = unpriced = 1 if self.usage_unknown else 0
                 cost = None
         self._figs = (
             latency_s, model, provider, tokens_in, tokens_out, cache_read, cache_write,
@@ -339,6 +362,33 @@ class Call:
                     if siblings is None:
                         siblings = parent._kids = []
             siblings.append(up)
+
+    def _check_report(self, tokens_in: int | None, tokens_out: int | None, cost: float | None, sums: Any) -> None:
+        """Compare what this call reported with what its children measured; more than 1% apart,
+        the report is kept on the record (`reported_*`) and one warning per call name names both."""
+        apart = []
+        for label, reported, measured, measured_at_all in (
+            ("tokens_in", tokens_in, sums[0], True),
+            ("tokens_out", tokens_out, sums[1], True),
+            ("cost_usd", cost, sums[4], sums[7] > 0),
+        ):
+            if reported is not None and measured_at_all and abs(reported - measured) > 0.01 * max(measured, reported):
+                apart.append((label, reported, measured))
+        if not apart:
+            return
+        if self.reported is None:
+            self.reported = {}
+        for label, reported, _ in apart:
+            self.reported[label] = reported
+
+        figures = ", ".join(
+            f"{label} {reported!r} reported, {measured!r} measured" for label, reported, measured in apart
+        )
+        warn_once(
+            ("report-disagrees", self.name),
+            f"tracked: {self.name} returned its own usage, which disagrees with the LLM calls measured inside it "
+            f"({figures}); the measured figures are used",
+        )
 
     def _set_figures(self, **figures: Any) -> None:
         """End a call made by hand (a harness result that is not a tracked call) with these figures."""
@@ -375,6 +425,13 @@ class Call:
             "error": self.error_type,
             "error_message": self.error_message,
         }
+        if self.incomplete:
+            rec["incomplete"] = True
+        if self.usage_unknown:
+            rec["usage_unknown"] = True
+        if self.reported:
+            for label, value in self.reported.items():
+                rec[f"reported_{label}"] = value
         if self.metrics:
             rec["metrics"] = dict(self.metrics)
         if self.inputs is not None:

@@ -235,8 +235,12 @@ class Totals:
                 sums[i] += theirs[i]
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`."""
+        """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`.
+
+        `total/cost_complete` is False when any LLM call has no cost (an unpriced model, or usage
+        that could not be read): `total/cost_usd` is then the cost of the others only."""
         out = self.all.figures("total/")
+        out["total/cost_complete"] = self.all.unpriced_calls == 0
         out.update(self.all.latency("latency_s/"))
         for name, group in sorted(self.by_name.items()):
             out.update(group.figures(f"{name}/"))

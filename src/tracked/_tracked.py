@@ -52,6 +52,15 @@ class _Spec:
                     self.model_default = p.default
                 break
 
+    @classmethod
+    def named(cls, name: str, provider: str | None, model: str | None) -> _Spec:
+        """The spec of a call that is not a function's: a request through an instrumented client."""
+        spec = cls.__new__(cls)
+        spec.name, spec.provider, spec.model = name, provider, model
+        spec.capture_io, spec.in_class, spec.signature = False, False, None
+        spec.model_index, spec.model_default = None, None
+        return spec
+
 
 # --- captured inputs and outputs: JSON-ready, truncated, secrets redacted ----------------------
 

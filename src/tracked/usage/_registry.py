@@ -20,12 +20,16 @@ from .values import cost, count, declares, name
 SHAPES: tuple[Shape, ...] = (
     openai.CHAT,
     openai.RESPONSES,
+    openai.RESPONSES_EVENT,
     anthropic.MESSAGE,
     anthropic.STREAM_EVENT,
     ollama.RESPONSE,
     fields.FIELDS,
 )
 _BUILTIN: tuple[Reader, ...] = tuple(shape.extract for shape in SHAPES)
+
+#: Every provider library `tracked.instrument` knows, by its name.
+CLIENTS = {spec.library: spec for spec in (openai.CLIENT, anthropic.CLIENT, ollama.CLIENT)}
 _user: list[Extractor] = []
 _chain: tuple[Extractor, ...] = _BUILTIN
 

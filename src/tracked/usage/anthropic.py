@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._client import ClientSpec, Endpoint
 from ._types import Shape, Usage, new
 from .openai import from_responses
 from .values import add, count, get, name
 
-__all__ = ["MESSAGE", "STREAM_EVENT", "from_message", "from_stream_event"]
+__all__ = ["CLIENT", "MESSAGE", "STREAM_EVENT", "from_message", "from_stream_event"]
 
 
 def from_message(obj: Any) -> Usage | None:
@@ -71,3 +72,35 @@ def from_stream_event(obj: Any) -> Usage | None:
 #: Every event class declares `type`, so is offered to this shape; a content delta (no `usage`
 #: field), the most frequent event, to this shape alone.
 STREAM_EVENT = Shape("anthropic.stream_event", from_stream_event, looks_for=("type",))
+
+
+# --- the client --------------------------------------------------------------------------------
+
+
+def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
+    """The LLM call a `request(cast_to, options, *, stream, stream_cls)` makes, if any: a POST to
+    `/v1/messages` (`messages.create`, `messages.stream`), not `/v1/messages/count_tokens`."""
+    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    if options is None or str(getattr(options, "method", "")).lower() != "post":
+        return None
+    if not str(getattr(options, "url", "")).endswith("/messages"):
+        return None
+    body = getattr(options, "json_data", None)
+    model = body.get("model") if isinstance(body, dict) else None
+    return Endpoint("anthropic.messages.create", model if isinstance(model, str) else None, bool(kwargs.get("stream")))
+
+
+def base_url(client: Any) -> str | None:
+    url = getattr(client, "base_url", None)
+    return None if url is None else str(url)
+
+
+CLIENT = ClientSpec(
+    library="anthropic",
+    provider="anthropic",
+    classes=("Anthropic", "AsyncAnthropic"),
+    method="request",
+    endpoint=endpoint,
+    stream_style="stream_cls",
+    base_url=base_url,
+)

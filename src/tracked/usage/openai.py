@@ -1,21 +1,35 @@
-"""OpenAI's two response shapes: chat completions and the Responses API.
+"""OpenAI: the response shapes of chat completions and the Responses API, and the client.
 
 Chat completions (`ChatCompletion`, the last `ChatCompletionChunk` of a stream with usage, and any
 mapping or object of that shape, LiteLLM's included) report `usage.prompt_tokens`,
 `usage.completion_tokens` and `usage.prompt_tokens_details.cached_tokens`. The Responses API
 (`object == "response"`) reports `usage.input_tokens`, `usage.output_tokens` and
 `usage.input_tokens_details.cached_tokens`. In both, the input count includes the cached tokens.
+A Responses stream reports usage in its `response.completed` (or `incomplete`, `failed`) event.
+
+`CLIENT` declares how `tracked.instrument` reads `openai.OpenAI` and `AsyncOpenAI` (Azure's too):
+every request goes through their `request` method.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._client import ClientSpec, Endpoint
 from ._types import Shape, Usage, new
 from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
 from .values import count, get, name, two
 
-__all__ = ["CHAT", "RESPONSES", "from_chat", "from_chat_fixed", "from_responses"]
+__all__ = [
+    "CHAT",
+    "CLIENT",
+    "RESPONSES",
+    "RESPONSES_EVENT",
+    "from_chat",
+    "from_chat_fixed",
+    "from_responses",
+    "from_responses_event",
+]
 
 
 def _cache_counts(details: Any) -> tuple[int | None, int | None]:
@@ -115,3 +129,82 @@ def from_responses(obj: Any) -> Usage | None:
 
 
 RESPONSES = Shape("openai.responses", from_responses, looks_for=("usage",))
+
+
+def from_responses_event(obj: Any) -> Usage | None:
+    """Usage of a Responses API stream event: only `response.completed`, `response.incomplete`
+    and `response.failed` carry it, in their `response`."""
+    if get(obj, "type") in ("response.completed", "response.incomplete", "response.failed"):
+        return from_responses(get(obj, "response"))
+    return None
+
+
+RESPONSES_EVENT = Shape("openai.responses.event", from_responses_event, looks_for=("response",))
+
+
+# --- the client --------------------------------------------------------------------------------
+
+_ENDPOINTS = (  # the end of the request's path, and the call's name
+    ("/chat/completions", "openai.chat.completions.create"),
+    ("/responses", "openai.responses.create"),
+    ("/embeddings", "openai.embeddings.create"),
+    ("/completions", "openai.completions.create"),
+)
+
+
+def _body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    return options, getattr(options, "json_data", None)
+
+
+def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
+    """The LLM call a `request(cast_to, options, *, stream, stream_cls)` makes, if any: a POST to
+    chat completions (`.create` and `.parse`), Responses, embeddings or completions."""
+    options, body = _body(args, kwargs)
+    if options is None or str(getattr(options, "method", "")).lower() != "post":
+        return None
+    url = str(getattr(options, "url", ""))
+    for suffix, call_name in _ENDPOINTS:
+        if url.endswith(suffix):
+            model = body.get("model") if isinstance(body, dict) else None
+            stream = bool(kwargs.get("stream"))
+            wants = isinstance(body, dict) and (body.get("stream_options") or {}).get("include_usage") is not None
+            return Endpoint(
+                call_name,
+                model if isinstance(model, str) else None,
+                stream,
+                ask_usage=stream and suffix == "/chat/completions" and not wants,
+            )
+    return None
+
+
+def ask_usage(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Ask for usage in a chat stream: `stream_options.include_usage` set in the request's body."""
+    options, body = _body(args, kwargs)
+    if isinstance(body, dict):
+        stream_options = body.get("stream_options")
+        extra = dict(stream_options) if isinstance(stream_options, dict) else {}
+        options.json_data = {**body, "stream_options": {**extra, "include_usage": True}}
+
+
+def usage_only(item: Any) -> bool:
+    """The chunk a chat stream ends with when asked for usage: no choices, only usage."""
+    return getattr(item, "usage", None) is not None and not getattr(item, "choices", None)
+
+
+def base_url(client: Any) -> str | None:
+    url = getattr(client, "base_url", None)
+    return None if url is None else str(url)
+
+
+CLIENT = ClientSpec(
+    library="openai",
+    provider="openai",
+    classes=("OpenAI", "AsyncOpenAI"),
+    method="request",
+    endpoint=endpoint,
+    stream_style="stream_cls",
+    base_url=base_url,
+    ask_usage=ask_usage,
+    usage_only=usage_only,
+)

@@ -1,0 +1,404 @@
+"""`tracked.instrument(...)`: every LLM request through a provider's client is a tracked call.
+
+Explicit, never on import. The method every request of a client goes through (declared by the
+provider's module in `usage/`: `ClientSpec`) is wrapped, on one client or on the library's client
+classes. A request that is an LLM call becomes a call named for the method the user called
+(`openai.chat.completions.create`): a child of the running tracked call, else a row of the current
+experiment, else measured and dropped. Streams are read while the user iterates them, and the call
+ends when the stream is exhausted, closed, left early or collected; a stream left early is marked
+`incomplete`. What the user's code sees is unchanged: the same objects, types and exceptions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import AsyncIterator, Iterator
+from time import perf_counter
+from typing import Any
+
+from ._call import Call
+from ._config import config, internal_error, warn_once
+from ._tracked import _begin, _end, _failed, _Spec
+from .usage import extract, merge
+from .usage._client import ClientSpec, Endpoint
+from .usage._registry import CLIENTS
+from .usage._types import Usage
+
+__all__ = ["instrument", "uninstrument"]
+
+# Set on what is wrapped (a client instance or a client class): the original method.
+_ORIGINAL = "_tracked_original_request"
+
+
+def instrument(target: Any = None, *, provider: str | None = None, stream_usage: bool = True) -> None:
+    """Record every LLM request made through a provider's client as a tracked call.
+
+    Args:
+        target: A client (`openai.OpenAI` / `AsyncOpenAI` and Azure's, `anthropic.Anthropic` /
+            `AsyncAnthropic`, `ollama.Client` / `AsyncClient`); a library's name (``"openai"``,
+            ``"anthropic"``, ``"ollama"``) for every client of it, made before or after; or None
+            for every one of those libraries that is installed.
+        provider: The price list that applies (``"openai"``, ...). By default the library's,
+            except for a client whose address is a loopback or private one (a local server such
+            as Ollama's, vLLM's or LM Studio's OpenAI-compatible endpoint), which is "local" and
+            costs nothing.
+        stream_usage: Ask an OpenAI chat stream for its usage when the code did not
+            (`stream_options={"include_usage": True}`), hiding the extra usage-only chunk from the
+            code. False leaves the request as it is: such a stream's usage is then unknown.
+
+    Raises:
+        TypeError: `target` is not a client, a known library name or None.
+        ImportError: a library named is not installed.
+
+    Example:
+        >>> client = openai.OpenAI()
+        >>> tracked.instrument(client)
+        >>> with experiment("debate"):
+        ...     client.chat.completions.create(model="gpt-4o-mini", messages=[...])  # a row
+    """
+    if provider is not None and (not isinstance(provider, str) or not provider):
+        raise TypeError(f"instrument(provider=...) must be a non-empty string, got {provider!r}")
+    for owner, spec in _targets(target, installed_only=target is None):
+        _wrap(owner, spec, provider, stream_usage)
+
+
+def uninstrument(target: Any = None) -> None:
+    """Undo `instrument` for the same target (a client, a library's name, or None for all)."""
+    for owner, spec in _targets(target, installed_only=True):
+        original = vars(owner).get(_ORIGINAL)
+        if original is None:
+            continue
+        if isinstance(owner, type):
+            delattr(owner, spec.method)
+        else:
+            del owner.__dict__[spec.method]
+        delattr(owner, _ORIGINAL)
+
+
+def _targets(target: Any, *, installed_only: bool) -> list[tuple[Any, ClientSpec]]:
+    if target is None:
+        names = [n for n in CLIENTS if importlib.util.find_spec(n) is not None]
+        return [pair for n in names for pair in _targets(n, installed_only=installed_only)]
+    if isinstance(target, str):
+        spec = CLIENTS.get(target.lower())
+        if spec is None:
+            raise TypeError(f"instrument: unknown library {target!r}; known: {', '.join(CLIENTS)}")
+        module = importlib.import_module(spec.library)
+        return [(getattr(module, cls), spec) for cls in spec.classes]
+    for spec in CLIENTS.values():
+        loaded = sys.modules.get(spec.library)
+        if loaded is None:
+            continue
+        classes = tuple(getattr(loaded, cls) for cls in spec.classes)
+        if isinstance(target, classes):
+            return [(target, spec)]
+    raise TypeError(
+        f"instrument takes an OpenAI, Anthropic or Ollama client, a library name or None, got {type(target).__name__}"
+    )
+
+
+def _is_async(owner: Any, spec: ClientSpec) -> bool:
+    cls = owner if isinstance(owner, type) else type(owner)
+    return cls.__name__.startswith("Async") or any(c.__name__.startswith("Async") for c in cls.__mro__)
+
+
+def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool) -> None:
+    if _ORIGINAL in vars(owner):
+        return  # already instrumented
+    original = getattr(owner, spec.method)
+    if isinstance(owner, type):
+        unbound = original
+    else:
+        unbound = getattr(type(owner), spec.method)
+    setattr(owner, _ORIGINAL, unbound)
+    is_async = _is_async(owner, spec)
+    wrapper = _async_wrapper(spec, unbound, provider, stream_usage) if is_async else None
+    if wrapper is None:
+        wrapper = _sync_wrapper(spec, unbound, provider, stream_usage)
+    if isinstance(owner, type):
+        setattr(owner, spec.method, wrapper)
+    else:
+        owner.__dict__[spec.method] = wrapper.__get__(owner, type(owner))
+
+
+# --- one request ----------------------------------------------------------------------------------
+
+
+def _provider_for(client: Any, spec: ClientSpec, provider: str | None) -> str:
+    if provider is not None:
+        return provider
+    if spec.provider in config.local_providers:
+        return spec.provider
+    from urllib.parse import urlparse
+
+    try:
+        url = spec.base_url(client)
+        host = urlparse(url).hostname if url else None
+    except Exception:
+        host = None
+    if host is not None and _is_local_host(host):
+        return "local"
+    return spec.provider
+
+
+def _is_local_host(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "host.docker.internal") or host.endswith(".local"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+_specs: dict[tuple[str, str, str | None], _Spec] = {}
+
+
+def _start(client: Any, spec: ClientSpec, provider: str | None, ep: Endpoint) -> _Recorder:
+    where = _provider_for(client, spec, provider)
+    key = (ep.name, where, ep.model)
+    call_spec = _specs.get(key)
+    if call_spec is None:
+        call_spec = _specs[key] = _Spec.named(ep.name, where, ep.model)
+    return _Recorder(_begin(call_spec, None, (), {}), call_spec, ep.stream)
+
+
+class _Recorder:
+    """One instrumented request: its call, and what a stream has shown so far."""
+
+    __slots__ = ("call", "ended", "hide_usage_only", "n", "spec", "stream", "usage", "usage_only")
+
+    def __init__(self, call: Call, spec: _Spec, stream: bool) -> None:
+        self.call = call
+        self.spec = spec
+        self.stream = stream
+        self.usage: Usage | None = None
+        self.n = 0
+        self.ended = False
+        self.hide_usage_only = False
+        self.usage_only: Any = None
+
+    def item(self, item: Any) -> bool:
+        """Read one stream item; False for the usage-only chunk the code did not ask for."""
+        try:
+            if self.n == 0:
+                self.call.ttft_s = perf_counter() - self.call._t0
+            self.n += 1
+            found = extract(item)
+            if found is not None:
+                self.usage = merge(self.usage, found)
+            if self.hide_usage_only and self.usage_only is not None and self.usage_only(item):
+                return False
+        except Exception as exc:
+            internal_error("reading a stream item", exc)
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        _failed(self.call, exc)
+        self.end(None, complete=True)
+
+    def end(self, result: Any, *, complete: bool = True) -> None:
+        """End the call: with `result` (a response), else with what the stream showed."""
+        if self.ended:
+            return
+        self.ended = True
+        call = self.call
+        latency = perf_counter() - call._t0
+        try:
+            usage = result if result is not None else self.usage
+            if not complete:
+                call.incomplete = True
+            if call.error_type is None and (usage is None or (not isinstance(usage, Usage) and extract(usage) is None)):
+                call.usage_unknown = True
+                how = "the stream ended before its usage" if self.stream else "the response has no usage"
+                warn_once(
+                    ("usage-unknown", call.name),
+                    f"tracked: {call.name}: {how}, so its tokens and cost are unknown (not 0)",
+                )
+        except Exception as exc:
+            internal_error("ending an instrumented call", exc)
+            usage = None
+        parent = call.parent
+        if result is not None and parent is not None and not parent.ended:
+            # A tracked function returning this response returns what its child measured.
+            if parent._measured is None:
+                parent._measured = set()
+            parent._measured.add(id(result))
+        _end(call, self.spec, latency, usage, (), {})
+
+
+def _parsed(result: Any) -> Any:
+    """The response object of a raw response (`with_raw_response`), else the result itself."""
+    parse = getattr(result, "parse", None)
+    if parse is not None and hasattr(result, "http_response"):
+        try:
+            return parse()
+        except Exception:
+            return None
+    return result
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+
+def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
+    """A subclass of the SDK's stream class that reads each item as the code takes it."""
+    if is_async:
+
+        class TrackedAsyncStream(stream_cls):  # type: ignore[misc]
+            async def __stream__(self) -> AsyncIterator[Any]:
+                complete = False
+                try:
+                    async for item in super().__stream__():
+                        if rec.item(item):
+                            yield item
+                    complete = True
+                except BaseException as exc:
+                    if not isinstance(exc, GeneratorExit):
+                        rec.fail(exc)
+                    raise
+                finally:
+                    rec.end(None, complete=complete)
+
+            async def close(self) -> None:
+                try:
+                    await super().close()
+                finally:
+                    rec.end(None, complete=False)
+
+        TrackedAsyncStream.__name__ = TrackedAsyncStream.__qualname__ = stream_cls.__name__
+        return TrackedAsyncStream
+
+    class TrackedStream(stream_cls):  # type: ignore[misc]
+        def __stream__(self) -> Iterator[Any]:
+            complete = False
+            try:
+                for item in super().__stream__():
+                    if rec.item(item):
+                        yield item
+                complete = True
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    rec.fail(exc)
+                raise
+            finally:
+                rec.end(None, complete=complete)
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                rec.end(None, complete=False)
+
+    TrackedStream.__name__ = TrackedStream.__qualname__ = stream_cls.__name__
+    return TrackedStream
+
+
+def _iterate(items: Iterator[Any], rec: _Recorder) -> Iterator[Any]:
+    complete = False
+    try:
+        for item in items:
+            rec.item(item)
+            yield item
+        complete = True
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            rec.fail(exc)
+        raise
+    finally:
+        rec.end(None, complete=complete)
+
+
+async def _aiterate(items: AsyncIterator[Any], rec: _Recorder) -> AsyncIterator[Any]:
+    complete = False
+    try:
+        async for item in items:
+            rec.item(item)
+            yield item
+        complete = True
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            rec.fail(exc)
+        raise
+    finally:
+        rec.end(None, complete=complete)
+
+
+# --- the wrappers -----------------------------------------------------------------------------
+
+
+def _prepare(
+    client: Any,
+    spec: ClientSpec,
+    provider: str | None,
+    stream_usage: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[_Recorder | None, dict[str, Any]]:
+    """The recorder of a request that is an LLM call (None otherwise), and the keyword arguments
+    to make it with. Never raises: a failure here only loses the telemetry."""
+    try:
+        ep = spec.endpoint(args, kwargs)
+        if ep is None:
+            return None, kwargs
+        rec = _start(client, spec, provider, ep)
+        if ep.stream and spec.stream_style == "stream_cls" and kwargs.get("stream_cls") is not None:
+            if ep.ask_usage and stream_usage and spec.ask_usage is not None:
+                spec.ask_usage(args, kwargs)
+                rec.hide_usage_only = True
+                rec.usage_only = spec.usage_only
+            kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client, spec))}
+        return rec, kwargs
+    except Exception as exc:
+        internal_error("instrumenting a request", exc)
+        return None, kwargs
+
+
+def _sync_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_usage: bool) -> Any:
+    def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not config.enabled:
+            return original(self, *args, **kwargs)
+        rec, kwargs = _prepare(self, spec, provider, stream_usage, args, kwargs)
+        if rec is None:
+            return original(self, *args, **kwargs)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            rec.fail(exc)
+            raise
+        if rec.stream:
+            if spec.stream_style == "iterator":
+                return _iterate(result, rec)
+            return result  # the stream class reads it
+        rec.end(_parsed(result))
+        return result
+
+    request.__name__ = spec.method
+    return request
+
+
+def _async_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_usage: bool) -> Any:
+    async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not config.enabled:
+            return await original(self, *args, **kwargs)
+        rec, kwargs = _prepare(self, spec, provider, stream_usage, args, kwargs)
+        if rec is None:
+            return await original(self, *args, **kwargs)
+        try:
+            result = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            rec.fail(exc)
+            raise
+        if rec.stream:
+            if spec.stream_style == "iterator":
+                return _aiterate(result, rec)
+            return result
+        rec.end(_parsed(result))
+        return result
+
+    request.__name__ = spec.method
+    return request

@@ -1,0 +1,64 @@
+"""How a provider library's clients are instrumented: the declaration each provider module makes.
+
+`tracked.instrument` wraps one method of a library's client classes (or of one client): the method
+every request goes through. Each provider module declares which classes and method, and which
+requests are LLM calls (`endpoint`); the wrapping itself is written once, in `tracked._instrument`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ClientSpec", "Endpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One request that is an LLM call.
+
+    Attributes:
+        name: The call's name, for the method the user called (``"openai.chat.completions.create"``).
+        model: The model the request names, if any (the response's wins).
+        stream: Whether the response is a stream, read while the user iterates it.
+        ask_usage: For an OpenAI chat stream that did not ask for usage: ask for it
+            (`stream_options.include_usage`) and hide the usage-only chunk from the user's code.
+    """
+
+    name: str
+    model: str | None
+    stream: bool
+    ask_usage: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """The clients of one provider library, and how their requests are read.
+
+    Attributes:
+        library: The module to import (``"openai"``); imported only by `tracked.instrument`.
+        provider: The provider prices are looked up for (``"openai"``).
+        classes: Names of the library's client classes, sync and async (subclasses such as
+            `AzureOpenAI` inherit the instrumentation of their base).
+        method: The method every request goes through (``"request"``).
+        endpoint: From the method's positional and keyword arguments, the `Endpoint` of a request
+            that is an LLM call, else None (listing models, uploading files: not recorded).
+        stream_style: ``"stream_cls"`` when the method takes the stream class to build (OpenAI,
+            Anthropic: the instrumented class reads each item), ``"iterator"`` when it returns an
+            iterator of items (Ollama).
+        base_url: The address a client sends to (a loopback or private one is a local server).
+        ask_usage: Change the request's arguments to ask the server for usage in a stream; returns
+            the new keyword arguments.
+        usage_only: Whether a stream item is the usage-only item the server was asked for.
+    """
+
+    library: str
+    provider: str
+    classes: tuple[str, ...]
+    method: str
+    endpoint: Callable[[tuple[Any, ...], dict[str, Any]], Endpoint | None]
+    stream_style: str
+    base_url: Callable[[Any], str | None]
+    ask_usage: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
+    usage_only: Callable[[Any], bool] | None = None

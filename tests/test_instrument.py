@@ -1,0 +1,432 @@
+"""`tracked.instrument`: the real OpenAI, Anthropic and Ollama clients against a loopback server.
+
+Every figure is checked against the server's ledger: tokens as sent, cost from genai-prices' own
+`extract_usage` + `calc_price` on the raw usage the server sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tracked
+from loopback import Loopback
+from tracked.testing import capture
+
+CLAUDE = "claude-haiku-4-5"
+MESSAGES = [{"role": "user", "content": "Where will Sally look for the marble?"}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    lb = Loopback()
+    yield lb
+    lb.close()
+
+
+_made: list[Any] = []  # sync clients made by a test, closed after it
+
+
+@pytest.fixture
+def lb(server):
+    server.ledger.clear()
+    server.fail(0)
+    yield server
+    for name in ("openai", "anthropic", "ollama"):
+        tracked.uninstrument(name)
+    while _made:
+        close(_made.pop())
+
+
+def close(client: Any) -> None:
+    """Close a sync client's connections (Ollama's through its httpx client)."""
+    inner = getattr(client, "_client", None)
+    (client.close if hasattr(client, "close") and not hasattr(inner, "stream") else inner.close)()
+
+
+async def aclose(client: Any) -> None:
+    inner = getattr(client, "_client", None)
+    if hasattr(inner, "aclose"):
+        await inner.aclose()
+    else:
+        await client.close()
+
+
+def made(client: Any) -> Any:
+    """A client to close after the test."""
+    _made.append(client)
+    return client
+
+
+def clients(lb: Loopback, *, async_: bool = False) -> dict[str, Any]:
+    """One client per library, instrumented with the provider whose prices apply (the server is local)."""
+    out = {
+        "openai": lb.openai(async_=async_),
+        "anthropic": lb.anthropic(async_=async_),
+        "ollama": lb.ollama(async_=async_),
+    }
+    for name, client in out.items():
+        tracked.instrument(client, provider=None if name == "ollama" else name)
+    if not async_:
+        _made.extend(out.values())
+    return out
+
+
+# --- every way of calling, sync ---------------------------------------------------------------------
+
+
+def chat(c):
+    return c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def chat_parse(c):
+    return c["openai"].chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def chat_stream(c):
+    return "".join(ch.choices[0].delta.content or "" for ch in c["openai"].chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True))  # fmt: skip
+
+
+def chat_stream_asked(c):
+    stream = c["openai"].chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    return [ch.usage for ch in stream if ch.usage is not None]
+
+
+def chat_raw(c):
+    return c["openai"].chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).parse()
+
+
+def responses(c):
+    return c["openai"].responses.create(model="gpt-4o-mini", input="Where will Sally look?")
+
+
+def responses_stream(c):
+    return [e.type for e in c["openai"].responses.create(model="gpt-4o-mini", input="Where?", stream=True)]
+
+
+def embeddings(c):
+    return c["openai"].embeddings.create(model="text-embedding-3-small", input=["a marble", "a basket"])
+
+
+def messages(c):
+    return c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES)
+
+
+def messages_stream_true(c):
+    return [e.type for e in c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)]
+
+
+def messages_stream_helper(c):
+    with c["anthropic"].messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    return text, final.usage.output_tokens
+
+
+def ollama_chat(c):
+    return c["ollama"].chat(model="llama3.2:3b", messages=MESSAGES)
+
+
+def ollama_chat_stream(c):
+    return "".join(p.message.content for p in c["ollama"].chat(model="llama3.2:3b", messages=MESSAGES, stream=True))
+
+
+def ollama_generate_stream(c):
+    return "".join(p.response for p in c["ollama"].generate(model="llama3.2:3b", prompt="Where?", stream=True))
+
+
+def ollama_embed(c):
+    return c["ollama"].embed(model="nomic-embed-text", input="a marble")
+
+
+SYNC: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "chat": (chat, "openai.chat.completions.create"),
+    "chat.parse": (chat_parse, "openai.chat.completions.create"),
+    "chat stream": (chat_stream, "openai.chat.completions.create"),
+    "chat stream, usage asked": (chat_stream_asked, "openai.chat.completions.create"),
+    "chat with_raw_response": (chat_raw, "openai.chat.completions.create"),
+    "responses": (responses, "openai.responses.create"),
+    "responses stream": (responses_stream, "openai.responses.create"),
+    "embeddings": (embeddings, "openai.embeddings.create"),
+    "messages": (messages, "anthropic.messages.create"),
+    "messages stream=True": (messages_stream_true, "anthropic.messages.create"),
+    "messages.stream()": (messages_stream_helper, "anthropic.messages.create"),
+    "ollama chat": (ollama_chat, "ollama.chat"),
+    "ollama chat stream": (ollama_chat_stream, "ollama.chat"),
+    "ollama generate stream": (ollama_generate_stream, "ollama.generate"),
+    "ollama embed": (ollama_embed, "ollama.embed"),
+}
+
+
+def assert_matches_ledger(lb: Loopback, exp: tracked.Experiment, name: str) -> None:
+    """The experiment's one row, its totals and its call record equal what the server sent."""
+    (sent,) = lb.ledger.sent
+    want_in, want_out = sent.tokens()
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/tokens_in"] == want_in
+    assert summary["total/tokens_out"] == want_out
+    assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9, abs=1e-15)
+    assert summary["total/cost_complete"] is True
+    assert summary[f"{name}/calls"] == 1
+
+
+@pytest.mark.parametrize("case", list(SYNC))
+def test_each_way_of_calling_is_one_row_equal_to_the_ledger(lb, tmp_path, case):
+    """An instrumented call, plain or streamed, is one row whose tokens and cost equal what the server sent."""
+    fn, name = SYNC[case]
+    c = clients(lb)
+    with capture() as captured, tracked.experiment("inst", dir=tmp_path, wandb=False) as exp:
+        fn(c)
+    assert_matches_ledger(lb, exp, name)
+    (row,) = captured["inst"].rows
+    assert row["call"] == name
+    (record,) = captured["inst"].calls
+    assert record["name"] == name and not record.get("incomplete") and not record.get("usage_unknown")
+    if lb.ledger.sent[0].stream:
+        assert record["ttft_s"] is not None and 0 < record["ttft_s"] <= record["latency_s"]
+
+
+# --- the same, async --------------------------------------------------------------------------------
+
+
+async def achat(c):
+    return await c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+async def achat_stream(c):
+    stream = await c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    return [ch async for ch in stream]
+
+
+async def aresponses_stream(c):
+    stream = await c["openai"].responses.create(model="gpt-4o-mini", input="Where?", stream=True)
+    return [e async for e in stream]
+
+
+async def amessages(c):
+    return await c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES)
+
+
+async def amessages_stream_helper(c):
+    async with c["anthropic"].messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES) as stream:
+        return [t async for t in stream.text_stream], (await stream.get_final_message()).usage
+
+
+async def aollama_chat_stream(c):
+    return [p async for p in await c["ollama"].chat(model="llama3.2:3b", messages=MESSAGES, stream=True)]
+
+
+async def aollama_generate(c):
+    return await c["ollama"].generate(model="llama3.2:3b", prompt="Where?")
+
+
+ASYNC = {
+    "chat": (achat, "openai.chat.completions.create"),
+    "chat stream": (achat_stream, "openai.chat.completions.create"),
+    "responses stream": (aresponses_stream, "openai.responses.create"),
+    "messages": (amessages, "anthropic.messages.create"),
+    "messages.stream()": (amessages_stream_helper, "anthropic.messages.create"),
+    "ollama chat stream": (aollama_chat_stream, "ollama.chat"),
+    "ollama generate": (aollama_generate, "ollama.generate"),
+}
+
+
+@pytest.mark.parametrize("case", list(ASYNC))
+def test_each_async_way_of_calling_is_one_row_equal_to_the_ledger(lb, tmp_path, case):
+    """The async clients give the same rows as the sync ones, equal to what the server sent."""
+    fn, name = ASYNC[case]
+
+    async def main():
+        c = clients(lb, async_=True)
+        async with tracked.experiment("ainst", dir=tmp_path, wandb=False) as exp:
+            await fn(c)
+        for client in c.values():
+            await aclose(client)
+        return exp
+
+    exp = asyncio.run(main())
+    assert_matches_ledger(lb, exp, name)
+
+
+# --- what the user's code sees ------------------------------------------------------------------------
+
+
+def test_the_usage_chunk_the_code_did_not_ask_for_is_hidden(lb, tmp_path):
+    """A chat stream gets its usage from the server, but the code sees the chunks it would without tracked."""
+    c = clients(lb)
+    with tracked.experiment("hidden", dir=tmp_path, wandb=False):
+        chunks = list(c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert all(ch.choices for ch in chunks)
+    assert all(ch.usage is None for ch in chunks)
+    assert type(chunks[0]).__name__ == "ChatCompletionChunk"
+
+
+def test_a_stream_asked_for_usage_by_the_code_keeps_its_usage_chunk(lb, tmp_path):
+    """Code that asked for usage itself still gets the usage chunk."""
+    c = clients(lb)
+    with tracked.experiment("asked", dir=tmp_path, wandb=False):
+        usages = chat_stream_asked(c)
+    assert len(usages) == 1 and usages[0].prompt_tokens == lb.ledger.sent[0].tokens()[0]
+
+
+def test_without_stream_usage_a_stream_is_usage_unknown_and_warns_once(lb, tmp_path):
+    """With `stream_usage=False` the request is left as written; the call is counted, its usage unknown, one warning."""
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai", stream_usage=False)
+    with pytest.warns(tracked.TrackedWarning, match="unknown") as caught:
+        with tracked.experiment("unasked", dir=tmp_path, wandb=False) as exp:
+            for _ in range(3):
+                list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert len([w for w in caught if "unknown" in str(w.message)]) == 1
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 3 == len(lb.ledger.sent)
+    assert summary["total/unpriced_calls"] == 3
+    assert summary["total/cost_complete"] is False
+    assert not lb.ledger.sent[0].usage_visible
+
+
+def test_a_stream_left_early_is_marked_incomplete(lb, tmp_path):
+    """`break` then `close()`: the call ends then, marked incomplete, with what the stream had shown."""
+    c = clients(lb)
+    with capture() as captured, tracked.experiment("early", dir=tmp_path, wandb=False):
+        stream = c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
+        for event in stream:
+            if event.type == "content_block_delta":
+                break
+        stream.close()
+    (record,) = captured["early"].calls
+    assert record["incomplete"] is True
+    assert record["tokens_in"] == lb.ledger.sent[0].tokens()[0]  # message_start had come
+
+
+def test_a_stream_dropped_without_close_ends_when_collected(lb, tmp_path):
+    """A stream the code drops half-read ends its call when it is garbage collected."""
+    c = clients(lb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracked.TrackedWarning)  # usage unknown: it was dropped early
+        with capture() as captured, tracked.experiment("dropped", dir=tmp_path, wandb=False):
+            stream = c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+            next(iter(stream))
+            del stream
+            gc.collect()
+            assert len(captured["dropped"].rows) == 1  # ended: its row is written
+    assert captured["dropped"].calls[0]["incomplete"] is True
+
+
+def test_an_error_passes_through_unchanged_and_is_recorded(lb, tmp_path):
+    """A provider error reaches the code as the SDK raised it, and the call records it."""
+    import openai
+
+    c = clients(lb)
+    lb.fail(1)
+    with capture() as captured, tracked.experiment("err", dir=tmp_path, wandb=False):
+        with pytest.raises(openai.BadRequestError) as info:
+            chat(c)
+    assert "told to fail" in str(info.value)
+    (record,) = captured["err"].calls
+    assert record["error"] == "BadRequestError"
+    assert not record.get("usage_unknown")
+
+
+def test_outside_an_experiment_nothing_is_recorded_and_the_result_is_the_sdks(lb):
+    """With no experiment, an instrumented client returns exactly what the SDK returns."""
+    import openai
+
+    c = clients(lb)
+    result = chat(c)
+    assert type(result) is openai.types.chat.ChatCompletion
+    assert result.usage.prompt_tokens == lb.ledger.sent[0].tokens()[0]
+
+
+def test_a_request_inside_a_tracked_call_is_its_child(lb, tmp_path):
+    """Calls made through an instrumented client inside a `@tracked` function roll up into it, counted once."""
+    c = clients(lb)
+
+    @tracked.tracked(name="debate")
+    def debate():
+        replies = [chat(c) for _ in range(2)]
+        messages(c)
+        return replies[-1]  # returning a response it measured through the client: not counted again
+
+    with capture() as captured, tracked.experiment("nested", dir=tmp_path, wandb=False) as exp:
+        debate()
+    totals = lb.ledger.totals()
+    summary = exp.final_summary
+    assert summary["total/calls"] == 1
+    assert summary["total/llm_calls"] == 3 == totals["llm_calls"]
+    assert summary["total/tokens_in"] == totals["tokens_in"]
+    assert summary["total/tokens_out"] == totals["tokens_out"]
+    assert summary["total/cost_usd"] == pytest.approx(totals["cost_usd"], rel=1e-9)
+    records = captured["nested"].calls
+    parent = next(r for r in records if r["name"] == "debate")
+    assert sorted(r["name"] for r in records if r["parent_id"] == parent["id"]) == [
+        "anthropic.messages.create", "openai.chat.completions.create", "openai.chat.completions.create",
+    ]  # fmt: skip
+
+
+def test_a_library_name_instruments_its_clients_made_before_and_after(lb, tmp_path):
+    """`instrument("openai")` covers every client of the library; `uninstrument("openai")` undoes it."""
+    before = made(lb.openai())
+    tracked.instrument("openai", provider="openai")
+    after = made(lb.openai())
+    with tracked.experiment("lib", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": before})
+        chat({"openai": after})
+    assert exp.final_summary["total/llm_calls"] == 2
+    tracked.uninstrument("openai")
+    with tracked.experiment("lib2", dir=tmp_path, wandb=False) as exp2:
+        chat({"openai": made(lb.openai())})
+    assert exp2.final_summary["total/calls"] == 0
+
+
+def test_uninstrument_restores_the_client(lb, tmp_path):
+    """After `uninstrument(client)` its requests are not recorded, and it works as before."""
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai")
+    tracked.uninstrument(client)
+    assert "request" not in vars(client)
+    with tracked.experiment("un", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": client})
+    assert exp.final_summary["total/calls"] == 0
+
+
+def test_instrumenting_twice_records_once(lb, tmp_path):
+    """Instrumenting a client twice, or a client and its library, records each request once."""
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai")
+    tracked.instrument(client, provider="openai")
+    with tracked.experiment("twice", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": client})
+    assert exp.final_summary["total/llm_calls"] == 1
+
+
+def test_a_loopback_endpoint_is_a_local_provider_at_no_cost(lb, tmp_path):
+    """An OpenAI-compatible server on a loopback address is local: cost 0, never the hosted price of the model."""
+    client = made(lb.openai())
+    tracked.instrument(client)  # no provider=: the address decides
+    with capture() as captured, tracked.experiment("local", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": client})
+    assert lb.ledger.sent[0].cost() > 0  # the hosted price would not be 0
+    assert exp.final_summary["total/cost_usd"] == 0.0
+    assert exp.final_summary["total/cost_complete"] is True
+    (record,) = captured["local"].calls
+    assert record["provider"] == "local" and record["local"] is True
+
+
+def test_bad_targets_are_refused_at_the_call(lb):
+    """A target that is not a client, a known library name or None is a TypeError."""
+    with pytest.raises(TypeError, match="unknown library"):
+        tracked.instrument("cohere")
+    with pytest.raises(TypeError, match="OpenAI, Anthropic or Ollama client"):
+        tracked.instrument(object())
+    with pytest.raises(TypeError, match="provider"):
+        tracked.instrument(made(lb.openai()), provider="")
