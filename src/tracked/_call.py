@@ -39,8 +39,12 @@ if hasattr(os, "register_at_fork"):
 # perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
 _EPOCH = time.time() - perf_counter()
 
-# Children of one parent can end at the same moment in different threads.
+# Children of one parent can end in different threads, and after the parent: a child's hand-off and
+# the parent's taking of its children's sums are one step each under this lock, so every child is
+# counted exactly once, by its parent or (ending after it) as late.
 _rollup_lock = threading.Lock()
+# A parent's `_kids` once it has ended: a child finding it is late.
+_CLOSED: list[tuple[Any, ...]] = []
 
 
 def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class Call:
     incomplete: bool = False  # a stream left before its end (break, close, garbage collection)
     usage_unknown: bool = False  # an LLM call whose usage could not be read: tokens and cost unknown
     reported: dict[str, Any] | None = None  # what the call reported where its children measured otherwise
+    late: bool = False  # ended after its parent had returned
     # Ids of responses its children measured (instrumented requests): returned, they are no report.
     _measured: set[int] | None = None
     metrics: dict[str, Any] | None = None
@@ -288,9 +293,10 @@ class Call:
             measured = self._measured
             if measured is None or id(result) not in measured:
                 own = extract(result)
-        kids = self._kids
-        if kids is not None:
-            self._kids = None
+        with _rollup_lock:
+            kids = self._kids
+            self._kids = _CLOSED
+        if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
         cost_source = None
         local = False
@@ -299,7 +305,7 @@ class Call:
             tokens_in, tokens_out, cache_read, cache_write, model, provider, cost = own
             model = model or spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider or provider
-            below = sums[5] if kids is not None else 0
+            below = sums[5] if kids else 0
             if below:
                 # Measured beats reported: the LLM calls below measured tokens (and cost, where
                 # priced), so those are the figures; the call's own report counts only for what
@@ -330,7 +336,7 @@ class Call:
         else:
             model = spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider
-            if kids is not None:
+            if kids:
                 tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls, unpriced, priced, n_local = sums
                 if priced:
                     cost_source = "children"
@@ -347,21 +353,31 @@ class Call:
             cost, cost_source, local, llm_calls, unpriced,
         )  # fmt: skip
         parent = self.parent
-        if parent is not None and parent._figs is _RUNNING:
-            # The parent sums its children when it ends. A list append is atomic, so children
-            # ending in several threads at once need no lock (only to create the list).
+        if parent is not None:
+            # The parent sums its children when it ends.
             up = (
                 tokens_in, tokens_out, cache_read, cache_write,
                 0.0 if cost is None else cost, llm_calls, unpriced,
                 0 if cost is None else llm_calls - unpriced, llm_calls if local else 0,
             )  # fmt: skip
-            siblings = parent._kids
-            if siblings is None:
-                with _rollup_lock:
-                    siblings = parent._kids
-                    if siblings is None:
-                        siblings = parent._kids = []
-            siblings.append(up)
+            with _rollup_lock:
+                siblings = parent._kids
+                if siblings is None:
+                    parent._kids = [up]
+                elif siblings is not _CLOSED:
+                    siblings.append(up)
+            if siblings is _CLOSED:
+                self._ended_late(parent)
+
+    def _ended_late(self, parent: Call) -> None:
+        """This call ended after its parent had returned: the parent's figures stay as they were,
+        and the experiment counts this call's in its totals itself."""
+        self.late = True
+        warn_once(
+            ("late", self.name),
+            f"tracked: {self.name} ended after {parent.name}, the call it ran in, had returned; "
+            f"it is counted in the experiment's totals, not in {parent.name}'s figures",
+        )
 
     def _check_report(self, tokens_in: int | None, tokens_out: int | None, cost: float | None, sums: Any) -> None:
         """Compare what this call reported with what its children measured; more than 1% apart,
@@ -429,6 +445,8 @@ class Call:
             rec["incomplete"] = True
         if self.usage_unknown:
             rec["usage_unknown"] = True
+        if self.late:
+            rec["late"] = True
         if self.reported:
             for label, value in self.reported.items():
                 rec[f"reported_{label}"] = value

@@ -263,6 +263,8 @@ class Experiment:
         sinks.add_call(call)
         if call._row is not None:
             call._row = self._rows.add_call(call)
+        elif call.late:
+            self._rows.add_late(call)
         sinks.wait_if_behind()
 
     def _join(self, call: Call, metrics: dict[str, Any]) -> bool:

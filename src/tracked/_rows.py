@@ -99,6 +99,17 @@ class Rows:
         self._sinks.write_row(row.step, row.data)
         return row
 
+    def add_late(self, call: Call) -> None:
+        """A nested call that ended after its parent had returned: its usage counts in the totals,
+        under the name of the row it belongs to (its outermost ancestor in this experiment)."""
+        top = call
+        while top.parent is not None and top.parent.experiment is call.experiment:
+            top = top.parent
+        with self.lock:
+            self.totals.add_late(
+                top.name, call.llm_calls, call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls
+            )
+
     def add(self, data: dict[str, Any], *, stored: bool = False) -> None:
         """A sealed row of its own: metrics logged outside any call, or (`stored`) a row read back
         from a worker's store, whose figures count in the totals."""

@@ -188,6 +188,19 @@ class Totals:
             group = self.by_name[name] = _Group()
         group.add(*args)
 
+    def add_late(
+        self, name: str, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int
+    ) -> None:
+        """Count the usage of a call that ended after its parent had returned (its parent's row
+        does not hold it): in the totals and under the name of the row it belongs to, not as a row."""
+        for group in (self.all, self.by_name.setdefault(name, _Group())):
+            group.llm_calls += llm_calls
+            group.tokens_in += tokens_in
+            group.tokens_out += tokens_out
+            if cost_usd is not None:
+                group.cost_usd += cost_usd
+            group.unpriced_calls += unpriced
+
     def add_row(self, row: Mapping[str, Any]) -> None:
         """Count a row as stored in `results.jsonl` (a worker's, or one read back by the commands).
         Rows of metrics only are not calls; rows of the older tracker lack some fields: usage

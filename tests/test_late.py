@@ -1,0 +1,182 @@
+"""Late children: calls that end after the call they ran in had returned are counted exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tracked
+from tracked.testing import read_experiment
+
+MODEL = "gpt-4o-mini"
+
+
+@tracked.tracked
+def llm(tokens_in: int, tokens_out: int) -> None:
+    """An LLM call that reports its usage by hand."""
+    tracked.current_call().add_usage(tokens_in=tokens_in, tokens_out=tokens_out, model=MODEL)
+
+
+@tracked.tracked
+async def allm(tokens_in: int, tokens_out: int) -> None:
+    """The same, async."""
+    await asyncio.sleep(0)
+    tracked.current_call().add_usage(tokens_in=tokens_in, tokens_out=tokens_out, model=MODEL)
+
+
+@dataclass
+class Node:
+    """A call tree: a leaf LLM call (`usage`) or a step with children, each run in a `mode`."""
+
+    usage: tuple[int, int] | None = None
+    children: list[tuple[str, Node]] = field(default_factory=list)
+
+
+MODES = ("sync", "wait", "late", "late_blocked")  # run inline; in a thread/task waited for; not waited for
+
+
+def trees(max_leaves: int = 12) -> st.SearchStrategy[Node]:
+    leaf = st.tuples(st.integers(1, 5000), st.integers(1, 500)).map(lambda u: Node(usage=u))
+    return st.recursive(
+        leaf,
+        lambda kids: st.lists(st.tuples(st.sampled_from(MODES), kids), min_size=1, max_size=4).map(
+            lambda cs: Node(children=cs)
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def check_totals(exp: tracked.Experiment) -> None:
+    """The experiment's totals equal the sums over the leaf LLM calls in calls.jsonl."""
+    leaves = [c for c in read_experiment(exp.path).calls if c["name"] in ("llm", "allm")]
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == len(leaves)
+    assert summary["total/tokens_in"] == sum(c["tokens_in"] for c in leaves)
+    assert summary["total/tokens_out"] == sum(c["tokens_out"] for c in leaves)
+    assert summary["total/cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in leaves), rel=1e-9, abs=1e-15)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=trees())
+def test_threads_any_tree_totals_equal_the_leaves(tmp_path, tree):
+    """Over random trees of inline, waited and unwaited thread-pool children, totals equal the sum over leaves."""
+    release = threading.Event()
+    pending = []
+
+    with tracked.ThreadPoolExecutor(max_workers=8) as pool:
+
+        def run(node: Node) -> None:
+            if node.usage is not None:
+                llm(*node.usage)
+                return
+            step(node)
+
+        def blocked(node: Node) -> None:
+            release.wait(10)
+            run(node)
+
+        @tracked.tracked
+        def step(node: Node) -> None:
+            for mode, child in node.children:
+                if mode == "sync":
+                    run(child)
+                elif mode == "wait":
+                    pool.submit(run, child).result()
+                elif mode == "late":
+                    pending.append(pool.submit(run, child))
+                else:
+                    pending.append(pool.submit(blocked, child))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tracked.TrackedWarning)  # the warnings about late calls
+            with tracked.experiment("late_threads", dir=tmp_path, wandb=False) as exp:
+                run(tree)
+                release.set()  # the blocked ones end only now, after every step has returned
+                while pending:  # futures may add more while others run
+                    pending.pop().result()
+    check_totals(exp)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=trees())
+def test_tasks_any_tree_totals_equal_the_leaves(tmp_path, tree):
+    """Over random trees of inline, awaited and unawaited asyncio task children, totals equal the sum over leaves."""
+
+    async def main() -> tracked.Experiment:
+        release = asyncio.Event()
+        pending: list[asyncio.Task[None]] = []
+
+        async def run(node: Node) -> None:
+            if node.usage is not None:
+                await allm(*node.usage)
+                return
+            await step(node)
+
+        async def blocked(node: Node) -> None:
+            await release.wait()
+            await run(node)
+
+        @tracked.tracked
+        async def step(node: Node) -> None:
+            for mode, child in node.children:
+                if mode == "sync":
+                    await run(child)
+                elif mode == "wait":
+                    await asyncio.create_task(run(child))
+                elif mode == "late":
+                    pending.append(asyncio.create_task(run(child)))
+                else:
+                    pending.append(asyncio.create_task(blocked(child)))
+
+        async with tracked.experiment("late_tasks", dir=tmp_path, wandb=False) as exp:
+            await run(tree)
+            release.set()
+            while pending:
+                await pending.pop()
+        return exp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracked.TrackedWarning)
+        exp = asyncio.run(main())
+    check_totals(exp)
+
+
+def test_a_late_child_is_flagged_warned_once_and_its_parents_row_is_kept(tmp_path):
+    """Two steps each leave one LLM call running: the calls are counted once, flagged late, with one warning."""
+    release = threading.Event()
+    futures = []
+    with tracked.ThreadPoolExecutor(max_workers=2) as pool:
+
+        def later() -> None:
+            release.wait(10)
+            llm(1000, 100)
+
+        @tracked.tracked
+        def step() -> None:
+            llm(1000, 100)
+            futures.append(pool.submit(later))
+
+        with pytest.warns(tracked.TrackedWarning, match="llm ended after step") as caught:
+            with tracked.experiment("late_flag", dir=tmp_path, wandb=False) as exp:
+                step()
+                step()
+                release.set()
+                for f in futures:
+                    f.result()
+    assert len([w for w in caught if "ended after" in str(w.message)]) == 1
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 4
+    assert summary["total/tokens_in"] == 4000
+    assert summary["step/llm_calls"] == 4  # the late calls count under the row they belong to
+    assert summary["total/calls"] == 2
+    stored = read_experiment(exp.path)
+    assert [r["llm_calls"] for r in stored.rows] == [1, 1]  # each step's row as it was when it returned
+    late = [c for c in stored.calls if c.get("late")]
+    assert len(late) == 2 and all(c["name"] == "llm" for c in late)
+    check_totals(exp)
