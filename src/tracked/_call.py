@@ -19,7 +19,7 @@ from .usage import Usage, extract
 if TYPE_CHECKING:
     from ._experiment import Experiment
 
-__all__ = ["FIGURES", "Call", "check_metrics"]
+__all__ = ["FIGURES", "UNKNOWN", "Call", "check_metrics"]
 
 # Ids are a per-process random prefix and a counter: unique across processes (the prefix is
 # renewed in forked children) and cheap, because the string is only built when it is read.
@@ -39,12 +39,18 @@ if hasattr(os, "register_at_fork"):
 # perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
 _EPOCH = time.time() - perf_counter()
 
-# Children of one parent can end in different threads, and after the parent: a child's hand-off and
-# the parent's taking of its children's sums are one step each under this lock, so every child is
-# counted exactly once, by its parent or (ending after it) as late.
+# Children of one parent can end in different threads, and after the parent. What each child hands
+# up is a list in the parent's `__dict__` under "_kids": the first child installs it and the parent
+# closes it (with _CLOSED) with one atomic `dict.setdefault` each; appending to an installed list
+# and the parent's taking of it are one step each under this lock. So every child is counted
+# exactly once, by its parent or (ending after it) as late, and a call with no children takes no lock.
 _rollup_lock = threading.Lock()
-# A parent's `_kids` once it has ended: a child finding it is late.
-_CLOSED: list[tuple[Any, ...]] = []
+_CLOSED: list[tuple[Any, ...]] = []  # a parent's "_kids" once it has ended
+_KIDS = "_kids"
+
+#: The usage of an LLM call that could not be read (a stream left before its usage): set as a
+#: call's own usage, it makes the call one LLM call of unknown tokens and cost.
+UNKNOWN = Usage()
 
 
 def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
@@ -88,15 +94,13 @@ class Call:
     # Every call has these slots. The figures are one tuple, written once when the call ends;
     # rarer state lives in the instance dict, with class-level defaults, so most calls never
     # make one.
-    __slots__ = ("__dict__", "_figs", "_kids", "_n", "_own", "_t0", "experiment", "inputs", "name", "parent")
+    __slots__ = ("__dict__", "_figs", "_n", "_own", "_t0", "experiment", "inputs", "name", "parent")
 
     ttft_s: float | None = None
     incomplete: bool = False  # a stream left before its end (break, close, garbage collection)
     usage_unknown: bool = False  # an LLM call whose usage could not be read: tokens and cost unknown
     reported: dict[str, Any] | None = None  # what the call reported where its children measured otherwise
     late: bool = False  # ended after its parent had returned
-    # Ids of responses its children measured (instrumented requests): returned, they are no report.
-    _measured: set[int] | None = None
     metrics: dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -113,10 +117,9 @@ class Call:
         self._figs = _RUNNING
         # Read by every call as it ends: slots, which are faster to read than class-level defaults.
         self._own: Usage | None = None  # usage this call reported itself (add_usage, or its result)
-        # What each ended child adds, summed column by column when this call ends: tokens_in,
-        # tokens_out, cache_read, cache_write, cost (0.0 if unpriced), llm_calls, unpriced llm
-        # calls, priced llm calls, local llm calls.
-        self._kids: list[tuple[Any, ...]] | None = None
+        # What each ended child adds (in `__dict__["_kids"]`, see _rollup_lock), summed column by
+        # column when this call ends: tokens_in, tokens_out, cache_read, cache_write, cost (0.0 if
+        # unpriced), llm_calls, unpriced llm calls, priced llm calls, local llm calls.
         self.inputs: dict[str, Any] | None = None  # captured inputs (capture_io)
 
     @property
@@ -289,15 +292,21 @@ class Call:
         self, latency_s: float, result: Any, spec_model: str | None, spec_provider: str | None, arg_model: Any
     ) -> None:
         own = self._own
-        if own is None and result is not None:
-            measured = self._measured
-            if measured is None or id(result) not in measured:
-                own = extract(result)
-        with _rollup_lock:
-            kids = self._kids
-            self._kids = _CLOSED
+        from_result = own is None and result is not None
+        if from_result:
+            own = extract(result)
+        attrs = self.__dict__
+        kids = attrs.setdefault(_KIDS, _CLOSED)
+        if kids is not _CLOSED:  # children handed up: close the list under the lock
+            with _rollup_lock:
+                kids = attrs[_KIDS]
+                attrs[_KIDS] = _CLOSED
         if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
+            if from_result and own is not None:
+                measured = attrs.get("_measured")
+                if measured is not None and id(result) in measured:
+                    own = None  # the response a child measured (an instrumented request), not a report
         cost_source = None
         local = False
         if own is not None:
@@ -327,7 +336,7 @@ class Call:
                 cache_write = cache_write or 0
                 if cost is not None:
                     cost_source = "reported"
-                else:
+                elif own is not UNKNOWN:
                     cost, cost_source, local = cost_of(
                         provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s
                     )
@@ -344,9 +353,7 @@ class Call:
                     cost = None
                 local = llm_calls > 0 and n_local == llm_calls
             else:
-                tokens_in = tokens_out = cache_read = cache_write = 0
-                # An LLM call whose usage could not be read is still an LLM call, of unknown cost.
-                llm_calls = unpriced = 1 if self.usage_unknown else 0
+                tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = 0
                 cost = None
         self._figs = (
             latency_s, model, provider, tokens_in, tokens_out, cache_read, cache_write,
@@ -360,12 +367,13 @@ class Call:
                 0.0 if cost is None else cost, llm_calls, unpriced,
                 0 if cost is None else llm_calls - unpriced, llm_calls if local else 0,
             )  # fmt: skip
-            with _rollup_lock:
-                siblings = parent._kids
-                if siblings is None:
-                    parent._kids = [up]
-                elif siblings is not _CLOSED:
-                    siblings.append(up)
+            mine = [up]
+            siblings = parent.__dict__.setdefault(_KIDS, mine)
+            if siblings is not mine and siblings is not _CLOSED:
+                with _rollup_lock:
+                    siblings = parent.__dict__[_KIDS]
+                    if siblings is not _CLOSED:
+                        siblings.append(up)
             if siblings is _CLOSED:
                 self._ended_late(parent)
 

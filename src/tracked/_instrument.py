@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
 from typing import Any
 
-from ._call import Call
+from ._call import UNKNOWN, Call
 from ._config import config, internal_error, warn_once
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
@@ -214,6 +214,8 @@ class _Recorder:
                 call.incomplete = True
             if call.error_type is None and (usage is None or (not isinstance(usage, Usage) and extract(usage) is None)):
                 call.usage_unknown = True
+                call._own = UNKNOWN
+                usage = None
                 how = "the stream ended before its usage" if self.stream else "the response has no usage"
                 warn_once(
                     ("usage-unknown", call.name),
@@ -225,9 +227,8 @@ class _Recorder:
         parent = call.parent
         if result is not None and parent is not None and not parent.ended:
             # A tracked function returning this response returns what its child measured.
-            if parent._measured is None:
-                parent._measured = set()
-            parent._measured.add(id(result))
+            # (in its __dict__: read by Call._finish only when it has children)
+            parent.__dict__.setdefault("_measured", set()).add(id(result))
         _end(call, self.spec, latency, usage, (), {})
 
 
