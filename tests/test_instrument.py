@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -430,3 +431,103 @@ def test_bad_targets_are_refused_at_the_call(lb):
         tracked.instrument(object())
     with pytest.raises(TypeError, match="provider"):
         tracked.instrument(made(lb.openai()), provider="")
+
+
+# --- a tracked function that returns a provider's stream --------------------------------------------
+
+
+def consume_slowly(stream: Any, pause: float = 0.02) -> int:
+    n = 0
+    for _ in stream:
+        time.sleep(pause)
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("instrumented", [False, True])
+def test_a_returned_openai_stream_ends_its_call_when_it_ends(lb, tmp_path, instrumented):
+    """A `@tracked` function returning a stream: the call lasts until the stream ends, with its usage, counted once."""
+    client = made(lb.openai())
+    if instrumented:
+        tracked.instrument(client, provider="openai")
+
+    @tracked.tracked(name="answer", provider="openai")
+    def answer():
+        return client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+
+    with capture() as captured, tracked.experiment("returned", dir=tmp_path, wandb=False) as exp:
+        stream = answer()
+        assert type(stream).__name__ == "Stream"
+        n = consume_slowly(stream)
+    (sent,) = lb.ledger.sent
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert (summary["total/tokens_in"], summary["total/tokens_out"]) == sent.tokens()
+    assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9)
+    (row,) = captured["returned"].rows
+    assert row["call"] == "answer"
+    assert row["latency_s"] >= 0.02 * n  # to the end of the stream, not the return
+    assert not any(c.get("late") for c in captured["returned"].calls)
+
+
+def test_a_returned_stream_closed_early_is_incomplete(lb, tmp_path):
+    """A returned stream closed before its end ends the call then, marked incomplete."""
+    client = made(lb.anthropic())
+
+    @tracked.tracked(provider="anthropic")
+    def answer():
+        return client.messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
+
+    with capture() as captured, tracked.experiment("closed", dir=tmp_path, wandb=False):
+        stream = answer()
+        for event in stream:
+            if event.type == "content_block_delta":
+                break
+        stream.close()
+        assert len(captured["closed"].rows) == 1
+    (record,) = captured["closed"].calls
+    assert record["incomplete"] is True
+    assert record["tokens_in"] == lb.ledger.sent[0].tokens()[0]
+
+
+def test_a_returned_async_stream_lasts_until_its_end(lb, tmp_path):
+    """An `async def` returning an `AsyncStream`: the call's latency runs to the stream's end, with its tokens."""
+
+    async def main():
+        client = lb.openai(async_=True)
+
+        @tracked.tracked(provider="openai")
+        async def answer():
+            return await client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+
+        async with tracked.experiment("astream", dir=tmp_path, wandb=False) as exp:
+            stream = await answer()
+            async for _ in stream:
+                await asyncio.sleep(0.02)
+        await client.close()
+        return exp
+
+    exp = asyncio.run(main())
+    (sent,) = lb.ledger.sent
+    summary = exp.final_summary
+    assert (summary["total/tokens_in"], summary["total/tokens_out"]) == sent.tokens()
+    assert summary["latency_s/mean"] >= 0.02 * 5
+
+
+def test_a_returned_ollama_stream_is_read_to_its_last_chunk(lb, tmp_path):
+    """A `@tracked` function returning Ollama's stream gets the counts of its last chunk."""
+    client = made(lb.ollama())
+
+    @tracked.tracked
+    def answer():
+        return client.chat(model="llama3.2:3b", messages=MESSAGES, stream=True)
+
+    with tracked.experiment("ostream", dir=tmp_path, wandb=False) as exp:
+        text = "".join(p.message.content for p in answer())
+    (sent,) = lb.ledger.sent
+    assert text == sent.text
+    assert (exp.final_summary["total/tokens_in"], exp.final_summary["total/tokens_out"]) == sent.tokens()

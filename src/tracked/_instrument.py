@@ -26,7 +26,7 @@ from .usage._client import ClientSpec, Endpoint
 from .usage._registry import CLIENTS
 from .usage._types import Usage
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["adopt", "instrument", "uninstrument"]
 
 # Set on what is wrapped (a client instance or a client class): the original method.
 _ORIGINAL = "_tracked_original_request"
@@ -168,19 +168,26 @@ def _start(client: Any, spec: ClientSpec, provider: str | None, ep: Endpoint) ->
 
 
 class _Recorder:
-    """One instrumented request: its call, and what a stream has shown so far."""
+    """One instrumented request (or a returned stream): its call, and what a stream has shown so far.
 
-    __slots__ = ("call", "ended", "hide_usage_only", "n", "spec", "stream", "usage", "usage_only")
+    `measured_below`: the stream is an instrumented request's, whose own call (a child of this
+    one) reads its usage; this call only ends with it.
+    """
 
-    def __init__(self, call: Call, spec: _Spec, stream: bool) -> None:
+    __slots__ = ("call", "call_args", "ended", "hide_usage_only", "measured_below", "n", "spec", "stream", "usage",
+                 "usage_only")  # fmt: skip
+
+    def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
         self.spec = spec
         self.stream = stream
+        self.call_args = call_args
         self.usage: Usage | None = None
         self.n = 0
         self.ended = False
         self.hide_usage_only = False
         self.usage_only: Any = None
+        self.measured_below = False
 
     def item(self, item: Any) -> bool:
         """Read one stream item; False for the usage-only chunk the code did not ask for."""
@@ -188,6 +195,8 @@ class _Recorder:
             if self.n == 0:
                 self.call.ttft_s = perf_counter() - self.call._t0
             self.n += 1
+            if self.measured_below:
+                return True
             found = extract(item)
             if found is not None:
                 self.usage = merge(self.usage, found)
@@ -212,7 +221,11 @@ class _Recorder:
             usage = result if result is not None else self.usage
             if not complete:
                 call.incomplete = True
-            if call.error_type is None and (usage is None or (not isinstance(usage, Usage) and extract(usage) is None)):
+            if self.measured_below:
+                usage = None  # its child measured it
+            elif call.error_type is None and (
+                usage is None or (not isinstance(usage, Usage) and extract(usage) is None)
+            ):
                 call.usage_unknown = True
                 call._own = UNKNOWN
                 usage = None
@@ -229,7 +242,47 @@ class _Recorder:
             # A tracked function returning this response returns what its child measured.
             # (in its __dict__: read by Call._finish only when it has children)
             parent.__dict__.setdefault("_measured", set()).add(id(result))
-        _end(call, self.spec, latency, usage, (), {})
+        args, kwargs, instance = self.call_args
+        _end(call, self.spec, latency, usage, args, kwargs, instance)
+
+
+def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any]) -> Any:
+    """A `@tracked` function returned a provider's stream: its call ends when the stream does,
+    with the usage the stream shows (or, for an instrumented client's stream, its child's).
+
+    Returns what the function returns instead (the same stream object, read as it is iterated;
+    for Ollama's generator, a generator over it), or None when `result` is no provider stream.
+    """
+    rec = _Recorder(call, spec, True, call_args)
+    iterator = getattr(result, "_iterator", None)
+    if iterator is not None and hasattr(type(result), "__stream__"):  # OpenAI's and Anthropic's Stream
+        rec.measured_below = bool(getattr(type(result), "_tracked_stream", False))
+        is_async = hasattr(iterator, "__anext__")
+        result._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
+        close = result.close
+        if is_async:
+
+            async def aclose() -> None:
+                try:
+                    await close()
+                finally:
+                    rec.end(None, complete=False)
+
+            result.close = aclose
+        else:
+
+            def sync_close() -> None:
+                try:
+                    close()
+                finally:
+                    rec.end(None, complete=False)
+
+            result.close = sync_close
+        return result
+    frame = getattr(result, "gi_frame", None) or getattr(result, "ag_frame", None)
+    if frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] == "ollama":
+        return _aiterate(result, rec) if hasattr(result, "__anext__") else _iterate(result, rec)
+    return None
 
 
 def _parsed(result: Any) -> Any:
@@ -271,6 +324,7 @@ def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
                 finally:
                     rec.end(None, complete=False)
 
+        TrackedAsyncStream._tracked_stream = True
         TrackedAsyncStream.__name__ = TrackedAsyncStream.__qualname__ = stream_cls.__name__
         return TrackedAsyncStream
 
@@ -295,6 +349,7 @@ def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
             finally:
                 rec.end(None, complete=False)
 
+    TrackedStream._tracked_stream = True
     TrackedStream.__name__ = TrackedStream.__qualname__ = stream_cls.__name__
     return TrackedStream
 

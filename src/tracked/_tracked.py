@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, TypeVar, overload
@@ -139,6 +140,28 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     return call
 
 
+# Results that are never a provider's stream, checked with one set lookup.
+_PLAIN = frozenset({type(None), str, bytes, int, float, bool, complex, list, tuple, dict, set, frozenset})
+# Whether a type is a provider's stream (OpenAI's or Anthropic's `Stream`/`AsyncStream`, or a generator), remembered.
+_streams: dict[type, bool] = {}
+
+
+def _is_stream(kind: type) -> bool:
+    flag = _streams.get(kind)
+    if flag is None:
+        flag = (
+            kind is types.GeneratorType
+            or kind is types.AsyncGeneratorType
+            or any(
+                c.__name__ in ("Stream", "AsyncStream") and c.__module__.partition(".")[0] in ("openai", "anthropic")
+                for c in kind.__mro__
+            )
+        )
+        if len(_streams) < 4096:
+            _streams[kind] = flag
+    return flag
+
+
 def _end(
     call: Call,
     spec: _Spec,
@@ -147,7 +170,21 @@ def _end(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     instance: Any = None,
-) -> None:
+) -> Any:
+    """End `call` with `result`, and return what the wrapper returns: `result`, or for a
+    provider's stream the same stream (or Ollama's generator) read as it is iterated, the call
+    ending with it."""
+    kind = type(result)
+    if kind not in _PLAIN and call.error_type is None and _is_stream(kind):
+        try:
+            from ._instrument import adopt
+
+            adopted = adopt(call, spec, result, (args, kwargs, instance))
+        except Exception as exc:
+            internal_error("reading a returned stream", exc)
+            adopted = None
+        if adopted is not None:
+            return adopted
     try:
         arg_model = None
         if spec.model is None and spec.model_index is not None:
@@ -168,6 +205,7 @@ def _end(
                 _last_row.set(call)
     except Exception as exc:
         internal_error("ending a call", exc)
+    return result
 
 
 def _failed(call: Call, exc: BaseException) -> None:
@@ -194,8 +232,7 @@ def _run_sync(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], k
         raise
     latency = perf_counter() - t0
     _current.reset(token)
-    _end(call, spec, latency, result, args, kwargs, instance)
-    return result
+    return _end(call, spec, latency, result, args, kwargs, instance)
 
 
 async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -214,8 +251,7 @@ async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, 
         raise
     latency = perf_counter() - t0
     _current.reset(token)
-    _end(call, spec, latency, result, args, kwargs, instance)
-    return result
+    return _end(call, spec, latency, result, args, kwargs, instance)
 
 
 def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float) -> Usage | None:
@@ -407,8 +443,7 @@ def _closure(spec: _Spec, fn: Any, kind: str) -> Any:
                 raise
             latency = perf_counter() - call._t0
             _current.reset(token)
-            _end(call, spec, latency, result, args, kwargs)
-            return result
+            return _end(call, spec, latency, result, args, kwargs)
 
     return wrapper
 
