@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracked
-from helpers import flat, run_python, wandb_run_dirs
+from helpers import flat, genai_cost, run_python, wandb_run_dirs
 from helpers import run_tracked as run_module
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
@@ -382,7 +382,7 @@ def test_compare_csv(capsys, tmp_path):
     assert float(debate["accuracy_mean"]) == pytest.approx(2 / 3)
     assert list(records[0]) == [
         "strategy", "experiments", "calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
-        "latency_s_mean", "latency_s_p95", "accuracy_mean",
+        "unpriced_calls", "latency_s_mean", "latency_s_p95", "accuracy_mean",
     ]  # fmt: skip
 
 
@@ -626,3 +626,34 @@ def test_sync_online_whose_init_fails_is_a_failure_not_an_offline_run(capsys, tm
         assert f"failed {exp.path.name}: CommError: connection refused" in out
         assert not (exp.path / "wandb_sync.json").exists()
     assert modes == ["online", "online"]
+
+
+@tracked.tracked(provider="openai")
+def ask_model(model: str, tokens_in: int, tokens_out: int) -> dict:
+    """A model call that reports its usage but not its cost: priced from genai-prices, if it knows the model."""
+    return {"tokens_in": tokens_in, "tokens_out": tokens_out, "model": model}
+
+
+def test_unknown_cost_is_never_shown_as_zero(capsys, tmp_path):
+    """`ls` and `compare` show a cost that leaves calls out as "$x + N unpriced", and no known cost as unknown."""
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        with tracked.experiment("mixed", dir=tmp_path, wandb=False, config={"strategy": "mixed"}):
+            ask_model("gpt-4o-mini", 1000, 100)
+            ask_model("no-such-model-xyz", 1000, 100)
+        with tracked.experiment("unknown", dir=tmp_path, wandb=False, config={"strategy": "unknown"}) as exp:
+            ask_model("no-such-model-xyz", 10, 10)
+            ask_model("no-such-model-xyz", 10, 10)
+    assert exp.final_summary["total/cost_complete"] is False
+    priced = genai_cost("openai", "gpt-4o-mini", 1000, 100)
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path))
+    assert code == 0
+    assert f"${priced:.6f} + 1 unpriced" in flat(out)
+    assert "unknown (2 unpriced)" in flat(out)
+    assert "$0 " not in flat(out) + " "
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "strategy")
+    assert code == 0
+    assert f"${priced:.6f} + 1 unpriced" in flat(out)
+    assert "unknown (2 unpriced)" in flat(out)
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    listed = {e["name"]: e for e in json.loads(out)}
+    assert listed["unknown"]["unpriced_calls"] == 2 and listed["mixed"]["unpriced_calls"] == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 import warnings
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 import tracked
+import tracked.testing
 from loopback import Loopback
 from tracked.testing import capture
 
@@ -296,17 +298,53 @@ def test_without_stream_usage_a_stream_is_usage_unknown_and_warns_once(lb, tmp_p
 
 
 def test_a_stream_left_early_is_marked_incomplete(lb, tmp_path):
-    """`break` then `close()`: the call ends then, marked incomplete, with what the stream had shown."""
+    """`break` then `close()` before the final usage: the call ends then, incomplete, its usage unknown (not 0)."""
     c = clients(lb)
-    with capture() as captured, tracked.experiment("early", dir=tmp_path, wandb=False):
+    with pytest.warns(tracked.TrackedWarning, match="left before its usage"):
+        with capture() as captured, tracked.experiment("early", dir=tmp_path, wandb=False) as exp:
+            stream = c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
+            for event in stream:
+                if event.type == "content_block_delta":
+                    break  # message_start had come, with a placeholder output count of 1
+            stream.close()
+    (record,) = captured["early"].calls
+    assert record["incomplete"] is True and record["usage_unknown"] is True
+    assert record["cost_usd"] is None
+    assert exp.final_summary["total/cost_complete"] is False
+    assert exp.final_summary["total/llm_calls"] == 1
+
+
+def test_a_stream_left_after_its_final_usage_is_complete(lb, tmp_path):
+    """A stream left once its final usage has come has that usage, equal to the ledger."""
+    c = clients(lb)
+    with capture() as captured, tracked.experiment("late_break", dir=tmp_path, wandb=False):
         stream = c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
         for event in stream:
-            if event.type == "content_block_delta":
+            if event.type == "message_delta":
                 break
         stream.close()
-    (record,) = captured["early"].calls
+    (record,) = captured["late_break"].calls
+    assert not record.get("usage_unknown")
+    assert (record["tokens_in"], record["tokens_out"]) == lb.ledger.sent[0].tokens()
+
+
+@pytest.mark.parametrize("helper", ["chat", "anthropic"])
+def test_a_stream_helper_left_early_ends_its_call_when_its_block_ends(lb, tmp_path, helper):
+    """Leaving an SDK stream helper's `with` block early ends the call there (the helper closes the response)."""
+    c = clients(lb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracked.TrackedWarning)
+        with capture() as captured, tracked.experiment("helper", dir=tmp_path, wandb=False):
+            if helper == "chat":
+                manager = c["openai"].chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES)
+            else:
+                manager = c["anthropic"].messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES)
+            with manager as stream:
+                for _ in stream:
+                    break
+            assert len(captured["helper"].rows) == 1  # ended when the block did, not at garbage collection
+    (record,) = captured["helper"].calls
     assert record["incomplete"] is True
-    assert record["tokens_in"] == lb.ledger.sent[0].tokens()[0]  # message_start had come
 
 
 def test_a_stream_dropped_without_close_ends_when_collected(lb, tmp_path):
@@ -473,23 +511,23 @@ def test_a_returned_openai_stream_ends_its_call_when_it_ends(lb, tmp_path, instr
 
 
 def test_a_returned_stream_closed_early_is_incomplete(lb, tmp_path):
-    """A returned stream closed before its end ends the call then, marked incomplete."""
+    """A returned stream closed before its end ends the call then, marked incomplete, its usage unknown."""
     client = made(lb.anthropic())
 
     @tracked.tracked(provider="anthropic")
     def answer():
         return client.messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
 
-    with capture() as captured, tracked.experiment("closed", dir=tmp_path, wandb=False):
-        stream = answer()
-        for event in stream:
-            if event.type == "content_block_delta":
-                break
-        stream.close()
-        assert len(captured["closed"].rows) == 1
+    with pytest.warns(tracked.TrackedWarning, match="left before its usage"):
+        with capture() as captured, tracked.experiment("closed", dir=tmp_path, wandb=False):
+            stream = answer()
+            for event in stream:
+                if event.type == "content_block_delta":
+                    break
+            stream.close()
+            assert len(captured["closed"].rows) == 1
     (record,) = captured["closed"].calls
-    assert record["incomplete"] is True
-    assert record["tokens_in"] == lb.ledger.sent[0].tokens()[0]
+    assert record["incomplete"] is True and record["usage_unknown"] is True
 
 
 def test_a_returned_async_stream_lasts_until_its_end(lb, tmp_path):
@@ -531,3 +569,129 @@ def test_a_returned_ollama_stream_is_read_to_its_last_chunk(lb, tmp_path):
     (sent,) = lb.ledger.sent
     assert text == sent.text
     assert (exp.final_summary["total/tokens_in"], exp.final_summary["total/tokens_out"]) == sent.tokens()
+
+
+def test_totals_per_model_and_compare_by_model(lb, tmp_path, capsys):
+    """A debate's cost per model (nested LLM calls included) is in the summary and in `compare --by model`."""
+    from tracked import cli
+
+    c = clients(lb)
+
+    @tracked.tracked(name="debate")
+    def debate():
+        for _ in range(3):
+            chat(c)
+        messages(c)  # the judge
+
+    with tracked.experiment("by_model", dir=tmp_path, config={"strategy": "debate"}) as exp:
+        debate()
+    by_model: dict[str, dict[str, float]] = {}
+    for sent in lb.ledger.sent:
+        entry = by_model.setdefault(sent.model, {"llm_calls": 0, "tokens_in": 0, "cost_usd": 0.0})
+        entry["llm_calls"] += 1
+        entry["tokens_in"] += sent.tokens()[0]
+        entry["cost_usd"] += sent.cost()
+    summary = exp.final_summary
+    for model, key in (("gpt-4o-mini", "gpt-4o-mini"), (CLAUDE, CLAUDE)):
+        assert summary[f"model/{key}/name"] == model
+        assert summary[f"model/{key}/llm_calls"] == by_model[model]["llm_calls"]
+        assert summary[f"model/{key}/tokens_in"] == by_model[model]["tokens_in"]
+        assert summary[f"model/{key}/cost_usd"] == pytest.approx(by_model[model]["cost_usd"], rel=1e-9)
+    run = tracked.testing.read_wandb_run(summary["wandb"]["dir"])
+    assert run.summary[f"model/{CLAUDE}/cost_usd"] == pytest.approx(by_model[CLAUDE]["cost_usd"], rel=1e-9)
+    capsys.readouterr()
+    assert cli.main(["compare", str(tmp_path), "--by", "model", "--json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[CLAUDE]["cost_usd"] == pytest.approx(by_model[CLAUDE]["cost_usd"], rel=1e-9)
+    assert rows["gpt-4o-mini"]["llm_calls"] == 3
+
+
+def test_model_names_become_safe_wandb_keys():
+    """A model name with dots and colons is one clean key segment."""
+    from tracked._totals import model_key
+
+    assert model_key("llama3.2:3b") == "llama3_2_3b"
+    assert model_key("accounts/fireworks/models/x") == "accounts_fireworks_models_x"
+    assert model_key("::") == "unknown"
+
+
+# --- what a new user found ---------------------------------------------------------------------------
+
+
+def test_uninstrument_of_a_library_restores_a_method_the_class_defines_itself(lb):
+    """`uninstrument("ollama")` gives `ollama.Client` its own `_request` back: requests work as before."""
+    tracked.instrument("ollama")
+    tracked.uninstrument("ollama")
+    assert ollama_chat({"ollama": made(lb.ollama())}).eval_count == lb.ledger.sent[0].tokens()[1]
+
+
+def test_a_client_instrumented_on_its_own_and_through_its_library_is_recorded_once(lb, tmp_path):
+    """`instrument()` then `instrument(client, provider=...)` records each request once, with the client's provider."""
+    tracked.instrument()
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai")
+    other = made(lb.openai())  # through the library only: a local server
+    with capture() as captured, tracked.experiment("once", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": client})
+        chat({"openai": other})
+    assert exp.final_summary["total/llm_calls"] == 2 == len(lb.ledger.sent)
+    assert [c["provider"] for c in captured["once"].calls] == ["openai", "local"]
+    assert exp.final_summary["total/cost_usd"] == pytest.approx(lb.ledger.sent[0].cost(), rel=1e-9)
+
+
+@pytest.mark.parametrize("how", ["with_options", "copy"])
+def test_a_copy_of_an_instrumented_client_is_instrumented(lb, tmp_path, how):
+    """`client.with_options(...)` and `client.copy(...)` of an instrumented client record their requests too."""
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai")
+    copied = made(getattr(client, how)(timeout=5))
+    with tracked.experiment("copies", dir=tmp_path, wandb=False) as exp:
+        chat({"openai": copied})
+    assert exp.final_summary["total/llm_calls"] == 1
+    assert exp.final_summary["total/cost_usd"] == pytest.approx(lb.ledger.sent[0].cost(), rel=1e-9)
+
+
+def test_raw_streamed_lines_are_as_the_server_sent_them(lb, tmp_path):
+    """With `with_streaming_response` the code reads the lines as sent (no usage chunk added); the call is recorded."""
+    client = made(lb.openai())
+    tracked.instrument(client, provider="openai")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracked.TrackedWarning)  # its usage is unknown: the code reads raw lines
+        with tracked.experiment("raw", dir=tmp_path, wandb=False) as exp:
+            with client.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            ) as response:
+                lines = [line for line in response.iter_lines() if line]
+    assert not any('"usage"' in line for line in lines)
+    assert not lb.ledger.sent[0].usage_visible
+    assert exp.final_summary["total/llm_calls"] == 1
+    assert exp.final_summary["total/cost_complete"] is False
+
+
+def test_a_stream_keeps_the_sdks_own_type(lb, tmp_path):
+    """The stream an instrumented client returns is the SDK's own class, not a subclass."""
+    import anthropic
+    import openai
+
+    c = clients(lb)
+    with tracked.experiment("types", dir=tmp_path, wandb=False):
+        s1 = c["openai"].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        s2 = c["anthropic"].messages.create(model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True)
+        assert type(s1) is openai.Stream and type(s2) is anthropic.Stream
+        list(s1), list(s2)
+
+
+def test_a_tracked_function_returning_an_instrumented_ollama_stream_holds_its_usage(lb, tmp_path):
+    """The row of a function returning an instrumented Ollama stream has the stream's usage; nothing is late."""
+    c = clients(lb)
+
+    @tracked.tracked
+    def answer():
+        return c["ollama"].chat(model="llama3.2:3b", messages=MESSAGES, stream=True)
+
+    with capture() as captured, tracked.experiment("ol", dir=tmp_path, wandb=False):
+        list(answer())
+    (row,) = captured["ol"].rows
+    assert (row["tokens_in"], row["tokens_out"]) == lb.ledger.sent[0].tokens()
+    assert row["llm_calls"] == 1
+    assert not any(c.get("late") for c in captured["ol"].calls)

@@ -342,6 +342,7 @@ class Call:
                     )
                 llm_calls = 1
                 unpriced = 1 if cost is None else 0
+                attrs["_leaf"] = True  # an LLM call itself: counted per model by its experiment
         else:
             model = spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider

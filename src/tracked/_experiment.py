@@ -261,6 +261,8 @@ class Experiment:
         """Every call of this experiment ends here; top-level ones (`call._row` set) are rows."""
         sinks = self._sinks
         sinks.add_call(call)
+        if "_leaf" in call.__dict__:
+            self._rows.add_model(call)
         if call._row is not None:
             call._row = self._rows.add_call(call)
         elif call.late:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
@@ -67,13 +68,19 @@ def instrument(target: Any = None, *, provider: str | None = None, stream_usage:
 def uninstrument(target: Any = None) -> None:
     """Undo `instrument` for the same target (a client, a library's name, or None for all)."""
     for owner, spec in _targets(target, installed_only=True):
-        original = vars(owner).get(_ORIGINAL)
-        if original is None:
+        saved = vars(owner).get(_ORIGINAL)
+        if saved is None:
             continue
+        original, own = saved
         if isinstance(owner, type):
-            delattr(owner, spec.method)
+            if own:  # the class defined the method itself (Ollama's): put it back
+                setattr(owner, spec.method, original)
+            else:  # inherited: the wrapper goes, the base's method shows again
+                delattr(owner, spec.method)
         else:
-            del owner.__dict__[spec.method]
+            owner.__dict__.pop(spec.method, None)
+            for name in spec.copies:
+                owner.__dict__.pop(name, None)
         delattr(owner, _ORIGINAL)
 
 
@@ -104,23 +111,48 @@ def _is_async(owner: Any, spec: ClientSpec) -> bool:
     return cls.__name__.startswith("Async") or any(c.__name__.startswith("Async") for c in cls.__mro__)
 
 
+def _original(cls: type, method: str) -> Any:
+    """The method as the library defines it, under any instrumentation of `cls` or its bases."""
+    for c in cls.__mro__:
+        saved = vars(c).get(_ORIGINAL)
+        if saved is not None:
+            return saved[0]
+        if method in vars(c):
+            return vars(c)[method]
+    return getattr(cls, method)
+
+
 def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool) -> None:
     if _ORIGINAL in vars(owner):
         return  # already instrumented
-    original = getattr(owner, spec.method)
-    if isinstance(owner, type):
-        unbound = original
-    else:
-        unbound = getattr(type(owner), spec.method)
-    setattr(owner, _ORIGINAL, unbound)
+    cls = owner if isinstance(owner, type) else type(owner)
+    # Always the library's own method: a client instrumented on its own and through its class
+    # is recorded once, by its own wrapper (the instance's attribute comes first).
+    unbound = _original(cls, spec.method)
+    setattr(owner, _ORIGINAL, (unbound, isinstance(owner, type) and spec.method in vars(owner)))
     is_async = _is_async(owner, spec)
-    wrapper = _async_wrapper(spec, unbound, provider, stream_usage) if is_async else None
-    if wrapper is None:
-        wrapper = _sync_wrapper(spec, unbound, provider, stream_usage)
+    make = _async_wrapper if is_async else _sync_wrapper
+    wrapper = make(spec, unbound, provider, stream_usage)
     if isinstance(owner, type):
         setattr(owner, spec.method, wrapper)
-    else:
-        owner.__dict__[spec.method] = wrapper.__get__(owner, type(owner))
+        return
+    owner.__dict__[spec.method] = wrapper.__get__(owner, cls)
+    for name in spec.copies:  # `with_options(...)` / `copy()` of an instrumented client: instrumented too
+        copy = getattr(owner, name, None)
+        if copy is not None:
+            owner.__dict__[name] = _instrumenting_copy(copy, spec, provider, stream_usage)
+
+
+def _instrumenting_copy(copy: Any, spec: ClientSpec, provider: str | None, stream_usage: bool) -> Any:
+    def copied(*args: Any, **kwargs: Any) -> Any:
+        client = copy(*args, **kwargs)
+        try:
+            _wrap(client, spec, provider, stream_usage)
+        except Exception as exc:
+            internal_error("instrumenting a copied client", exc)
+        return client
+
+    return copied
 
 
 # --- one request ----------------------------------------------------------------------------------
@@ -174,8 +206,8 @@ class _Recorder:
     one) reads its usage; this call only ends with it.
     """
 
-    __slots__ = ("call", "call_args", "ended", "hide_usage_only", "measured_below", "n", "spec", "stream", "usage",
-                 "usage_only")  # fmt: skip
+    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "measured_below", "n", "raw", "spec",
+                 "stream", "usage", "usage_only")  # fmt: skip
 
     def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
@@ -188,6 +220,8 @@ class _Recorder:
         self.hide_usage_only = False
         self.usage_only: Any = None
         self.measured_below = False
+        self.final_seen = False  # the item with the stream's final usage has come
+        self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
 
     def item(self, item: Any) -> bool:
         """Read one stream item; False for the usage-only chunk the code did not ask for."""
@@ -200,6 +234,8 @@ class _Recorder:
             found = extract(item)
             if found is not None:
                 self.usage = merge(self.usage, found)
+                if not self.final_seen:
+                    self.final_seen = _final_usage(item)
             if self.hide_usage_only and self.usage_only is not None and self.usage_only(item):
                 return False
         except Exception as exc:
@@ -211,7 +247,8 @@ class _Recorder:
         self.end(None, complete=True)
 
     def end(self, result: Any, *, complete: bool = True) -> None:
-        """End the call: with `result` (a response), else with what the stream showed."""
+        """End the call: with `result` (a response), else with what the stream showed. A stream
+        left before its final usage item has unknown usage: what it showed is not what was billed."""
         if self.ended:
             return
         self.ended = True
@@ -221,15 +258,20 @@ class _Recorder:
             usage = result if result is not None else self.usage
             if not complete:
                 call.incomplete = True
+                if result is None and not self.final_seen:
+                    usage = None
             if self.measured_below:
                 usage = None  # its child measured it
-            elif call.error_type is None and (
-                usage is None or (not isinstance(usage, Usage) and extract(usage) is None)
-            ):
+            elif call.error_type is None and (usage is None or (type(usage) is not Usage and extract(usage) is None)):
                 call.usage_unknown = True
                 call._own = UNKNOWN
                 usage = None
-                how = "the stream ended before its usage" if self.stream else "the response has no usage"
+                if not self.stream:
+                    how = "the response has no usage"
+                elif complete:
+                    how = "the stream ended without its usage"
+                else:
+                    how = "the stream was left before its usage came"
                 warn_once(
                     ("usage-unknown", call.name),
                     f"tracked: {call.name}: {how}, so its tokens and cost are unknown (not 0)",
@@ -256,33 +298,70 @@ def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any])
     rec = _Recorder(call, spec, True, call_args)
     iterator = getattr(result, "_iterator", None)
     if iterator is not None and hasattr(type(result), "__stream__"):  # OpenAI's and Anthropic's Stream
-        rec.measured_below = bool(getattr(type(result), "_tracked_stream", False))
-        is_async = hasattr(iterator, "__anext__")
-        result._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
-        close = result.close
-        if is_async:
-
-            async def aclose() -> None:
-                try:
-                    await close()
-                finally:
-                    rec.end(None, complete=False)
-
-            result.close = aclose
-        else:
-
-            def sync_close() -> None:
-                try:
-                    close()
-                finally:
-                    rec.end(None, complete=False)
-
-            result.close = sync_close
+        # An instrumented client's stream: its own call reads the usage, this one ends with it.
+        rec.measured_below = bool(getattr(result, "_tracked_watched", False))
+        _watch(result, rec)
         return result
     frame = getattr(result, "gi_frame", None) or getattr(result, "ag_frame", None)
-    if frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] == "ollama":
+    module = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+    if module.partition(".")[0] == "ollama" or module == __name__:
+        rec.measured_below = module == __name__  # an instrumented Ollama client's stream
         return _aiterate(result, rec) if hasattr(result, "__anext__") else _iterate(result, rec)
     return None
+
+
+def _final_usage(item: Any) -> bool:
+    """Whether a stream item carries the stream's final usage (a stream left after it is complete
+    for usage): OpenAI's usage chunk or Responses' final event, Anthropic's `message_delta`,
+    Ollama's `done` item."""
+    kind = getattr(item, "type", None)
+    if kind is not None:
+        return kind in ("message_delta", "response.completed", "response.incomplete", "response.failed")
+    if getattr(item, "done", None) is True:
+        return True
+    return getattr(item, "usage", None) is not None and hasattr(item, "choices")
+
+
+def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None = None) -> None:
+    """After `obj.<name>()` (a stream's or its HTTP response's close), the call ends: complete if
+    the stream's final usage had come (the SDKs close the response themselves at a stream's end),
+    else left early."""
+    close = getattr(obj, name, None)
+    if close is None:
+        return
+    if inspect.iscoroutinefunction(close):
+
+        async def aclosed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await close(*args, **kwargs)
+            finally:
+                rec.end(None, complete=rec.final_seen if complete is None else complete)
+
+        setattr(obj, name, aclosed)
+    else:
+
+        def closed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return close(*args, **kwargs)
+            finally:
+                rec.end(None, complete=rec.final_seen if complete is None else complete)
+
+        setattr(obj, name, closed)
+
+
+def _watch(stream: Any, rec: _Recorder) -> None:
+    """Read an SDK stream object (OpenAI's or Anthropic's `Stream`/`AsyncStream`) as the code
+    iterates it; the object and its type stay the SDK's. The call ends when the stream is
+    exhausted, closed (also through its HTTP response, as the SDKs' stream helpers close it), left
+    early or collected."""
+    iterator = stream._iterator
+    is_async = hasattr(iterator, "__anext__")
+    stream._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
+    stream._tracked_watched = True
+    _when_closed(stream, "close", rec)
+    response = getattr(stream, "response", None)
+    if response is not None:
+        _when_closed(response, "aclose" if is_async else "close", rec)
 
 
 def _parsed(result: Any) -> Any:
@@ -316,7 +395,7 @@ def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
                         rec.fail(exc)
                     raise
                 finally:
-                    rec.end(None, complete=complete)
+                    rec.end(None, complete=rec.final_seen if complete is None else complete)
 
             async def close(self) -> None:
                 try:
@@ -341,7 +420,7 @@ def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
                     rec.fail(exc)
                 raise
             finally:
-                rec.end(None, complete=complete)
+                rec.end(None, complete=rec.final_seen if complete is None else complete)
 
         def close(self) -> None:
             try:
@@ -358,8 +437,8 @@ def _iterate(items: Iterator[Any], rec: _Recorder) -> Iterator[Any]:
     complete = False
     try:
         for item in items:
-            rec.item(item)
-            yield item
+            if rec.item(item):
+                yield item
         complete = True
     except BaseException as exc:
         if not isinstance(exc, GeneratorExit):
@@ -373,8 +452,8 @@ async def _aiterate(items: AsyncIterator[Any], rec: _Recorder) -> AsyncIterator[
     complete = False
     try:
         async for item in items:
-            rec.item(item)
-            yield item
+            if rec.item(item):
+                yield item
         complete = True
     except BaseException as exc:
         if not isinstance(exc, GeneratorExit):
@@ -403,15 +482,43 @@ def _prepare(
             return None, kwargs
         rec = _start(client, spec, provider, ep)
         if ep.stream and spec.stream_style == "stream_cls" and kwargs.get("stream_cls") is not None:
-            if ep.ask_usage and stream_usage and spec.ask_usage is not None:
+            rec.raw = _raw_header(args, kwargs)
+            # Raw lines (`with_streaming_response`) are the code's to read: the request stays as written.
+            if ep.ask_usage and stream_usage and spec.ask_usage is not None and rec.raw != "stream":
                 spec.ask_usage(args, kwargs)
                 rec.hide_usage_only = True
                 rec.usage_only = spec.usage_only
-            kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client, spec))}
+            if rec.raw is not None:  # the stream is made later, by `.parse()`: made as ours
+                kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client, spec))}
         return rec, kwargs
     except Exception as exc:
         internal_error("instrumenting a request", exc)
         return None, kwargs
+
+
+def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The SDKs' raw-response header of the request: "true" (`with_raw_response`), "stream"
+    (`with_streaming_response`), or None."""
+    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    headers = getattr(options, "headers", None)
+    if not isinstance(headers, dict):
+        return None
+    value = headers.get("X-Stainless-Raw-Response")
+    return value if isinstance(value, str) else None
+
+
+def _stream_result(result: Any, rec: _Recorder, spec: ClientSpec) -> Any:
+    """What an instrumented streaming request returns, read as the code iterates it."""
+    if spec.stream_style == "iterator":
+        return _aiterate(result, rec) if hasattr(result, "__anext__") else _iterate(result, rec)
+    if rec.raw is None:
+        _watch(result, rec)
+    elif rec.raw == "stream":  # raw lines: the call ends when the response is closed
+        response = getattr(result, "http_response", None)
+        if response is not None:
+            is_async = type(result).__name__.startswith("Async")
+            _when_closed(response, "aclose" if is_async else "close", rec, complete=True)
+    return result
 
 
 def _sync_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_usage: bool) -> Any:
@@ -427,9 +534,7 @@ def _sync_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_
             rec.fail(exc)
             raise
         if rec.stream:
-            if spec.stream_style == "iterator":
-                return _iterate(result, rec)
-            return result  # the stream class reads it
+            return _stream_result(result, rec, spec)
         rec.end(_parsed(result))
         return result
 
@@ -450,9 +555,7 @@ def _async_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream
             rec.fail(exc)
             raise
         if rec.stream:
-            if spec.stream_style == "iterator":
-                return _aiterate(result, rec)
-            return result
+            return _stream_result(result, rec, spec)
         rec.end(_parsed(result))
         return result
 

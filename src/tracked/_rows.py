@@ -99,6 +99,11 @@ class Rows:
         self._sinks.write_row(row.step, row.data)
         return row
 
+    def add_model(self, call: Call) -> None:
+        """An LLM call (one that measured its own usage), counted under its model."""
+        with self.lock:
+            self.totals.add_model(call.model, call.tokens_in, call.tokens_out, call.cost_usd)
+
     def add_late(self, call: Call) -> None:
         """A nested call that ended after its parent had returned: its usage counts in the totals,
         under the name of the row it belongs to (its outermost ancestor in this experiment)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections.abc import Mapping
 from typing import Any
@@ -160,6 +161,14 @@ class _Group:
         return {f"{prefix}mean": q.mean(), f"{prefix}p50": q.quantile(0.5), f"{prefix}p95": q.quantile(0.95)}
 
 
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+def model_key(model: str) -> str:
+    """A model's name as one W&B key segment: "llama3.2:3b" is "llama3_2_3b"."""
+    return _UNSAFE_KEY.sub("_", model).strip("_")[:100] or "unknown"
+
+
 class Totals:
     """Counts over the rows (top-level calls) of an experiment, overall and per call name, and the
     mean of every numeric custom metric. Not thread-safe on its own: the experiment holds a lock.
@@ -168,7 +177,21 @@ class Totals:
     def __init__(self) -> None:
         self.all = _Group()
         self.by_name: dict[str, _Group] = {}
+        self.by_model: dict[str, _Group] = {}
         self.metric_sums: dict[str, list[Any]] = {}
+
+    def add_model(self, model: str | None, tokens_in: int, tokens_out: int, cost_usd: float | None) -> None:
+        """Count one LLM call (a call that measured its own usage) under its model."""
+        group = self.by_model.get(model or "unknown")
+        if group is None:
+            group = self.by_model[model or "unknown"] = _Group()
+        group.llm_calls += 1
+        group.tokens_in += tokens_in
+        group.tokens_out += tokens_out
+        if cost_usd is None:
+            group.unpriced_calls += 1
+        else:
+            group.cost_usd += cost_usd
 
     def add_call(
         self,
@@ -237,11 +260,12 @@ class Totals:
 
     def merge(self, other: Totals) -> None:
         self.all.merge(other.all)
-        for name, group in other.by_name.items():
-            mine = self.by_name.get(name)
-            if mine is None:
-                mine = self.by_name[name] = _Group()
-            mine.merge(group)
+        for mine_by, theirs_by in ((self.by_name, other.by_name), (self.by_model, other.by_model)):
+            for name, group in theirs_by.items():
+                mine = mine_by.get(name)
+                if mine is None:
+                    mine = mine_by[name] = _Group()
+                mine.merge(group)
         for key, theirs in other.metric_sums.items():
             sums = self.metric_sums.setdefault(key, [0.0, 0, 0, 0])
             for i in range(4):
@@ -258,6 +282,11 @@ class Totals:
         for name, group in sorted(self.by_name.items()):
             out.update(group.figures(f"{name}/"))
             out.update(group.latency(f"{name}/latency_s/"))
+        for model, group in sorted(self.by_model.items()):
+            key = model_key(model)
+            out[f"model/{key}/name"] = model
+            for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+                out[f"model/{key}/{figure}"] = getattr(group, figure)
         for key, (total, count, pos_inf, neg_inf) in sorted(self.metric_sums.items()):
             if count:
                 if pos_inf and neg_inf:

@@ -48,6 +48,17 @@ def _money(value: Any) -> str:
     return f"${value:.6f}" if value < 0.01 else f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
 
 
+def _cost(value: Any, unpriced: Any) -> str:
+    """A cost that says what it leaves out: "$0.0031 + 3 unpriced", "unknown (3 unpriced)"; never
+    "$0" for calls whose cost is unknown."""
+    n = int(unpriced) if is_number(unpriced) else 0
+    if n <= 0:
+        return _money(value)
+    if is_number(value) and value > 0:
+        return f"{_money(value)} + {n:,} unpriced"
+    return f"unknown ({n:,} unpriced)"
+
+
 def _num(value: Any, digits: int = 3) -> str:
     if not is_number(value):
         return "-"
@@ -110,6 +121,7 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
             "tokens_in": totals.get("total/tokens_in", 0),
             "tokens_out": totals.get("total/tokens_out", 0),
             "cost_usd": totals.get("total/cost_usd", 0.0),
+            "unpriced_calls": totals.get("total/unpriced_calls", 0),
             "latency_s_mean": totals.get("latency_s/mean"),
             "latency_s_p95": totals.get("latency_s/p95"),
         }
@@ -117,6 +129,46 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
             row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
         out.append(row)
     return out
+
+
+def model_rows(experiments: list[StoredExperiment], group: str | None) -> list[dict[str, Any]]:
+    """One row per LLM model actually called, from the experiments' per-model totals (the LLM
+    calls each measured, nested ones included): LLM calls, tokens, cost, unpriced calls."""
+    rows: dict[str, dict[str, Any]] = {}
+    for exp in experiments:
+        if group is not None and exp.group != group:
+            continue
+        if exp.summary.get("children") and not exp.rows:
+            continue  # a parent's totals hold its children's, compared on their own
+        summary = exp.totals()
+        names = {
+            k[len("model/") : -len("/name")]: v
+            for k, v in summary.items()
+            if k.startswith("model/") and k.endswith("/name")
+        }
+        for key, name in names.items():
+            row = rows.setdefault(str(name), {"model": str(name), "experiments": 0, "llm_calls": 0, "tokens_in": 0,
+                                              "tokens_out": 0, "cost_usd": 0.0, "unpriced_calls": 0})  # fmt: skip
+            row["experiments"] += 1
+            for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+                value = summary.get(f"model/{key}/{figure}")
+                if is_number(value):
+                    row[figure] += value
+    return sorted(rows.values(), key=lambda r: -r["cost_usd"])
+
+
+def render_models(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="by model (the LLM calls measured)", title_justify="left")
+    for col in ("model", "runs", "LLM calls", "tokens in", "tokens out", "cost"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in rows:
+        table.add_row(
+            escape(row["model"]), str(row["experiments"]), _num(row["llm_calls"]), _num(row["tokens_in"]),
+            _num(row["tokens_out"]), _cost(row["cost_usd"], row["unpriced_calls"]),
+        )  # fmt: skip
+    return table
 
 
 def _sort_rows(rows: list[dict[str, Any]], metric: str | None, goal: str) -> list[dict[str, Any]]:
@@ -147,7 +199,7 @@ def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None
     for row in rows:
         table.add_row(
             escape(str(row[by])), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
-            _num(row["tokens_in"]), _num(row["tokens_out"]), _money(row["cost_usd"]),
+            _num(row["tokens_in"]), _num(row["tokens_out"]), _cost(row["cost_usd"], row.get("unpriced_calls")),
             _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
             *(_num(row[c]) for c in metric_cols),
         )  # fmt: skip
@@ -160,6 +212,24 @@ def _seconds(value: Any) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def _compare_models(experiments: list[StoredExperiment], args: argparse.Namespace) -> int:
+    """`compare --by model` when no config says the model: the models the LLM calls used."""
+    rows = model_rows(experiments, args.group)
+    if not rows:
+        raise UsageError("no experiment has per-model totals (they are in summary.json of finished experiments)")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        _console().print(render_models(rows))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     root = _store_root(args.dir)
     experiments = find_experiments(root)
@@ -170,6 +240,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"no experiments in group {args.group!r} under {root} (groups: {', '.join(groups) or 'none'})")
     sweep_metric = _sweep_metric(experiments, args.group) if args.group is not None else None
     by = args.by or (TRIAL if sweep_metric is not None else "strategy")
+    if by == "model" and not any("model" in e.config for e in experiments):
+        return _compare_models(experiments, args)
     rows = compare_rows(experiments, by, args.group)
     if not rows:
         keys = sorted({k for e in experiments for k in e.config})
@@ -215,7 +287,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([
             {"dir": str(e.path), "name": e.name, "status": e.status, "group": e.group, "started_at": e.started_at,
-             "calls": e.totals().get("total/calls", 0), "cost_usd": e.totals().get("total/cost_usd")}
+             "calls": e.totals().get("total/calls", 0), "cost_usd": e.totals().get("total/cost_usd"),
+             "unpriced_calls": e.totals().get("total/unpriced_calls", 0)}
             for e in experiments
         ], indent=2))  # fmt: skip
         return 0
@@ -234,7 +307,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), escape(exp.name),
             f"[{colour.get(status, 'white')}]{escape(status)}[/]", escape(exp.group or ""),
             _num(totals.get("total/calls", 0)),
-            _money(totals.get("total/cost_usd")), escape(exp.path.name),
+            _cost(totals.get("total/cost_usd"), totals.get("total/unpriced_calls")), escape(exp.path.name),
         )  # fmt: skip
     _console().print(table)
     return 0

@@ -51,6 +51,8 @@ class ClientSpec:
         ask_usage: Change the request's arguments to ask the server for usage in a stream; returns
             the new keyword arguments.
         usage_only: Whether a stream item is the usage-only item the server was asked for.
+        copies: Methods of a client that return a new client with other options (`with_options`,
+            `copy`): on an instrumented client, they return instrumented clients.
     """
 
     library: str
@@ -62,3 +64,4 @@ class ClientSpec:
     base_url: Callable[[Any], str | None]
     ask_usage: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
     usage_only: Callable[[Any], bool] | None = None
+    copies: tuple[str, ...] = ()

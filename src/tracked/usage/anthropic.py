@@ -103,4 +103,5 @@ CLIENT = ClientSpec(
     endpoint=endpoint,
     stream_style="stream_cls",
     base_url=base_url,
+    copies=("copy", "with_options"),
 )

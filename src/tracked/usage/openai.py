@@ -207,4 +207,5 @@ CLIENT = ClientSpec(
     base_url=base_url,
     ask_usage=ask_usage,
     usage_only=usage_only,
+    copies=("copy", "with_options"),
 )
