@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import threading
 import time
 from collections.abc import Mapping
 from time import perf_counter
@@ -39,13 +38,14 @@ if hasattr(os, "register_at_fork"):
 # perf_counter() is cheaper than time.time() and monotonic; start times are derived from it.
 _EPOCH = time.time() - perf_counter()
 
-# Children of one parent can end in different threads, and after the parent. What each child hands
-# up is a list in the parent's `__dict__` under "_kids": the first child installs it and the parent
-# closes it (with _CLOSED) with one atomic `dict.setdefault` each; appending to an installed list
-# and the parent's taking of it are one step each under this lock. So every child is counted
-# exactly once, by its parent or (ending after it) as late, and a call with no children takes no lock.
-_rollup_lock = threading.Lock()
-_CLOSED: list[tuple[Any, ...]] = []  # a parent's "_kids" once it has ended
+# Children of one parent can end in different threads, and after the parent; no lock is taken.
+# Each child hands up its figures in a one-item list (a cell) appended to the list in the parent's
+# `__dict__` under "_kids" (installed with an atomic `dict.setdefault`). The parent, ending, closes
+# that slot with _CLOSED (atomic `setdefault` when there is no list, else a store) and then takes
+# each cell's item with `list.pop()`; a child that finds the slot closed after appending takes its
+# own item back the same way, and is late. `pop` is atomic, so each item is taken exactly once:
+# counted by its parent, or (ending after it) by the experiment as late.
+_CLOSED: list[Any] = []  # a parent's "_kids" once it has ended
 _KIDS = "_kids"
 
 #: The usage of an LLM call that could not be read (a stream left before its usage): set as a
@@ -117,7 +117,7 @@ class Call:
         self._figs = _RUNNING
         # Read by every call as it ends: slots, which are faster to read than class-level defaults.
         self._own: Usage | None = None  # usage this call reported itself (add_usage, or its result)
-        # What each ended child adds (in `__dict__["_kids"]`, see _rollup_lock), summed column by
+        # What each ended child adds (in `__dict__["_kids"]`, see _CLOSED), summed column by
         # column when this call ends: tokens_in, tokens_out, cache_read, cache_write, cost (0.0 if
         # unpriced), llm_calls, unpriced llm calls, priced llm calls, local llm calls.
         self.inputs: dict[str, Any] | None = None  # captured inputs (capture_io)
@@ -296,11 +296,16 @@ class Call:
         if from_result:
             own = extract(result)
         attrs = self.__dict__
-        kids = attrs.setdefault(_KIDS, _CLOSED)
-        if kids is not _CLOSED:  # children handed up: close the list under the lock
-            with _rollup_lock:
-                kids = attrs[_KIDS]
-                attrs[_KIDS] = _CLOSED
+        cells = attrs.setdefault(_KIDS, _CLOSED)
+        kids: list[tuple[Any, ...]] | None = None
+        if cells is not _CLOSED:  # children handed up: close the slot, then take their items
+            attrs[_KIDS] = _CLOSED
+            kids = []
+            for cell in cells:
+                try:
+                    kids.append(cell.pop())
+                except IndexError:  # taken back by a child that found the slot closed: late
+                    pass
         if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
             if from_result and own is not None:
@@ -368,15 +373,22 @@ class Call:
                 0.0 if cost is None else cost, llm_calls, unpriced,
                 0 if cost is None else llm_calls - unpriced, llm_calls if local else 0,
             )  # fmt: skip
-            mine = [up]
-            siblings = parent.__dict__.setdefault(_KIDS, mine)
-            if siblings is not mine and siblings is not _CLOSED:
-                with _rollup_lock:
-                    siblings = parent.__dict__[_KIDS]
-                    if siblings is not _CLOSED:
-                        siblings.append(up)
+            attrs = parent.__dict__
+            siblings = attrs.get(_KIDS)
+            if siblings is None:
+                siblings = attrs.setdefault(_KIDS, [])
             if siblings is _CLOSED:
                 self._ended_late(parent)
+            else:
+                cell = [up]
+                siblings.append(cell)
+                if attrs[_KIDS] is _CLOSED:  # the parent ended meanwhile: did it take this item?
+                    try:
+                        cell.pop()
+                    except IndexError:
+                        pass  # it did
+                    else:
+                        self._ended_late(parent)
 
     def _ended_late(self, parent: Call) -> None:
         """This call ended after its parent had returned: the parent's figures stay as they were,

@@ -175,7 +175,7 @@ def _end(
     provider's stream the same stream (or Ollama's generator) read as it is iterated, the call
     ending with it."""
     kind = type(result)
-    if kind not in _PLAIN and call.error_type is None and _is_stream(kind):
+    if kind not in _PLAIN and (_streams.get(kind) or (kind not in _streams and _is_stream(kind))):
         try:
             from ._instrument import adopt
 
