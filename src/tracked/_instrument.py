@@ -379,7 +379,9 @@ def _parsed(result: Any) -> Any:
 
 
 def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
-    """A subclass of the SDK's stream class that reads each item as the code takes it."""
+    """A subclass of the SDK's stream class that reads each item as the code takes it: for a raw
+    response (`with_raw_response`), whose stream `.parse()` makes later. Other streams are read in
+    place by `_watch`, keeping the SDK's own class."""
     if is_async:
 
         class TrackedAsyncStream(stream_cls):  # type: ignore[misc]
