@@ -142,6 +142,12 @@ class _Group:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latencies.merge(other.latencies)
 
+    def known_cost(self) -> float | None:
+        """The cost in USD, or None when every LLM call counted is unpriced: unknown, not 0."""
+        if self.llm_calls and self.unpriced_calls >= self.llm_calls:
+            return None
+        return self.cost_usd
+
     def figures(self, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {
             f"{prefix}calls": self.calls,
@@ -149,7 +155,7 @@ class _Group:
             f"{prefix}llm_calls": self.llm_calls,
             f"{prefix}tokens_in": self.tokens_in,
             f"{prefix}tokens_out": self.tokens_out,
-            f"{prefix}cost_usd": self.cost_usd,
+            f"{prefix}cost_usd": self.known_cost(),
             f"{prefix}unpriced_calls": self.unpriced_calls,
         }
         return out
@@ -285,8 +291,9 @@ class Totals:
         for model, group in sorted(self.by_model.items()):
             key = model_key(model)
             out[f"model/{key}/name"] = model
-            for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+            for figure in ("llm_calls", "tokens_in", "tokens_out", "unpriced_calls"):
                 out[f"model/{key}/{figure}"] = getattr(group, figure)
+            out[f"model/{key}/cost_usd"] = group.known_cost()
         for key, (total, count, pos_inf, neg_inf) in sorted(self.metric_sums.items()):
             if count:
                 if pos_inf and neg_inf:
