@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +217,14 @@ def _compare_models(experiments: list[StoredExperiment], args: argparse.Namespac
     rows = model_rows(experiments, args.group)
     if not rows:
         raise UsageError("no experiment has per-model totals (they are in summary.json of finished experiments)")
+    _print_rows(rows, args, lambda: render_models(rows))
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], args: argparse.Namespace, table: Callable[[], Any]) -> None:
+    """Rows as JSON (`--json`), CSV (`--csv`) or the rich table `table()` makes."""
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=str))
     elif args.csv:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -226,8 +232,7 @@ def _compare_models(experiments: list[StoredExperiment], args: argparse.Namespac
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        _console().print(render_models(rows))
-    return 0
+        _console().print(table())
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -250,18 +255,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if metric is None and sweep_metric and sweep_metric[0]:
         metric, goal = sweep_metric
     rows = _sort_rows(rows, metric, goal)
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-    elif args.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    else:
-        title = f"by {by}" + (f" in group {args.group}" if args.group else "")
-        title += f", ranked by {metric} ({goal})" if metric else ""
-        _console().print(render_compare(rows, by, title))
+    title = f"by {by}" + (f" in group {args.group}" if args.group else "")
+    title += f", ranked by {metric} ({goal})" if metric else ""
+    _print_rows(rows, args, lambda: render_compare(rows, by, title))
     return 0
 
 
