@@ -129,13 +129,17 @@ class _Group:
     ) -> None:
         self.calls += 1
         self.errors += error
+        self.latencies.add(latency_s)
+        self.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+
+    def add_usage(self, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
+        """LLM calls and their usage, without a row (a late call, or one LLM call under its model)."""
         self.llm_calls += llm_calls
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         if cost_usd is not None:
             self.cost_usd += cost_usd
         self.unpriced_calls += unpriced
-        self.latencies.add(latency_s)
 
     def merge(self, other: _Group) -> None:
         for name in ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
@@ -191,13 +195,7 @@ class Totals:
         group = self.by_model.get(model or "unknown")
         if group is None:
             group = self.by_model[model or "unknown"] = _Group()
-        group.llm_calls += 1
-        group.tokens_in += tokens_in
-        group.tokens_out += tokens_out
-        if cost_usd is None:
-            group.unpriced_calls += 1
-        else:
-            group.cost_usd += cost_usd
+        group.add_usage(1, tokens_in, tokens_out, cost_usd, 1 if cost_usd is None else 0)
 
     def add_call(
         self,
@@ -223,12 +221,7 @@ class Totals:
         """Count the usage of a call that ended after its parent had returned (its parent's row
         does not hold it): in the totals and under the name of the row it belongs to, not as a row."""
         for group in (self.all, self.by_name.setdefault(name, _Group())):
-            group.llm_calls += llm_calls
-            group.tokens_in += tokens_in
-            group.tokens_out += tokens_out
-            if cost_usd is not None:
-                group.cost_usd += cost_usd
-            group.unpriced_calls += unpriced
+            group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
 
     def add_row(self, row: Mapping[str, Any]) -> None:
         """Count a row as stored in `results.jsonl` (a worker's, or one read back by the commands).
