@@ -106,7 +106,7 @@ def _targets(target: Any, *, installed_only: bool) -> list[tuple[Any, ClientSpec
     )
 
 
-def _is_async(owner: Any, spec: ClientSpec) -> bool:
+def _is_async(owner: Any) -> bool:
     cls = owner if isinstance(owner, type) else type(owner)
     return cls.__name__.startswith("Async") or any(c.__name__.startswith("Async") for c in cls.__mro__)
 
@@ -130,7 +130,7 @@ def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool
     # is recorded once, by its own wrapper (the instance's attribute comes first).
     unbound = _original(cls, spec.method)
     setattr(owner, _ORIGINAL, (unbound, isinstance(owner, type) and spec.method in vars(owner)))
-    is_async = _is_async(owner, spec)
+    is_async = _is_async(owner)
     make = _async_wrapper if is_async else _sync_wrapper
     wrapper = make(spec, unbound, provider, stream_usage)
     if isinstance(owner, type):
@@ -163,16 +163,30 @@ def _provider_for(client: Any, spec: ClientSpec, provider: str | None) -> str:
         return provider
     if spec.provider in config.local_providers:
         return spec.provider
+    try:
+        url = spec.base_url(client)
+    except Exception:
+        url = None
+    if url is None:
+        return spec.provider
+    local = _local_urls.get(url)
+    if local is None:
+        local = _local_urls[url] = _is_local_url(url)
+    return "local" if local else spec.provider
+
+
+# Whether a client's base URL is a loopback or private address, remembered per URL.
+_local_urls: dict[str, bool] = {}
+
+
+def _is_local_url(url: str) -> bool:
     from urllib.parse import urlparse
 
     try:
-        url = spec.base_url(client)
-        host = urlparse(url).hostname if url else None
-    except Exception:
-        host = None
-    if host is not None and _is_local_host(host):
-        return "local"
-    return spec.provider
+        host = urlparse(url).hostname
+    except ValueError:
+        return False
+    return host is not None and _is_local_host(host)
 
 
 def _is_local_host(host: str) -> bool:
@@ -255,14 +269,15 @@ class _Recorder:
         call = self.call
         latency = perf_counter() - call._t0
         try:
-            usage = result if result is not None else self.usage
+            # A response is read here once; the call is ended with the Usage found.
+            usage = self.usage if result is None else extract(result)
             if not complete:
                 call.incomplete = True
                 if result is None and not self.final_seen:
                     usage = None
             if self.measured_below:
                 usage = None  # its child measured it
-            elif call.error_type is None and (usage is None or (type(usage) is not Usage and extract(usage) is None)):
+            elif call.error_type is None and usage is None:
                 call.usage_unknown = True
                 call._own = UNKNOWN
                 usage = None
@@ -284,8 +299,10 @@ class _Recorder:
             # A tracked function returning this response returns what its child measured.
             # (in its __dict__: read by Call._finish only when it has children)
             parent.__dict__.setdefault("_measured", set()).add(id(result))
+        if usage is not None:
+            call._own = usage  # already read and checked: the call does not read it again
         args, kwargs, instance = self.call_args
-        _end(call, self.spec, latency, usage, args, kwargs, instance)
+        _end(call, self.spec, latency, None, args, kwargs, instance)
 
 
 def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any]) -> Any:
@@ -491,7 +508,7 @@ def _prepare(
                 rec.hide_usage_only = True
                 rec.usage_only = spec.usage_only
             if rec.raw is not None:  # the stream is made later, by `.parse()`: made as ours
-                kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client, spec))}
+                kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client))}
         return rec, kwargs
     except Exception as exc:
         internal_error("instrumenting a request", exc)
