@@ -695,3 +695,36 @@ def test_a_tracked_function_returning_an_instrumented_ollama_stream_holds_its_us
     assert (row["tokens_in"], row["tokens_out"]) == lb.ledger.sent[0].tokens()
     assert row["llm_calls"] == 1
     assert not any(c.get("late") for c in captured["ol"].calls)
+
+
+def test_concurrent_requests_from_threads_and_tasks_equal_the_ledger(lb, tmp_path):
+    """Instrumented requests from thread-pool workers and from many concurrent asyncio tasks sum to the ledger."""
+    c = clients(lb)
+
+    @tracked.tracked(name="strategy")
+    def strategy():
+        with tracked.ThreadPoolExecutor(max_workers=4) as pool:
+            for f in [pool.submit(chat, c) for _ in range(6)] + [pool.submit(messages, c) for _ in range(2)]:
+                f.result()
+
+    async def many() -> None:
+        ac = clients(lb, async_=True)
+
+        @tracked.tracked(name="astrategy")
+        async def astrategy():
+            await asyncio.gather(*(achat(ac) for _ in range(8)), *(amessages(ac) for _ in range(4)))
+
+        await astrategy()
+        for client in ac.values():
+            await aclose(client)
+
+    with tracked.experiment("concurrent", dir=tmp_path, wandb=False) as exp:
+        strategy()
+        asyncio.run(many())
+    totals = lb.ledger.totals()
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == totals["llm_calls"] == 20
+    assert summary["strategy/llm_calls"] == 8 and summary["astrategy/llm_calls"] == 12
+    assert summary["total/tokens_in"] == totals["tokens_in"]
+    assert summary["total/tokens_out"] == totals["tokens_out"]
+    assert summary["total/cost_usd"] == pytest.approx(totals["cost_usd"], rel=1e-9)
