@@ -23,7 +23,7 @@ from ._call import UNKNOWN, Call
 from ._config import config, internal_error, warn_once
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
-from .usage._client import ClientSpec, Endpoint
+from .usage._client import ClientSpec, Endpoint, request_options
 from .usage._registry import CLIENTS
 from .usage._types import Usage
 
@@ -518,7 +518,7 @@ def _prepare(
 def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """The SDKs' raw-response header of the request: "true" (`with_raw_response`), "stream"
     (`with_streaming_response`), or None."""
-    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    options = request_options(args, kwargs)
     headers = getattr(options, "headers", None)
     if not isinstance(headers, dict):
         return None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClientSpec", "Endpoint"]
+__all__ = ["ClientSpec", "Endpoint", "request_options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,9 @@ class ClientSpec:
     ask_usage: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
     usage_only: Callable[[Any], bool] | None = None
     copies: tuple[str, ...] = ()
+
+
+def request_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The `options` (`FinalRequestOptions`: method, url, json_data, headers) of a call to the
+    OpenAI or Anthropic client's `request(cast_to, options, *, stream, stream_cls)`, or None."""
+    return kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._client import ClientSpec, Endpoint
+from ._client import ClientSpec, Endpoint, request_options
 from ._types import Shape, Usage, new
 from .openai import from_responses
 from .values import add, count, get, name
@@ -80,7 +80,7 @@ STREAM_EVENT = Shape("anthropic.stream_event", from_stream_event, looks_for=("ty
 def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
     """The LLM call a `request(cast_to, options, *, stream, stream_cls)` makes, if any: a POST to
     `/v1/messages` (`messages.create`, `messages.stream`), not `/v1/messages/count_tokens`."""
-    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    options = request_options(args, kwargs)
     if options is None or str(getattr(options, "method", "")).lower() != "post":
         return None
     if not str(getattr(options, "url", "")).endswith("/messages"):

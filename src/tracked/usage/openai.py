@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._client import ClientSpec, Endpoint
+from ._client import ClientSpec, Endpoint, request_options
 from ._types import Shape, Usage, new
 from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
 from .values import count, get, name, two
@@ -153,7 +153,7 @@ _ENDPOINTS = (  # the end of the request's path, and the call's name
 
 
 def _body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    options = kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+    options = request_options(args, kwargs)
     return options, getattr(options, "json_data", None)
 
 
