@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClientSpec", "Endpoint", "request_options"]
+__all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +71,9 @@ def request_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The `options` (`FinalRequestOptions`: method, url, json_data, headers) of a call to the
     OpenAI or Anthropic client's `request(cast_to, options, *, stream, stream_cls)`, or None."""
     return kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+
+
+def base_url_of(client: Any) -> str | None:
+    """The address an OpenAI or Anthropic client sends to (its `base_url`), or None."""
+    url = getattr(client, "base_url", None)
+    return None if url is None else str(url)

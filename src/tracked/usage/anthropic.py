@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._client import ClientSpec, Endpoint, request_options
+from ._client import ClientSpec, Endpoint, base_url_of, request_options
 from ._types import Shape, Usage, new
 from .openai import from_responses
 from .values import add, count, get, name
@@ -90,11 +90,6 @@ def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
     return Endpoint("anthropic.messages.create", model if isinstance(model, str) else None, bool(kwargs.get("stream")))
 
 
-def base_url(client: Any) -> str | None:
-    url = getattr(client, "base_url", None)
-    return None if url is None else str(url)
-
-
 CLIENT = ClientSpec(
     library="anthropic",
     provider="anthropic",
@@ -102,6 +97,6 @@ CLIENT = ClientSpec(
     method="request",
     endpoint=endpoint,
     stream_style="stream_cls",
-    base_url=base_url,
+    base_url=base_url_of,
     copies=("copy", "with_options"),
 )

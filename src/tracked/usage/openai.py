@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._client import ClientSpec, Endpoint, request_options
+from ._client import ClientSpec, Endpoint, base_url_of, request_options
 from ._types import Shape, Usage, new
 from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
 from .values import count, get, name, two
@@ -192,11 +192,6 @@ def usage_only(item: Any) -> bool:
     return getattr(item, "usage", None) is not None and not getattr(item, "choices", None)
 
 
-def base_url(client: Any) -> str | None:
-    url = getattr(client, "base_url", None)
-    return None if url is None else str(url)
-
-
 CLIENT = ClientSpec(
     library="openai",
     provider="openai",
@@ -204,7 +199,7 @@ CLIENT = ClientSpec(
     method="request",
     endpoint=endpoint,
     stream_style="stream_cls",
-    base_url=base_url,
+    base_url=base_url_of,
     ask_usage=ask_usage,
     usage_only=usage_only,
     copies=("copy", "with_options"),
