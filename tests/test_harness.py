@@ -15,6 +15,9 @@ from tracked import harness
 from tracked.harness import ExperimentConfig, ExperimentTracker, get_tracker
 from tracked.testing import read_experiment, read_wandb_run
 
+# Most tests here log results with no LLM call measured for them, which warns once (tested below).
+pytestmark = pytest.mark.filterwarnings("ignore:log_result. no LLM call was measured")
+
 
 @dataclass
 class StrategyResult:
@@ -167,7 +170,7 @@ def test_explicit_use_wandb_false_beats_wandb_enabled(monkeypatch, tmp_path, no_
     tracker = ExperimentTracker(use_wandb=False)
     tracker.start_experiment(ExperimentConfig(experiment_name="off", strategy="single", provider="ollama"))
     run_strategy("single", "t0")
-    tracker.log_result({"latency_s": 0.1, "tokens_in": 1, "tokens_out": 1, "cost_usd": 0.0})
+    tracker.log_result({"latency_s": 0.1, "tokens_in": 100, "tokens_out": 20, "cost_usd": 0.002})
     summary = tracker.finish_experiment()
     assert summary["sinks"]["wandb"] == "off"
     assert wandb_run_dirs(tmp_path) == []
@@ -177,7 +180,7 @@ def test_explicit_use_wandb_false_beats_wandb_enabled(monkeypatch, tmp_path, no_
 
 
 def test_log_result_with_result_objects_makes_rows_and_totals(tmp_path):
-    """Each log_result of an untracked result object is one row; totals count rows and sum tokens and cost."""
+    """Each log_result with nothing measured for it is one row of its own tokens and cost, and no LLM call."""
     config = ExperimentConfig(experiment_name="objects", strategy="debate", provider="openai", model="gpt-4o-mini")
     tracker = ExperimentTracker(use_wandb=False)
     path = tracker.start_experiment(config)
@@ -194,7 +197,7 @@ def test_log_result_with_result_objects_makes_rows_and_totals(tmp_path):
     assert summary["total/tokens_in"] == 600
     assert summary["total/tokens_out"] == 60
     assert summary["total/cost_usd"] == pytest.approx(0.007)
-    assert summary["total/llm_calls"] == 3
+    assert summary["total/llm_calls"] == 0  # not measured: not invented
     assert summary["latency_s/mean"] == pytest.approx(1.0)
     assert summary["metadata/accuracy/mean"] == pytest.approx(2 / 3)
     assert summary["metadata/confidence/mean"] == pytest.approx(0.7)
@@ -252,8 +255,8 @@ def test_non_string_output_is_recorded_as_its_repr():
     assert read_experiment(path).rows[0]["output"] == "['basket', 2]"
 
 
-def test_tracked_calls_between_start_and_finish_are_rows():
-    """`@tracked` calls made between start_experiment and finish_experiment are captured as rows."""
+def test_tracked_calls_after_the_last_result_are_one_more_row():
+    """`@tracked` calls made with no log_result after them are counted, as one row ended by finish_experiment."""
     tracker = ExperimentTracker(use_wandb=False)
     path = tracker.start_experiment(ExperimentConfig(experiment_name="captured", strategy="debate", provider="ollama"))
     for i in range(4):
@@ -261,18 +264,18 @@ def test_tracked_calls_between_start_and_finish_are_rows():
     summary = tracker.finish_experiment()
     run_strategy("debate", "after finish")  # not recorded anywhere
 
-    assert summary["total/calls"] == 4
+    assert summary["total/calls"] == 1
+    assert summary["total/llm_calls"] == 4
     assert summary["total/tokens_in"] == 100
     assert summary["total/tokens_out"] == 80
     assert summary["total/cost_usd"] == pytest.approx(0.004)
-    assert summary["run_strategy/calls"] == 4
-    rows = read_experiment(path).rows
-    assert [r["call"] for r in rows] == ["run_strategy"] * 4
-    assert [r["tokens_in"] for r in rows] == [10, 20, 30, 40]
-    assert read_experiment(path).summary["total/calls"] == 4
+    stored = read_experiment(path)
+    assert [(r["call"], r["tokens_in"], r["llm_calls"]) for r in stored.rows] == [("result", 100, 4)]
+    (row_call,) = [c for c in stored.calls if c["parent_id"] is None]
+    assert [c["tokens_in"] for c in stored.calls if c["parent_id"] == row_call["id"]] == [10, 20, 30, 40]
 
 
-def test_log_result_right_after_a_tracked_call_joins_its_row():
+def test_log_result_after_a_tracked_call_makes_it_the_result_child():
     """The guide's loop (`result = run_strategy(...)`; `log_result(result)`) counts each task once, with its output."""
     tracker = ExperimentTracker(use_wandb=False)
     path = tracker.start_experiment(ExperimentConfig(experiment_name="joined", strategy="single", provider="ollama"))
@@ -287,10 +290,11 @@ def test_log_result_right_after_a_tracked_call_joins_its_row():
     assert summary["total/cost_usd"] == pytest.approx(0.006)
     assert summary["total/llm_calls"] == 3
     assert summary["metadata/accuracy/mean"] == pytest.approx(1 / 3)
-    assert "result/calls" not in summary
-    rows = read_experiment(path).rows
+    stored = read_experiment(path)
+    rows = stored.rows
     assert len(rows) == 3
-    assert [r["call"] for r in rows] == ["run_strategy"] * 3
+    assert [r["call"] for r in rows] == ["result"] * 3
+    assert [c["name"] for c in stored.calls if c["parent_id"] is not None] == ["run_strategy"] * 3
     assert [r["output"] for r in rows] == [
         "single: answer to task0",
         "single: answer to task1",
@@ -300,7 +304,7 @@ def test_log_result_right_after_a_tracked_call_joins_its_row():
 
 
 def test_log_result_without_a_tracked_call_before_is_its_own_row():
-    """A log_result with no tracked call just before it is a row of its own; one right after a tracked call joins it."""
+    """A log_result with nothing measured is a row of its own figures; one after a tracked call has it as a child."""
     tracker = ExperimentTracker(use_wandb=False)
     path = tracker.start_experiment(ExperimentConfig(experiment_name="mixed", strategy="single", provider="ollama"))
     tracker.log_result({"latency_s": 0.3, "tokens_in": 4, "tokens_out": 2, "cost_usd": 0.01, "output": "first"})
@@ -312,7 +316,7 @@ def test_log_result_without_a_tracked_call_before_is_its_own_row():
     assert summary["total/tokens_in"] == 104
     assert summary["total/cost_usd"] == pytest.approx(0.012)
     rows = read_experiment(path).rows
-    assert [(r["call"], r["output"]) for r in rows] == [("result", "first"), ("run_strategy", "second")]
+    assert [(r["call"], r["output"], r["llm_calls"]) for r in rows] == [("result", "first", 0), ("result", "second", 1)]
 
 
 def test_two_log_results_after_one_tracked_call_are_two_results():
@@ -374,6 +378,17 @@ def test_result_without_cost_is_counted_as_unpriced():
     assert rows[0]["cost_usd"] is None
     assert summary["total/calls"] == 2
     assert summary["total/cost_usd"] == pytest.approx(0.5)
+    assert summary["total/unpriced_calls"] == 1
+
+
+def test_results_without_any_cost_have_an_unknown_total_cost():
+    """Results that report tokens but no cost give an unknown total cost (None, not $0) and cost_complete false."""
+    tracker = ExperimentTracker(use_wandb=False)
+    tracker.start_experiment(ExperimentConfig(experiment_name="nocost2", strategy="single", provider="mystery"))
+    tracker.log_result({"latency_s": 0.1, "tokens_in": 1000, "tokens_out": 100, "output": "a"})
+    summary = tracker.finish_experiment()
+    assert summary["total/cost_usd"] is None
+    assert summary["total/cost_complete"] is False
     assert summary["total/unpriced_calls"] == 1
 
 
@@ -484,7 +499,8 @@ def test_wandb_enabled_true_writes_a_hidden_layer_run(monkeypatch):
         "temperature": None,
         "n_debaters": 3,
     }
-    assert [row["call"] for row in run.history] == ["result", "run_strategy"]
+    assert [row["call"] for row in run.history] == ["result", "result"]
+    assert [row["llm_calls"] for row in run.history] == [0, 1]
     assert [row["tokens_in"] for row in run.history] == [80, 120]
     assert [row["metadata/accuracy"] for row in run.history] == [0, 1]
     assert run.history[1]["output"] == "debate: answer to Should we invest in renewable energy?0"

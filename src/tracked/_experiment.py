@@ -22,6 +22,7 @@ from ._call import Call, check_metrics
 from ._config import internal_error
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
+from ._results import Results
 from ._rows import Rows
 from ._sysinfo import system_info
 from ._totals import Totals
@@ -94,6 +95,9 @@ class Experiment:
         self._sinks = SinkSet(name, warm=_load_price_data)
         self._rows = Rows(self._sinks)
         self._totals_children = Totals()
+        # The older tracker's open result: calls that would be top-level rows become its children.
+        self._adopt: Call | None = None
+        self._results: Results | None = None
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -291,6 +295,13 @@ class Experiment:
             return last
         return None
 
+    def collect_results(self) -> Results:
+        """From now on, calls that would be top-level rows are children of one open "result" call,
+        ended by `Results.end` (the older tracker's `log_result`) or when the experiment ends."""
+        if self._results is None:
+            self._results = Results(self)
+        return self._results
+
     def add_result(
         self,
         metrics: dict[str, Any],
@@ -301,10 +312,11 @@ class Experiment:
         tokens_out: int,
         cost_usd: float | None,
         llm_calls: int,
+        unpriced: int = 0,
     ) -> None:
         """A row for a result measured elsewhere (the older tracker's `log_result`), counted in
-        the totals like a call named "result". `cost_usd` None is unknown (an unpriced LLM call
-        when `llm_calls`); `metrics` are checked values."""
+        the totals like a call named "result". `cost_usd` None is unknown; `unpriced` counts it
+        as a figure of unknown cost; `metrics` are checked values."""
         call = Call("result", None, self, time.perf_counter())
         call._set_figures(
             latency_s=latency_s,
@@ -314,7 +326,7 @@ class Experiment:
             cost_usd=cost_usd,
             cost_source="reported" if cost_usd is not None else None,
             llm_calls=llm_calls,
-            unpriced_calls=1 if llm_calls and cost_usd is None else 0,
+            unpriced_calls=unpriced,
         )
         call.metrics = metrics
         call._row = True
@@ -376,6 +388,8 @@ class Experiment:
                 merged = merge_workers(self.path, self._rows, self._sinks)
                 if merged:
                     self.summary["workers"] = merged
+            if self._results is not None:
+                self._results.close()
             self._rows.seal_all()
             summary = self._final_summary()
             only_children = bool(self.children) and self._rows.count == 0

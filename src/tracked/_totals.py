@@ -148,8 +148,8 @@ class _Group:
 
     def known_cost(self) -> float | None:
         """The cost in USD, or None when every LLM call counted is unpriced: unknown, not 0."""
-        if self.llm_calls and self.unpriced_calls >= self.llm_calls:
-            return None
+        if self.unpriced_calls and self.unpriced_calls >= self.llm_calls and not self.cost_usd:
+            return None  # (results of the older tracker count as unpriced with no LLM call)
         return self.cost_usd
 
     def figures(self, prefix: str) -> dict[str, Any]:

@@ -121,17 +121,22 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
         exp = _open[-1] if _open else None
     call = Call(spec.name, parent, exp, perf_counter())
     if exp is not None and (parent is None or parent.experiment is not exp):
-        # A top-level call of this experiment: one row. It closes the previous row of this
-        # thread or task, so that `exp.log()` between the two joined the previous one.
-        here = lane()
-        prev = _last_row.get()
-        if prev is not None and prev._lane == here:
-            try:
-                prev.experiment._seal(prev)  # type: ignore[union-attr]
-            except Exception as exc:
-                internal_error("closing a row", exc)
-        call._row = True
-        call._lane = here
+        adopt = exp._adopt
+        if adopt is not None:
+            # The older tracker collects the calls made for one result under it (`_results`).
+            call.parent = adopt
+        else:
+            # A top-level call of this experiment: one row. It closes the previous row of this
+            # thread or task, so that `exp.log()` between the two joined the previous one.
+            here = lane()
+            prev = _last_row.get()
+            if prev is not None and prev._lane == here:
+                try:
+                    prev.experiment._seal(prev)  # type: ignore[union-attr]
+                except Exception as exc:
+                    internal_error("closing a row", exc)
+            call._row = True
+            call._lane = here
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
             call.inputs = _capture_inputs(spec, instance is not None, args, kwargs)

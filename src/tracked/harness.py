@@ -14,9 +14,15 @@ Code written for the research harness's tracker runs unchanged on top of `experi
     tracker.finish_experiment()
 
 W&B stays off unless asked for (`use_wandb=True` or `WANDB_ENABLED=true`); the local store
-(`experiments/<name>_<timestamp>/`) is always written. `@tracked` calls made between start and
-finish are captured as in `experiment()`; a `log_result` right after a tracked call joins that
-call's row instead of counting it twice.
+(`experiments/<name>_<timestamp>/`) is always written.
+
+Each `log_result` is one row. The LLM calls made for it since the previous one (through a client
+instrumented with `tracked.instrument()` or `get_tracker(instrument=True)`, or `@tracked`
+functions) are its children: the row's tokens, cost and `llm_calls` are what they measured, and
+the result's own `tokens_in`/`tokens_out`/`cost_usd` are only a report (kept as `reported_*` on
+the call record when more than 1% off, with one warning). A result with nothing measured for it
+counts its own tokens and cost, and no LLM call (one warning: the number of calls is not known).
+A `log_result` made inside a `@tracked` call makes that call the row.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._config import warn_once
 from ._context import current_call
 from ._experiment import Experiment
+from ._instrument import instrument as _instrument
 from ._values import clean
+from .usage import Usage
 from .usage.values import cost, count, get
 
 if TYPE_CHECKING:
@@ -88,7 +97,15 @@ class ExperimentConfig:
 class ExperimentTracker:
     """The older tracker: one experiment at a time, `start_experiment` ... `finish_experiment`."""
 
-    def __init__(self, use_wandb: bool = False, *, dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, use_wandb: bool = False, *, dir: str | os.PathLike[str] | None = None, instrument: bool = False
+    ) -> None:
+        """`instrument=True` instruments every installed provider library (`tracked.instrument()`),
+        so each LLM call a strategy makes through an OpenAI, Anthropic or Ollama client is measured."""
+        if not isinstance(instrument, bool):
+            raise TypeError(f"instrument must be True or False, got {instrument!r}")
+        if instrument:
+            _instrument()
         self.use_wandb = bool(use_wandb)
         self.dir = dir
         self.experiment: Experiment | None = None
@@ -109,6 +126,7 @@ class ExperimentTracker:
             dir=self.dir,
             wandb=self.use_wandb,
         ).start()
+        self.experiment.collect_results()
         return self.experiment.path
 
     def log_result(self, result: Any) -> None:
@@ -130,30 +148,46 @@ class ExperimentTracker:
             if isinstance(value, str):
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
+        results = exp.collect_results()
         if current_call() is not None:
-            # Inside a tracked call, that call's own measurements win; the result's output and
-            # metadata join its row.
+            # Inside a tracked call: that call is the result's row, its own measurements win; the
+            # result's output and metadata join it.
+            results.promote_current()
             if extras:
                 exp.log(extras)
             return
+        tokens_in = count(get(result, "tokens_in"))
+        tokens_out = count(get(result, "tokens_out"))
+        cost_usd = cost(get(result, "cost_usd"))
+        latency_s = cost(get(result, "latency_s"))
+        model = get(result, "model")
+        model = model if isinstance(model, str) else None
+        report = Usage(tokens_in, tokens_out, None, None, model, None, cost_usd)
+        if results.end(extras, report, latency_s):
+            return  # the calls measured for it are its children
         # One result per call: a second one after the same call is a row of its own.
         joined = exp.join_last_row(extras, unless=self._joined)
         if joined is not None:
             self._joined = joined
             return
-        # No tracked call to join: the result itself is the row, counted in the totals.
-        tokens_in = count(get(result, "tokens_in")) or 0
-        tokens_out = count(get(result, "tokens_out")) or 0
-        cost_usd = cost(get(result, "cost_usd"))
-        model = get(result, "model")
+        # Nothing measured for it: the result's own figures are the row, with no LLM call
+        # invented (how many it made is not known).
+        if tokens_in or tokens_out or cost_usd:
+            warn_once(
+                "harness.unmeasured",
+                "log_result: no LLM call was measured for this result, so its row holds the tokens and "
+                "cost the result reports and llm_calls counts no call for it; call tracked.instrument() "
+                "(or get_tracker(instrument=True)) before start_experiment to measure every LLM call",
+            )
         exp.add_result(
             extras,
-            latency_s=cost(get(result, "latency_s")) or 0.0,
-            model=model if isinstance(model, str) else self.config.model if self.config else None,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
+            latency_s=latency_s or 0.0,
+            model=model if model is not None else self.config.model if self.config else None,
+            tokens_in=tokens_in or 0,
+            tokens_out=tokens_out or 0,
             cost_usd=cost_usd,
-            llm_calls=1 if (tokens_in or tokens_out or cost_usd is not None) else 0,
+            llm_calls=0,
+            unpriced=1 if cost_usd is None and (tokens_in or tokens_out) else 0,
         )
 
     def finish_experiment(self) -> dict[str, Any] | None:
@@ -168,12 +202,21 @@ class ExperimentTracker:
 _tracker: ExperimentTracker | None = None
 
 
-def get_tracker(use_wandb: bool | None = None) -> ExperimentTracker:
-    """The process's tracker. `use_wandb=None` reads `WANDB_ENABLED` (default false)."""
+def get_tracker(use_wandb: bool | None = None, *, instrument: bool = False) -> ExperimentTracker:
+    """The process's tracker. `use_wandb=None` reads `WANDB_ENABLED` (default false).
+
+    `instrument=True` also instruments every installed provider library (`tracked.instrument()`):
+    the LLM calls a strategy makes become the children of the result logged after them, so each
+    row's tokens, cost and `llm_calls` are measured, not taken from the result.
+    """
     global _tracker
     wanted = wandb_enabled() if use_wandb is None else bool(use_wandb)
     if _tracker is None:
-        _tracker = ExperimentTracker(use_wandb=wanted)
+        _tracker = ExperimentTracker(use_wandb=wanted, instrument=instrument)
     else:
+        if not isinstance(instrument, bool):
+            raise TypeError(f"instrument must be True or False, got {instrument!r}")
+        if instrument:
+            _instrument()
         _tracker.use_wandb = wanted
     return _tracker
