@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import pytest
 
 import tracked
@@ -196,6 +197,44 @@ def test_each_way_of_calling_is_one_row_equal_to_the_ledger(lb, tmp_path, case):
     assert record["name"] == name and not record.get("incomplete") and not record.get("usage_unknown")
     if lb.ledger.sent[0].stream:
         assert record["ttft_s"] is not None and 0 < record["ttft_s"] <= record["latency_s"]
+
+
+class Verdict(pydantic.BaseModel):
+    """A structured reply the loopback server's plain-text answers never satisfy."""
+
+    location: str
+
+
+def parse_refused(c: dict[str, Any], library: str) -> Any:
+    """`.parse` with a structured format the server's plain-text reply does not satisfy."""
+    if library == "openai":
+        return c["openai"].chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES, response_format=Verdict)
+    return c["anthropic"].messages.parse(model=CLAUDE, max_tokens=64, messages=MESSAGES, output_format=Verdict)
+
+
+@pytest.mark.parametrize("async_", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("library", ["openai", "anthropic"])
+def test_a_reply_refused_by_parse_keeps_its_billed_usage_and_the_error(lb, tmp_path, library, async_):
+    """`.parse(...)` raising on a reply the server billed records the error and the ledger's usage."""
+
+    async def amain():
+        c = clients(lb, async_=True)
+        try:
+            await parse_refused(c, library)
+        finally:
+            for client in c.values():
+                await aclose(client)
+
+    with capture() as captured, tracked.experiment("refused", dir=tmp_path, wandb=False) as exp:
+        with pytest.raises(pydantic.ValidationError):
+            if async_:
+                asyncio.run(amain())
+            else:
+                parse_refused(clients(lb), library)
+    assert_matches_ledger(lb, exp, f"{library}.{'chat.completions' if library == 'openai' else 'messages'}.create")
+    (record,) = captured["refused"].calls
+    assert record["error"] == "ValidationError"
+    assert exp.final_summary["total/errors"] == 1
 
 
 # --- the same, async --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ._call import UNKNOWN, Call
 from ._config import config, internal_error, warn_once
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
-from .usage._client import ClientSpec, Endpoint, request_options
+from .usage._client import ClientSpec, Endpoint, request_options, watch_parsed
 from .usage._registry import CLIENTS
 from .usage._types import Usage
 
@@ -220,8 +220,8 @@ class _Recorder:
     one) reads its usage; this call only ends with it.
     """
 
-    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "measured_below", "n", "raw", "spec",
-                 "stream", "usage", "usage_only")  # fmt: skip
+    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "measured_below", "n", "parsed", "raw",
+                 "spec", "stream", "usage", "usage_only")  # fmt: skip
 
     def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
@@ -236,6 +236,10 @@ class _Recorder:
         self.measured_below = False
         self.final_seen = False  # the item with the stream's final usage has come
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
+        self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
+
+    def saw(self, parsed: Any) -> None:
+        self.parsed = parsed
 
     def item(self, item: Any) -> bool:
         """Read one stream item; False for the usage-only chunk the code did not ask for."""
@@ -258,7 +262,11 @@ class _Recorder:
 
     def fail(self, exc: BaseException) -> None:
         _failed(self.call, exc)
-        self.end(None, complete=True)
+        parsed = self.parsed
+        if parsed is not None:  # the response came, and the code's parser refused it: it was billed
+            self.end(parsed, complete=True)
+        else:
+            self.end(None, complete=True)
 
     def end(self, result: Any, *, complete: bool = True) -> None:
         """End the call: with `result` (a response), else with what the stream showed. A stream
@@ -509,6 +517,8 @@ def _prepare(
                 rec.usage_only = spec.usage_only
             if rec.raw is not None:  # the stream is made later, by `.parse()`: made as ours
                 kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client))}
+        elif not ep.stream and spec.stream_style == "stream_cls":
+            watch_parsed(args, kwargs, rec.saw)
         return rec, kwargs
     except Exception as exc:
         internal_error("instrumenting a request", exc)

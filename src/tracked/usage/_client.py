@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options"]
+__all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options", "watch_parsed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,23 @@ def request_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The `options` (`FinalRequestOptions`: method, url, json_data, headers) of a call to the
     OpenAI or Anthropic client's `request(cast_to, options, *, stream, stream_cls)`, or None."""
     return kwargs.get("options") if "options" in kwargs else args[1] if len(args) > 1 else None
+
+
+def watch_parsed(args: tuple[Any, ...], kwargs: dict[str, Any], seen: Callable[[Any], None]) -> None:
+    """Give `seen` the response an OpenAI or Anthropic request parsed, before the request's own
+    `post_parser` (`.parse(response_format=...)`) reads it: that parser may raise (a reply that
+    does not validate, a length limit) after the server billed the call, whose usage is then
+    only in the response it was given."""
+    options = request_options(args, kwargs)
+    post = getattr(options, "post_parser", None)
+    if not callable(post):  # not given (the SDKs' NotGiven) for most requests
+        return
+
+    def post_parser(parsed: Any) -> Any:
+        seen(parsed)
+        return post(parsed)
+
+    options.post_parser = post_parser
 
 
 def base_url_of(client: Any) -> str | None:
