@@ -208,3 +208,38 @@ def test_instrument_argument_must_be_a_bool():
         ExperimentTracker(instrument="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="instrument must be True or False"):
         get_tracker(instrument=1)  # type: ignore[arg-type]
+
+
+def test_calls_from_plain_threads_and_asyncio_tasks_belong_to_the_next_result(lab, server):
+    """LLM calls a strategy makes from a plain thread pool or from asyncio.gather tasks are its result's children."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    def threaded(problem: str) -> StrategyResult:
+        with ThreadPoolExecutor(3) as pool:
+            replies = list(pool.map(lambda i: lab.llm(f"{i} {problem}", "ollama"), range(3)))
+        return StrategyResult(0.1, sum(r[1] for r in replies), sum(r[2] for r in replies), replies[-1][0])
+
+    async def gathered(problem: str) -> StrategyResult:
+        client = server.ollama(async_=True)
+        tracked.instrument(client)
+        try:
+            replies = await asyncio.gather(
+                *(client.chat(model="llama3.2:latest", messages=[{"role": "user", "content": f"{i} {problem}"}])
+                  for i in range(4))
+            )  # fmt: skip
+        finally:
+            await client._client.aclose()
+        return StrategyResult(0.1, sum(r.prompt_eval_count for r in replies), sum(r.eval_count for r in replies), "x")
+
+    tracker = ExperimentTracker(instrument=True)
+    path = tracker.start_experiment(ExperimentConfig(experiment_name="concurrent", strategy="x", provider="ollama"))
+    tracker.log_result(threaded("p0"))
+    tracker.log_result(asyncio.run(gathered("p1")))
+    summary = tracker.finish_experiment()
+    ledger = server.ledger.totals()
+    rows = read_experiment(path).rows
+    assert [r["llm_calls"] for r in rows] == [3, 4]
+    assert summary["total/llm_calls"] == ledger["llm_calls"] == 7
+    assert summary["total/tokens_in"] == ledger["tokens_in"]
+    assert summary["total/tokens_out"] == ledger["tokens_out"]
