@@ -21,6 +21,7 @@ from . import _lifecycle
 from ._call import Call, check_metrics
 from ._config import internal_error
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
+from ._instrument import end_open_streams
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
 from ._rows import Rows
@@ -388,6 +389,7 @@ class Experiment:
                 merged = merge_workers(self.path, self._rows, self._sinks)
                 if merged:
                     self.summary["workers"] = merged
+            end_open_streams(self)
             if self._results is not None:
                 self._results.close()
             self._rows.seal_all()

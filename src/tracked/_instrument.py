@@ -11,10 +11,13 @@ ends when the stream is exhausted, closed, left early or collected; a stream lef
 
 from __future__ import annotations
 
+import copy
+import gc
 import importlib
 import importlib.util
 import inspect
 import sys
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
 from typing import Any
@@ -213,6 +216,23 @@ def _start(client: Any, spec: ClientSpec, provider: str | None, ep: Endpoint) ->
     return _Recorder(_begin(call_spec, None, (), {}), call_spec, ep.stream)
 
 
+# The streams of experiments' calls not ended yet (by `id` of their recorder). A stream the code
+# left without closing it is usually in a reference cycle (OpenAI's `Stream` and its generator):
+# it ends when the cycle is collected, which may be after its experiment finished.
+_open_streams: dict[int, _Recorder] = {}
+
+
+def end_open_streams(exp: Any) -> None:
+    """Before `exp` finishes: streams of its calls that the code left are ended (collected first,
+    else ended here), as incomplete calls of unknown usage, so that they are in its totals."""
+    if not any(rec.call.experiment is exp for rec in list(_open_streams.values())):
+        return
+    gc.collect()  # a stream left in a cycle ends now, as it would have when collected
+    for rec in list(_open_streams.values()):
+        if rec.call.experiment is exp:
+            rec.end(None, complete=False)
+
+
 class _Recorder:
     """One instrumented request (or a returned stream): its call, and what a stream has shown so far.
 
@@ -237,6 +257,8 @@ class _Recorder:
         self.final_seen = False  # the item with the stream's final usage has come
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
         self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
+        if stream and call.experiment is not None:
+            _open_streams[id(self)] = self
 
     def saw(self, parsed: Any) -> None:
         self.parsed = parsed
@@ -274,6 +296,8 @@ class _Recorder:
         if self.ended:
             return
         self.ended = True
+        if self.stream:
+            _open_streams.pop(id(self), None)
         call = self.call
         latency = perf_counter() - call._t0
         try:
@@ -350,15 +374,18 @@ def _final_usage(item: Any) -> bool:
 def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None = None) -> None:
     """After `obj.<name>()` (a stream's or its HTTP response's close), the call ends: complete if
     the stream's final usage had come (the SDKs close the response themselves at a stream's end),
-    else left early."""
+    else left early. The patched method holds `obj` weakly: no reference cycle keeps a stream
+    the code dropped alive until the garbage collector runs."""
     close = getattr(obj, name, None)
-    if close is None:
+    if close is None or getattr(close, "__self__", None) is not obj:
         return
+    method = weakref.WeakMethod(close)
     if inspect.iscoroutinefunction(close):
 
         async def aclosed(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await close(*args, **kwargs)
+                bound = method()
+                return None if bound is None else await bound(*args, **kwargs)
             finally:
                 rec.end(None, complete=rec.final_seen if complete is None else complete)
 
@@ -367,7 +394,8 @@ def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None =
 
         def closed(*args: Any, **kwargs: Any) -> Any:
             try:
-                return close(*args, **kwargs)
+                bound = method()
+                return None if bound is None else bound(*args, **kwargs)
             finally:
                 rec.end(None, complete=rec.final_seen if complete is None else complete)
 
@@ -380,6 +408,14 @@ def _watch(stream: Any, rec: _Recorder) -> None:
     exhausted, closed (also through its HTTP response, as the SDKs' stream helpers close it), left
     early or collected."""
     iterator = stream._iterator
+    frame = getattr(iterator, "gi_frame", None) or getattr(iterator, "ag_frame", None)
+    if frame is not None and frame.f_lasti <= 0 and frame.f_locals.get("self") is stream:  # not started
+        # OpenAI's stream makes its generator from itself: a cycle that keeps a stream the code
+        # left alive until the garbage collector runs. Made from a copy instead (as Anthropic's
+        # SDK does), a left stream ends as soon as the code drops it.
+        dup = copy.copy(stream)
+        del dup._iterator  # the copy must not hold the generator made from the stream
+        stream._iterator = iterator = dup.__stream__()
     is_async = hasattr(iterator, "__anext__")
     stream._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
     stream._tracked_watched = True

@@ -1,0 +1,350 @@
+"""Every way of writing an LLM call gives the figures the server sent, once.
+
+A table: each way a user writes a call (a decorated function returning the response or the stream,
+a generator yielding chunks or text, a function joining a stream's text, no decoration at all, a
+stream left early), for the real OpenAI, Anthropic and Ollama clients, sync and async, with the
+client instrumented and (where the way carries the usage to tracked by itself) without. Tokens,
+cost and `llm_calls` are checked against the loopback server's ledger (cost from genai-prices' own
+`extract_usage` + `calc_price` on the raw usage it sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tracked
+from loopback import Loopback
+from tracked.testing import capture
+
+MESSAGES = [{"role": "user", "content": "Where will Sally look for the marble?"}]
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "ollama": "llama3.2:3b"}
+
+
+# --- one request per library: plain or streamed, and the text of a stream item ---------------------
+
+
+def create(library: str, client: Any, stream: bool) -> Any:
+    """The request as the user writes it (an OpenAI stream asks for its usage: without it, nothing can be read)."""
+    model = MODELS[library]
+    if library == "openai":
+        extra = {"stream_options": {"include_usage": True}} if stream else {}
+        return client.chat.completions.create(model=model, messages=MESSAGES, stream=stream, **extra)
+    if library == "anthropic":
+        return client.messages.create(model=model, max_tokens=64, messages=MESSAGES, stream=stream)
+    return client.chat(model=model, messages=MESSAGES, stream=stream)
+
+
+def text_of(library: str, item: Any) -> str:
+    """The text an item of a stream carries ("" for items that carry none)."""
+    if library == "openai":
+        return (item.choices[0].delta.content or "") if item.choices else ""
+    if library == "anthropic":
+        return getattr(getattr(item, "delta", None), "text", None) or ""
+    return item.message.content or ""
+
+
+# --- the ways of writing a call: (function of library and client, needs instrumentation) -----------
+
+
+def return_response(lib: str, c: Any) -> Any:
+    return tracked.tracked(lambda: create(lib, c, False), name="ask")()
+
+
+def return_stream(lib: str, c: Any) -> Any:
+    stream = tracked.tracked(lambda: create(lib, c, True), name="ask")()
+    return [text_of(lib, item) for item in stream]
+
+
+def yield_chunks(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    def ask():
+        yield from create(lib, c, True)
+
+    return [text_of(lib, item) for item in ask()]
+
+
+def yield_text(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    def ask():
+        for item in create(lib, c, True):
+            if text := text_of(lib, item):
+                yield text
+
+    return "".join(ask())
+
+
+def join_text(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    def ask():
+        return "".join(text_of(lib, item) for item in create(lib, c, True))
+
+    return ask()
+
+
+def helper_text_stream(lib: str, c: Any) -> Any:
+    """Anthropic's `messages.stream()` helper, yielding its `text_stream` (other libraries: their stream's text)."""
+
+    @tracked.tracked(name="ask")
+    def ask():
+        if lib == "anthropic":
+            with c.messages.stream(model=MODELS[lib], max_tokens=64, messages=MESSAGES) as s:
+                yield from s.text_stream
+        else:
+            yield from (text_of(lib, item) for item in create(lib, c, True))
+
+    return "".join(ask())
+
+
+def bare(lib: str, c: Any) -> Any:
+    return create(lib, c, False)
+
+
+def bare_stream(lib: str, c: Any) -> Any:
+    return [text_of(lib, item) for item in create(lib, c, True)]
+
+
+SYNC: dict[str, tuple[Callable[[str, Any], Any], bool]] = {
+    "decorated, returns the response": (return_response, False),
+    "decorated, returns the stream": (return_stream, False),
+    "generator yielding chunks": (yield_chunks, False),
+    "generator yielding text": (yield_text, True),
+    "decorated, joins the stream's text": (join_text, True),
+    "generator over a stream helper's text": (helper_text_stream, True),
+    "no decoration": (bare, True),
+    "no decoration, streamed": (bare_stream, True),
+}
+
+
+async def acreate(library: str, client: Any, stream: bool) -> Any:
+    model = MODELS[library]
+    if library == "openai":
+        extra = {"stream_options": {"include_usage": True}} if stream else {}
+        return await client.chat.completions.create(model=model, messages=MESSAGES, stream=stream, **extra)
+    if library == "anthropic":
+        return await client.messages.create(model=model, max_tokens=64, messages=MESSAGES, stream=stream)
+    return await client.chat(model=model, messages=MESSAGES, stream=stream)
+
+
+async def areturn_response(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    async def ask():
+        return await acreate(lib, c, False)
+
+    return await ask()
+
+
+async def areturn_stream(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    async def ask():
+        return await acreate(lib, c, True)
+
+    return [text_of(lib, item) async for item in await ask()]
+
+
+async def ayield_chunks(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    async def ask():
+        async for item in await acreate(lib, c, True):
+            yield item
+
+    return [text_of(lib, item) async for item in ask()]
+
+
+async def ayield_text(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    async def ask():
+        async for item in await acreate(lib, c, True):
+            if text := text_of(lib, item):
+                yield text
+
+    return "".join([t async for t in ask()])
+
+
+async def ajoin_text(lib: str, c: Any) -> Any:
+    @tracked.tracked(name="ask")
+    async def ask():
+        return "".join([text_of(lib, item) async for item in await acreate(lib, c, True)])
+
+    return await ask()
+
+
+async def abare(lib: str, c: Any) -> Any:
+    return await acreate(lib, c, False)
+
+
+async def abare_stream(lib: str, c: Any) -> Any:
+    return [text_of(lib, item) async for item in await acreate(lib, c, True)]
+
+
+ASYNC: dict[str, tuple[Callable[[str, Any], Any], bool]] = {
+    "decorated, returns the response": (areturn_response, False),
+    "decorated, returns the stream": (areturn_stream, False),
+    "generator yielding chunks": (ayield_chunks, False),
+    "generator yielding text": (ayield_text, True),
+    "decorated, joins the stream's text": (ajoin_text, True),
+    "no decoration": (abare, True),
+    "no decoration, streamed": (abare_stream, True),
+}
+
+
+def cases(table: dict[str, tuple[Any, bool]]) -> list[Any]:
+    out = []
+    for way, (_, needs) in table.items():
+        for lib in MODELS:
+            for instrumented in (True, False):
+                if instrumented or not needs:
+                    out.append(
+                        pytest.param(way, lib, instrumented, id=f"{lib}-{way}-{'inst' if instrumented else 'plain'}")
+                    )
+    return out
+
+
+# --- fixtures and the check --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    lb = Loopback()
+    yield lb
+    lb.close()
+
+
+@pytest.fixture
+def lb(server):
+    server.ledger.clear()
+    yield server
+    for name in MODELS:
+        tracked.uninstrument(name)
+
+
+def client(lb: Loopback, lib: str, instrumented: bool, *, async_: bool = False) -> Any:
+    c = getattr(lb, lib)(async_=async_)
+    if instrumented:  # the server is on loopback: say which price list applies (Ollama's is local)
+        tracked.instrument(c, provider=None if lib == "ollama" else lib)
+    return c
+
+
+def assert_equals_ledger(lb: Loopback, summary: dict[str, Any], lib: str) -> None:
+    (sent,) = lb.ledger.sent
+    want_in, want_out = sent.tokens()
+    assert want_in > 0 and want_out > 0
+    assert summary["total/calls"] == 1
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/tokens_in"] == want_in
+    assert summary["total/tokens_out"] == want_out
+    assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9, abs=1e-15)
+    assert summary["total/cost_complete"] is True
+    assert (summary["total/cost_usd"] > 0) is (lib != "ollama")
+
+
+@pytest.mark.parametrize(("way", "lib", "instrumented"), cases(SYNC))
+def test_each_way_of_writing_a_call_equals_the_ledger(lb, tmp_path, way, lib, instrumented):
+    """Written this way, with this client, the call is counted once with the tokens and cost the server sent."""
+    fn, _ = SYNC[way]
+    c = client(lb, lib, instrumented)
+    with tracked.experiment("ways", dir=tmp_path, wandb=False) as exp:
+        fn(lib, c)
+    assert_equals_ledger(lb, exp.final_summary, lib)
+    (c._client if lib == "ollama" else c).close()
+
+
+@pytest.mark.parametrize(("way", "lib", "instrumented"), cases(ASYNC))
+def test_each_async_way_of_writing_a_call_equals_the_ledger(lb, tmp_path, way, lib, instrumented):
+    """Async, written this way, the call is counted once with the tokens and cost the server sent."""
+    fn, _ = ASYNC[way]
+
+    async def main() -> tracked.Experiment:
+        c = client(lb, lib, instrumented, async_=True)
+        async with tracked.experiment("aways", dir=tmp_path, wandb=False) as exp:
+            await fn(lib, c)
+        await (c._client.aclose() if lib == "ollama" else c.close())
+        return exp
+
+    exp = asyncio.run(main())
+    assert_equals_ledger(lb, exp.final_summary, lib)
+
+
+@pytest.mark.parametrize("lib", list(MODELS))
+@pytest.mark.parametrize("instrumented", [True, False], ids=["inst", "plain"])
+def test_a_stream_left_early_is_one_incomplete_llm_call_of_unknown_cost(lb, tmp_path, lib, instrumented):
+    """A stream the code leaves is one LLM call, incomplete, of unknown usage (not its partial counts), warned once."""
+
+    @tracked.tracked(name="ask")
+    def ask():
+        for item in create(lib, c, True):
+            if text_of(lib, item):
+                return text_of(lib, item)
+        return ""
+
+    c = client(lb, lib, instrumented)
+    with pytest.warns(tracked.TrackedWarning, match="left before its usage"):
+        with capture() as captured, tracked.experiment("early", dir=tmp_path, wandb=False) as exp:
+            if instrumented:
+                ask()
+            else:  # a decorated function returning the stream, left early by its caller
+                stream = tracked.tracked(lambda: create(lib, c, True), name="ask")()
+                for item in stream:
+                    if text_of(lib, item):
+                        break
+                stream.close()
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/cost_complete"] is False
+    assert summary["total/unpriced_calls"] == 1
+    records = captured["early"].calls
+    assert any(r.get("incomplete") and r.get("usage_unknown") for r in records)
+    (c._client if lib == "ollama" else c).close()
+
+
+@pytest.mark.parametrize("lib", list(MODELS))
+def test_an_async_stream_left_early_is_one_incomplete_llm_call_of_unknown_cost(lb, tmp_path, lib):
+    """An async stream left in its loop is one incomplete LLM call of unknown usage, late (asyncio closes it later)."""
+
+    @tracked.tracked(name="ask")
+    async def ask(c: Any) -> str:
+        async for item in await acreate(lib, c, True):
+            if text := text_of(lib, item):
+                return text
+        return ""
+
+    async def main() -> tracked.Experiment:
+        c = client(lb, lib, True, async_=True)
+        async with tracked.experiment("aearly", dir=tmp_path, wandb=False) as exp:
+            await ask(c)
+        await (c._client.aclose() if lib == "ollama" else c.close())
+        return exp
+
+    with pytest.warns(tracked.TrackedWarning) as caught:
+        with capture() as captured:
+            exp = asyncio.run(main())
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "ended after ask" in messages[0] and "left before its usage" in messages[1]
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/cost_complete"] is False
+    (record,) = [r for r in captured["aearly"].calls if r["name"] != "ask"]
+    assert record["incomplete"] and record["usage_unknown"] and record["late"]
+
+
+@pytest.mark.parametrize("lib", list(MODELS))
+def test_a_stream_still_open_when_its_experiment_ends_is_counted(lb, tmp_path, lib):
+    """A stream the code still holds, unfinished, when the experiment ends is one incomplete LLM call in its totals."""
+    c = client(lb, lib, True)
+    with pytest.warns(tracked.TrackedWarning, match="left before its usage"):
+        with capture() as captured, tracked.experiment("open", dir=tmp_path, wandb=False) as exp:
+            stream = create(lib, c, True)
+            first = next(iter(stream))
+    assert first is not None
+    summary = exp.final_summary
+    assert summary["total/calls"] == 1
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/cost_complete"] is False
+    (record,) = captured["open"].calls
+    assert record["incomplete"] and record["usage_unknown"]
+    del stream
+    (c._client if lib == "ollama" else c).close()
