@@ -150,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/generate": self._ollama,
             "/api/embed": self._ollama_embed,
         }
+        if path.startswith("/openai/deployments/"):  # Azure OpenAI: /openai/deployments/<name>/chat/completions
+            path = "/" + path.split("/", 4)[4]
         route = routes.get(path)
         if route is None:
             self._json(404, {"error": {"message": f"no route {path}"}})

@@ -466,6 +466,28 @@ def test_a_library_name_instruments_its_clients_made_before_and_after(lb, tmp_pa
     assert exp2.final_summary["total/calls"] == 0
 
 
+@pytest.mark.parametrize("how", ["client", "library"])
+def test_an_azure_openai_client_is_instrumented_like_openai(lb, tmp_path, how):
+    """An `openai.AzureOpenAI` client, instrumented itself or through its library, records its calls exactly."""
+    import openai
+
+    azure = made(
+        openai.AzureOpenAI(azure_endpoint=lb.url, api_key="az-loopback", api_version="2024-10-21", max_retries=0)
+    )
+    tracked.instrument(azure if how == "client" else "openai", provider="openai")
+    with tracked.experiment("azure", dir=tmp_path, wandb=False) as exp:
+        reply = azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        streamed = list(azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert reply.choices[0].message.content and streamed
+    assert [type(c).__name__ for c in streamed if not c.choices] == []  # the usage chunk tracked asked for is hidden
+    ledger = lb.ledger.totals()
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == ledger["llm_calls"] == 2
+    assert summary["total/tokens_in"] == ledger["tokens_in"]
+    assert summary["total/tokens_out"] == ledger["tokens_out"]
+    assert summary["total/cost_usd"] == pytest.approx(ledger["cost_usd"], rel=1e-9)
+
+
 def test_uninstrument_restores_the_client(lb, tmp_path):
     """After `uninstrument(client)` its requests are not recorded, and it works as before."""
     client = made(lb.openai())
