@@ -548,3 +548,20 @@ def test_guide_example_3_strategy_comparison(tmp_path):
         assert run.summary["total/calls"] == 1
         assert math.isclose(run.summary["total/cost_usd"], 0.002)
         assert run.exit_code == 0
+
+
+def test_totals_recomputed_from_stored_rows_agree_with_the_summary(tmp_path):
+    """Totals recomputed from stored rows (as `tracked compare` does) equal the summary: no LLM call invented."""
+    from tracked._store import find_experiments, totals_of
+
+    tracker = ExperimentTracker(use_wandb=False)
+    tracker.start_experiment(ExperimentConfig(experiment_name="recount", strategy="single", provider="ollama"))
+    tracker.log_result({"latency_s": 0.1, "tokens_in": 10, "tokens_out": 2, "cost_usd": 0.5})
+    tracker.log_result({"latency_s": 0.1, "tokens_in": 10, "tokens_out": 2})
+    result = run_strategy("single", "task0", tokens_in=100, cost=0.002)
+    tracker.log_result(result)
+    summary = tracker.finish_experiment()
+    recomputed = totals_of(find_experiments(tmp_path / "experiments"))
+    for key in ("calls", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls", "cost_complete"):
+        assert recomputed[f"total/{key}"] == pytest.approx(summary[f"total/{key}"]), key
+    assert summary["total/llm_calls"] == 1

@@ -231,7 +231,10 @@ class Totals:
         if not is_number(latency):
             return
         cost = row.get("cost_usd")
-        llm_calls = int(row.get("llm_calls") or (1 if row.get("tokens_in") or row.get("tokens_out") else 0))
+        llm_calls = row.get("llm_calls")
+        if llm_calls is None:  # rows written before `llm_calls` was stored
+            llm_calls = 1 if row.get("tokens_in") or row.get("tokens_out") else 0
+        llm_calls = int(llm_calls)
         unpriced = row.get("unpriced_calls")
         if unpriced is None:
             unpriced = 1 if llm_calls and not is_number(cost) else 0
