@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tracked
+import tracked.testing
 from strategies import (
     RaisingRepr,
     any_values,
@@ -653,3 +654,42 @@ def test_a_wandb_file_still_being_written_reads_as_its_complete_records(tmp_path
         cut_file.write_bytes(data[:cut])
         records = [r.SerializeToString() for r in wandb_records(cut_file)]
         assert records == whole[: len(records)], cut
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("name", 128), ("project", 128), ("entity", 128), ("group", 128), ("job_type", 64)]
+)
+def test_a_value_longer_than_wandb_takes_is_refused_at_the_call(field, limit):
+    """A run field longer than W&B's server takes is a ValueError naming the limit; one at the limit is taken."""
+    kwargs = {"name": "x"}
+    kwargs[field] = "a" * limit
+    tracked.experiment(**kwargs)
+    kwargs[field] = "a" * (limit + 1)
+    with pytest.raises(ValueError, match=f"at most {limit}"):
+        tracked.experiment(**kwargs)
+
+
+@pytest.mark.parametrize("char", list("/\\#?%:"))
+def test_a_project_name_with_a_character_wandb_refuses_is_refused_at_the_call(char):
+    """A project name with a character W&B refuses is a ValueError at the call."""
+    with pytest.raises(ValueError, match="cannot contain"):
+        tracked.experiment("x", project=f"my{char}project")
+
+
+def test_a_long_derived_group_and_job_type_are_shortened_deterministically(tmp_path):
+    """A child's job_type derived from a long parent name fits W&B's limit, with a hash keeping such names apart."""
+    from tracked._options import shorten
+
+    root = "r" * 128  # the longest name W&B takes: the group derived from it fits
+    middle = "m" * 81
+    with tracked.testing.capture() as captured:
+        with tracked.experiment(root, dir=tmp_path, wandb=False):
+            with tracked.experiment(middle, wandb=False):
+                with tracked.experiment("leaf", wandb=False) as leaf:
+                    pass
+    assert leaf.group == root
+    assert len(leaf.job_type) == 64 and leaf.job_type.startswith("m" * 50)
+    assert leaf.job_type == shorten(middle, 64)
+    assert shorten("m" * 80 + "a", 64) != shorten("m" * 80 + "b", 64)
+    assert len(shorten("s" * 141, 128)) == 128
+    assert captured["leaf"].run.group == leaf.group and captured["leaf"].run.job_type == leaf.job_type

@@ -66,7 +66,7 @@ class Experiment:
             raise TypeError(f"wandb must be True, False or None, got {wandb!r}")
         if local is not None and not isinstance(local, bool):
             raise TypeError(f"local must be True, False or None, got {local!r}")
-        self.name = name
+        self.name = check_str("name", name) or name
         self.project = check_str("project", project)
         self.entity = check_str("entity", entity)
         self.group = check_str("group", group)

@@ -7,6 +7,7 @@ refused with a clear error at that call.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -61,10 +62,36 @@ def check_tags(tags: Any) -> list[str]:
     return out
 
 
+#: The longest value W&B's server takes for each run field (it refuses longer ones when an
+#: offline run is synced, wandb#6402): a given value over it is refused at the call, a derived
+#: one (a child's group or job type from its ancestors' names) is shortened with `shorten`.
+LIMITS = {"name": 128, "project": 128, "entity": 128, "group": 128, "job_type": 64}
+_PROJECT_CHARS = "/\\#?%:"  # W&B refuses project names with any of these
+
+
 def check_str(label: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
+    """A string option of `experiment(...)`, within W&B's limit for it (`LIMITS`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise TypeError(f"experiment({label}=...) must be a string, got {type(value).__name__}")
+    limit = LIMITS.get(label)
+    if limit is not None and len(value) > limit:
+        raise ValueError(
+            f"experiment({label}=...) is {len(value)} characters; W&B allows at most {limit}: {value[:40]!r}..."
+        )
+    if label == "project" and any(c in value for c in _PROJECT_CHARS):
+        raise ValueError(f"experiment(project=...) cannot contain any of {_PROJECT_CHARS!r}: {value!r}")
     return value
+
+
+def shorten(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, ending with 8 hex digits of its hash so that two long
+    values stay apart; deterministic (the same value always gives the same result)."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[: limit - 9]}-{digest}"
 
 
 def status_for(exc: BaseException | None) -> str:
@@ -100,9 +127,9 @@ def inherit(exp: Experiment, parent: Experiment) -> None:
     # W&B has one level of groups: every descendant is in the root's group; deeper levels are
     # told apart by job_type (the parent's name) and the `parents` chain of the system info.
     if exp.group is None:
-        exp.group = root.group or root.name
+        exp.group = shorten(root.group or root.name, LIMITS["group"])
     if exp.job_type is None and parent is not root:
-        exp.job_type = parent.name
+        exp.job_type = shorten(parent.name, LIMITS["job_type"])
 
 
 def join_sweep(exp: Experiment) -> None:
@@ -122,7 +149,7 @@ def join_sweep(exp: Experiment) -> None:
     if isinstance(sweep, dict):
         exp.sweep = {**sweep, "params": values}
         if exp.group is None and isinstance(sweep.get("name"), str):
-            exp.group = sweep["name"]
+            exp.group = shorten(sweep["name"], LIMITS["group"])
 
 
 def parents_of(exp: Experiment) -> list[str]:
