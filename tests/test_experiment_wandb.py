@@ -1,9 +1,9 @@
 """What an experiment sends to W&B, read back from the real offline `.wandb` file of its run.
 
 Two facts about `wandb` (0.31) shape these tests:
-- wandb reads WANDB_DIR (and WANDB_SWEEP_ID) once per process, at its first `wandb.init`, so the
-  conftest's per-test WANDB_DIR only holds for the first run; tests that look for run directories
-  pass `dir=tmp_path`, which tracked hands to `wandb.init`.
+- wandb reads WANDB_DIR (and WANDB_SWEEP_ID) once per process, at its first `wandb.init`; tracked
+  reads W&B's environment when each experiment starts and passes it to `wandb.init` explicitly, so
+  the conftest's per-test WANDB_DIR holds for every run (tested below).
 - wandb-core writes the offline `.wandb` file asynchronously: `run.finish()` can return before the
   file is complete, so `wandb_run()` waits (bounded) for the run's exit record to be on disk.
 """
@@ -587,3 +587,18 @@ def test_nan_and_inf_reach_wandb_history_and_the_local_store():
     (row,) = read_experiment(exp.path).rows
     assert math.isnan(row["nan"]) and row["inf"] == math.inf and row["ninf"] == -math.inf
     assert exp.final_summary["sinks"]["wandb"] == "ok"
+
+
+def test_wandb_environment_is_read_for_each_experiment(tmp_path, monkeypatch):
+    """WANDB_DIR, WANDB_PROJECT and WANDB_ENTITY changed between two experiments in one process apply to the second."""
+    seen = []
+    for i in range(2):
+        monkeypatch.setenv("WANDB_DIR", str(tmp_path / f"d{i}"))
+        monkeypatch.setenv("WANDB_PROJECT", f"project{i}")
+        monkeypatch.setenv("WANDB_ENTITY", f"entity{i}")
+        with tracked.experiment(f"env{i}", local=False) as exp:
+            strategy(1)
+        info = exp.final_summary["wandb"]
+        run = read_wandb_run(info["dir"])
+        seen.append((Path(info["dir"]).parent.parent, run.project, run.entity))
+    assert seen == [(tmp_path / "d0", "project0", "entity0"), (tmp_path / "d1", "project1", "entity1")]

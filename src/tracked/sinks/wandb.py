@@ -134,9 +134,11 @@ class WandbSink:
         config = dict(run.config)
         if run.system is not None:
             config["_tracked"] = run.system
+        # W&B's environment is read now, for each experiment, and passed explicitly: wandb keeps
+        # the settings it read first for the life of the process.
         kwargs: dict[str, Any] = {
             "project": run.project or os.environ.get("WANDB_PROJECT") or None,
-            "entity": run.entity,
+            "entity": run.entity or os.environ.get("WANDB_ENTITY") or None,
             "name": run.name,
             "group": run.group,
             "job_type": run.job_type,
@@ -146,6 +148,8 @@ class WandbSink:
         }
         if run.dir is not None:
             kwargs["dir"] = str(run.dir)
+        elif os.environ.get("WANDB_DIR"):
+            kwargs["dir"] = os.environ["WANDB_DIR"]
         self._init_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if self.adopted or os.environ.get("WANDB_SWEEP_ID"):
             # Under a sweep the parameters come from W&B: the run is needed now, so that the
