@@ -602,3 +602,17 @@ def test_wandb_environment_is_read_for_each_experiment(tmp_path, monkeypatch):
         run = read_wandb_run(info["dir"])
         seen.append((Path(info["dir"]).parent.parent, run.project, run.entity))
     assert seen == [(tmp_path / "d0", "project0", "entity0"), (tmp_path / "d1", "project1", "entity1")]
+
+
+def test_wandb_prints_no_weave_advertisement(tmp_path):
+    """With a provider library imported, a run prints nothing of wandb's Weave suggestion on stderr."""
+    code = """
+        import openai, tracked
+        with tracked.experiment("quiet", local=False) as exp:
+            exp.log({"accuracy": 1})
+        print("ran", exp.final_summary["sinks"]["wandb"])
+    """
+    done = run_python(code, tmp_path, WANDB_SILENT="false")  # as a user's shell has it
+    assert done.returncode == 0, done.stderr
+    assert "ran ok" in done.stdout
+    assert "Weave" not in done.stderr and "Detected [" not in done.stderr

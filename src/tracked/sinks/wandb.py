@@ -174,6 +174,7 @@ class WandbSink:
         # wandb's own exit hook, registered on import, must run after ours finishes open runs.
         atexit.unregister(_lifecycle.finish_open_experiments)
         atexit.register(_lifecycle.finish_open_experiments)
+        _no_weave_suggestion(wandb)
         kwargs = {**(self._init_kwargs or {}), **self._extra}
         if "dir" in kwargs:
             Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
@@ -295,6 +296,20 @@ class WandbSink:
         if self.run is None:
             return {}
         return {"wandb_id": self.run.id, "wandb_mode": self.mode}
+
+
+def _no_weave_suggestion(wandb: Any) -> None:
+    """wandb prints an advertisement for Weave ("Detected [openai] in use. Use W&B Weave ...") at
+    its first run when a provider library is imported: not for tracked's runs. Weave itself, when
+    the code imported it, is still initialised for the run as wandb does. Best effort: wandb's
+    internals may change, and then the lines are printed again."""
+    try:
+        from wandb.integration.weave import weave
+
+        if hasattr(weave, "_maybe_suggest_weave_installation"):
+            weave._maybe_suggest_weave_installation = lambda: None
+    except Exception:
+        pass
 
 
 def _forget_table(table: Any) -> None:
