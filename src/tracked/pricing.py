@@ -192,10 +192,10 @@ def cost_of(
     rates = _cache.get((provider, model))
     if rates is not None and rates.generation == config.generation and rates.expires >= now:
         try:
-            if cache_write_1h > cache_write:  # the 1-hour writes are part of the writes
-                cache_write = cache_write_1h
             if 0 <= tokens_in <= rates.linear_to:
-                if cache_read or cache_write or web_searches:
+                if cache_read or cache_write or web_searches or cache_write_1h:
+                    if cache_write_1h > cache_write:  # the 1-hour writes are part of the writes
+                        cache_write = cache_write_1h
                     uncached = tokens_in - cache_read - cache_write
                     cost = (
                         rates.base
@@ -209,6 +209,8 @@ def cost_of(
                 else:
                     cost = rates.base + tokens_in * rates.per_in + tokens_out * rates.per_out
             else:
+                if cache_write_1h > cache_write:
+                    cache_write = cache_write_1h
                 cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write, cache_write_1h, web_searches)
         except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers, not numbers
             return _UNPRICED
