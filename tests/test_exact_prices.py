@@ -24,6 +24,8 @@ from tracked.testing import capture
 from tracked.usage import extract
 from workloads import finished_call
 
+CLAUDE = "claude-haiku-4-5"
+
 
 def oracle(body: dict[str, Any], provider_id: str, api_flavor: str = "default") -> float:
     """The cost genai-prices computes from a raw response body, with its own extractor."""
@@ -348,3 +350,26 @@ def test_the_call_record_shows_one_hour_writes_and_web_searches_only_when_presen
     assert (first["cache_write_tokens"], first["cache_write_1h_tokens"], first["web_searches"]) == (40, 40, 3)
     assert second["cache_write_tokens"] == 40
     assert "cache_write_1h_tokens" not in second and "web_searches" not in second
+
+
+def test_one_hour_writes_a_message_delta_reports_are_read():
+    """Stream events as mappings: a `message_delta` whose usage breaks its cache writes down by duration gives
+    the 1-hour writes (where `message_start` did not), and the cost is genai-prices' on that usage."""
+    usage = anthropic_usage(25, 40, write_5m=10, write_1h=60)
+    start_usage = {k: v for k, v in usage.items() if k != "cache_creation"} | {"output_tokens": 1}
+    events = [
+        {"type": "message_start", "message": {**message(CLAUDE, start_usage), "content": []}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage},
+        {"type": "message_stop"},
+    ]
+    seen = []
+
+    @tracked.tracked
+    def stream():
+        seen.append(current_call())
+        yield from events
+
+    list(stream())
+    (call,) = seen
+    assert (call.tokens_in, call.tokens_out, call.cache_write_tokens, call.cache_write_1h_tokens) == (95, 40, 70, 60)
+    assert call.cost_usd == pytest.approx(oracle(message(CLAUDE, usage), "anthropic"), rel=1e-9)

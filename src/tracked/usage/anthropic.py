@@ -72,8 +72,8 @@ MESSAGE = Shape("anthropic.message", from_message, looks_for=("usage",))
 def from_stream_event(obj: Any) -> Usage | None:
     """Usage of a stream event: a `message_start`'s message as `from_message` reads it; a
     `message_delta`'s `usage.output_tokens` (and input + cache counts, and web searches, when
-    present), `provider` "anthropic"; no usage for any other event. The cache counts themselves
-    are the `message_start`'s (a delta does not break down its writes by cache duration)."""
+    present, and 1-hour writes if it breaks its writes down), `provider` "anthropic"; no usage for
+    any other event. The cache reads and writes themselves are the `message_start`'s."""
     kind = get(obj, "type")
     if kind == "message_start":
         message = get(obj, "message")
@@ -94,7 +94,10 @@ def from_stream_event(obj: Any) -> Usage | None:
     if tokens_out is None and tokens_in is None:
         return None
     searches = _web_searches(usage)
-    return new(Usage, (tokens_in, tokens_out, None, None, None, "anthropic", None, None, searches or None))
+    # The SDK's delta declares no `cache_creation` (one per stream: the slow read of a missing
+    # pydantic field does not matter); a delta that carries one anyway is read.
+    write_1h = count(get(get(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
+    return new(Usage, (tokens_in, tokens_out, None, None, None, "anthropic", None, write_1h or None, searches or None))
 
 
 #: Every event class declares `type`, so is offered to this shape; a content delta (no `usage`
