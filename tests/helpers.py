@@ -65,16 +65,26 @@ def run_tracked(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.C
 
 
 def genai_cost(
-    provider: str | None, model: str, tokens_in: int, tokens_out: int, cache_read: int = 0, cache_write: int = 0
+    provider: str | None,
+    model: str,
+    tokens_in: int,
+    tokens_out: int,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    cache_write_1h: int = 0,
+    web_searches: int = 0,
 ) -> float:
     """The exact cost computed by `genai_prices.calc_price`, independently of `tracked.pricing`.
 
-    `tokens_in` counts every input token, cached ones included, as tracked does."""
+    `tokens_in` counts every input token, cached ones included, as tracked does; `cache_write_1h`
+    is the part of `cache_write` written to a 1-hour cache."""
     usage = genai_prices.Usage(
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         cache_read_tokens=cache_read or None,
         cache_write_tokens=cache_write or None,
+        cache_write_1h_tokens=cache_write_1h or None,
+        web_searches=web_searches or None,
     )
     return float(genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price)
 

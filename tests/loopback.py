@@ -2,14 +2,18 @@
 
 It answers OpenAI (chat completions plain and SSE, with and without `include_usage`; Responses
 plain and SSE; embeddings), Anthropic (messages plain and SSE, cache reads and 5-minute and 1-hour
-cache writes, a `message_delta` that may repeat the input counts) and Ollama (chat and generate,
-plain and NDJSON streams; embed). Every response's usage is written to the ledger in the provider's
-own raw shape, so the expected cost comes from genai-prices' own `extract_usage` + `calc_price`
-on it, never from tracked's arithmetic.
+cache writes, server-side web searches, a `message_delta` that repeats the input counts), a gateway
+serving Claude through OpenAI's chat API (under `/gateway`: cache counts at the top level of
+`usage`) and Ollama (chat and generate, plain and NDJSON streams; embed). Every response's usage is
+written to the ledger in the provider's own raw shape, so the expected cost comes from
+genai-prices' own `extract_usage` + `calc_price` on it, never from tracked's arithmetic. For the
+gateway, whose top-level cache counts genai-prices' OpenAI extractor does not read, the ledger holds
+the same call as Anthropic itself reports it.
 
 Usage is derived from the request: input tokens from the length of the prompt, output tokens from
-the reply's words; a request header `X-Loopback-Cache: read=N,write5m=N,write1h=N` adds cache counts
-(Anthropic) or cached tokens (OpenAI).
+the reply's words; a request header `X-Loopback-Cache: read=N,write5m=N,write1h=N,search=N` adds
+cache reads, 5-minute and 1-hour cache writes (OpenAI has one kind: their sum) and Anthropic web
+search requests. OpenAI's input counts include the cache counts; Anthropic's do not.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ def _prompt_text(body: dict[str, Any]) -> str:
 
 
 def _cache(header: str | None) -> dict[str, int]:
-    out = {"read": 0, "write5m": 0, "write1h": 0}
+    out = {"read": 0, "write5m": 0, "write1h": 0, "search": 0}
     for part in (header or "").split(","):
         if "=" in part:
             key, value = part.split("=", 1)
@@ -139,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         routes = {
+            "/gateway/v1/chat/completions": self._gateway_chat,
             "/v1/chat/completions": self._openai_chat,
             "/chat/completions": self._openai_chat,
             "/v1/responses": self._openai_responses,
@@ -199,10 +204,14 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "gpt-4o-mini")
         prompt = _prompt_text(body)
         words = _reply(prompt)
-        usage: dict[str, Any] = {"prompt_tokens": 3 + len(prompt) // 4, "completion_tokens": len(words)}
+        write = cache["write5m"] + cache["write1h"]
+        usage: dict[str, Any] = {
+            "prompt_tokens": 3 + len(prompt) // 4 + cache["read"] + write,
+            "completion_tokens": len(words),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        if cache["read"]:
-            usage["prompt_tokens_details"] = {"cached_tokens": cache["read"]}
+        if cache["read"] or write:
+            usage["prompt_tokens_details"] = {"cached_tokens": cache["read"], "cache_write_tokens": write}
         stream = bool(body.get("stream"))
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         self.server.ledger.add(
@@ -216,6 +225,39 @@ class _Handler(BaseHTTPRequestHandler):
                 " ".join(words),
             )
         )
+        self._chat_reply(model, words, usage, stream, include)
+
+    def _gateway_chat(self, body: dict[str, Any], cache: dict[str, int], path: str) -> None:
+        """A gateway serving Claude through OpenAI's chat API, as LiteLLM and others do: `prompt_tokens`
+        includes the cache counts, which are given again beside it; the ledger holds Anthropic's own report."""
+        model = body.get("model", "claude-haiku-4-5")
+        prompt = _prompt_text(body)
+        words = _reply(prompt)
+        native = _anthropic_usage(3 + len(prompt) // 4, len(words), cache)
+        read, write = native["cache_read_input_tokens"], native["cache_creation_input_tokens"]
+        usage: dict[str, Any] = {
+            "prompt_tokens": native["input_tokens"] + read + write,
+            "completion_tokens": len(words),
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": write,
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        stream = bool(body.get("stream"))
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        self.server.ledger.add(
+            Sent(
+                "anthropic",
+                "default",
+                model,
+                stream,
+                {"model": model, "usage": native},
+                not stream or include,
+                " ".join(words),
+            )
+        )
+        self._chat_reply(model, words, usage, stream, include)
+
+    def _chat_reply(self, model: str, words: list[str], usage: dict[str, Any], stream: bool, include: bool) -> None:
         base = {"id": "chatcmpl-loopback", "created": 1_700_000_000, "model": model}
         if not stream:
             message = {"role": "assistant", "content": " ".join(words)}
@@ -237,10 +279,11 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "gpt-4o-mini")
         prompt = _prompt_text(body)
         words = _reply(prompt)
+        write = cache["write5m"] + cache["write1h"]
         usage: dict[str, Any] = {
-            "input_tokens": 3 + len(prompt) // 4,
+            "input_tokens": 3 + len(prompt) // 4 + cache["read"] + write,
             "output_tokens": len(words),
-            "input_tokens_details": {"cached_tokens": cache["read"]},
+            "input_tokens_details": {"cached_tokens": cache["read"], "cache_write_tokens": write},
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
@@ -303,17 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "claude-sonnet-4-5")
         prompt = _prompt_text(body)
         words = _reply(prompt)
-        write = cache["write5m"] + cache["write1h"]
-        usage: dict[str, Any] = {
-            "input_tokens": 3 + len(prompt) // 4,
-            "output_tokens": len(words),
-            "cache_read_input_tokens": cache["read"],
-            "cache_creation_input_tokens": write,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": cache["write5m"],
-                "ephemeral_1h_input_tokens": cache["write1h"],
-            },
-        }
+        usage = _anthropic_usage(3 + len(prompt) // 4, len(words), cache)
         stream = bool(body.get("stream"))
         text = " ".join(words)
         self.server.ledger.add(
@@ -333,7 +366,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, message)
             return
         self._start_stream("text/event-stream")
-        start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+        # The searches are made after message_start: it says none, the final message_delta says how many.
+        start_usage = {
+            **usage,
+            "output_tokens": 1,
+            "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        }
+        start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
         self._sse({"type": "message_start", "message": start}, "message_start")
         block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
         self._sse(block, "content_block_start")
@@ -383,6 +422,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"model": model, "embeddings": [[0.1, 0.2, 0.3] for _ in inputs], **counts})
 
 
+def _anthropic_usage(input_tokens: int, output_tokens: int, cache: dict[str, int]) -> dict[str, Any]:
+    """An Anthropic `usage`: input excludes the cache reads and writes; the writes broken down by duration."""
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_input_tokens": cache["read"],
+        "cache_creation_input_tokens": cache["write5m"] + cache["write1h"],
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache["write5m"],
+            "ephemeral_1h_input_tokens": cache["write1h"],
+        },
+        "server_tool_use": {"web_search_requests": cache["search"], "web_fetch_requests": 0},
+    }
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -420,17 +474,23 @@ class Loopback:
 
     # --- clients of the real libraries, pointed here ---------------------------------------
 
-    def openai(self, *, async_: bool = False) -> Any:
+    def openai(self, *, async_: bool = False, cache: str | None = None, gateway: bool = False) -> Any:
+        """An OpenAI client; `cache` is an `X-Loopback-Cache` value sent with every request, `gateway`
+        points it at the gateway serving Claude."""
         import openai
 
         cls = openai.AsyncOpenAI if async_ else openai.OpenAI
-        return cls(base_url=f"{self.url}/v1", api_key="sk-loopback", max_retries=0)
+        headers = {"X-Loopback-Cache": cache} if cache else None
+        base = f"{self.url}/gateway/v1" if gateway else f"{self.url}/v1"
+        return cls(base_url=base, api_key="sk-loopback", max_retries=0, default_headers=headers)
 
-    def anthropic(self, *, async_: bool = False) -> Any:
+    def anthropic(self, *, async_: bool = False, cache: str | None = None) -> Any:
+        """An Anthropic client; `cache` is an `X-Loopback-Cache` value sent with every request."""
         import anthropic
 
         cls = anthropic.AsyncAnthropic if async_ else anthropic.Anthropic
-        return cls(base_url=self.url, api_key="sk-ant-loopback", max_retries=0)
+        headers = {"X-Loopback-Cache": cache} if cache else None
+        return cls(base_url=self.url, api_key="sk-ant-loopback", max_retries=0, default_headers=headers)
 
     def ollama(self, *, async_: bool = False) -> Any:
         import ollama

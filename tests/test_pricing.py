@@ -58,6 +58,35 @@ def test_tier_above_threshold_uses_tier_price():
     assert above.cost_usd > below.cost_usd * 1.5  # the long-context rate applies to every token
 
 
+def test_one_hour_cache_writes_are_priced_at_their_own_rate():
+    """claude-sonnet-4-5, 50 input + 100,000 1-hour cache-write + 200 output tokens: $0.603150, as genai-prices
+    prices it (at the 5-minute rate it would be $0.37815)."""
+    got = pricing.price("anthropic", "claude-sonnet-4-5", 100_050, 200, 0, 100_000, 100_000)
+    assert got.cost_usd == pytest.approx(
+        genai_cost("anthropic", "claude-sonnet-4-5", 100_050, 200, 0, 100_000, 100_000)
+    )
+    assert got.cost_usd == pytest.approx(0.603150, abs=1e-9)
+    five_minutes = pricing.price("anthropic", "claude-sonnet-4-5", 100_050, 200, 0, 100_000)
+    assert five_minutes.cost_usd == pytest.approx(0.37815, abs=1e-9)
+
+
+def test_web_searches_are_priced_per_request_past_a_tier_too():
+    """claude-sonnet-4-5, 401,468 in / 792 out / 10 web searches (past the 200k tier): $2.526628, as genai-prices."""
+    got = pricing.price("anthropic", "claude-sonnet-4-5", 401_468, 792, web_searches=10)
+    assert got.cost_usd == pytest.approx(genai_cost("anthropic", "claude-sonnet-4-5", 401_468, 792, web_searches=10))
+    assert got.cost_usd == pytest.approx(2.526628, abs=1e-9)
+    below = pricing.price("anthropic", "claude-haiku-4-5", 1000, 100, web_searches=3)  # the linear path
+    assert below.cost_usd == pytest.approx(genai_cost("anthropic", "claude-haiku-4-5", 1000, 100, web_searches=3))
+    assert below.cost_usd == pytest.approx(pricing.price("anthropic", "claude-haiku-4-5", 1000, 100).cost_usd + 0.03)
+
+
+def test_more_one_hour_writes_than_writes_count_as_writes():
+    """1-hour writes are part of the writes: reported above them (a hand-made usage), the writes are taken to be
+    at least that many, never a negative 5-minute count."""
+    got = pricing.price("anthropic", "claude-haiku-4-5", 2000, 10, 0, 100, 1000)
+    assert got.cost_usd == pytest.approx(genai_cost("anthropic", "claude-haiku-4-5", 2000, 10, 0, 1000, 1000))
+
+
 def test_unknown_provider_falls_back_to_model_price():
     """A provider genai-prices does not know (a gateway) is priced by the model alone."""
     p = pricing.price("my-gateway", "gpt-4o", 1000, 500)
@@ -288,23 +317,28 @@ MODELS = [
 
 @st.composite
 def usages(draw, limit: int = 10_000_000):
+    """(tokens_in, tokens_out, cache_read, cache_write, cache_write_1h, web_searches), consistent:
+    the cache counts are part of tokens_in, the 1-hour writes part of the writes."""
     tokens_in = draw(st.integers(0, limit))
     cache_read = draw(st.integers(0, tokens_in))
     cache_write = draw(st.integers(0, tokens_in - cache_read))
+    cache_write_1h = draw(st.integers(0, cache_write))
     tokens_out = draw(st.integers(0, 1_000_000))
-    return tokens_in, tokens_out, cache_read, cache_write
+    web_searches = draw(st.integers(0, 50))
+    return tokens_in, tokens_out, cache_read, cache_write, cache_write_1h, web_searches
 
 
 @settings(max_examples=100, deadline=None)
 @given(data=st.data(), model=st.sampled_from(MODELS))
 def test_fast_path_matches_genai_prices(data, model):
-    """The fast linear price equals `genai_prices.calc_price` within 1e-9 relative, without calling it."""
+    """The fast linear price equals `genai_prices.calc_price` within 1e-9 relative, without calling it,
+    5-minute and 1-hour cache writes and web searches included."""
     provider, name, limit = model
-    tokens_in, tokens_out, cache_read, cache_write = data.draw(usages(limit))
+    counts = data.draw(usages(limit))
     pricing.price(provider, name, 1, 1)  # probe the rates once
     with mock.patch.object(pricing, "_slow", side_effect=AssertionError("slow path used")):
-        fast = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write)
-    exact = genai_cost(provider, name, tokens_in, tokens_out, cache_read, cache_write)
+        fast = pricing.price(provider, name, *counts)
+    exact = genai_cost(provider, name, *counts)
     assert fast.source.startswith("genai-prices ")
     assert fast.cost_usd == pytest.approx(exact, rel=1e-9, abs=1e-15)
 
@@ -312,15 +346,11 @@ def test_fast_path_matches_genai_prices(data, model):
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), model=st.sampled_from(MODELS))
 def test_price_matches_genai_prices_past_tiers(data, model):
-    """Prices past the linear region still equal `genai_prices.calc_price`."""
+    """Prices past the linear region still equal `genai_prices.calc_price`, cache writes and web searches included."""
     provider, name, limit = model
-    tokens_in = data.draw(st.integers(0, 3 * min(limit, 1_000_000)))
-    cache_read = data.draw(st.integers(0, tokens_in))
-    tokens_out = data.draw(st.integers(0, 100_000))
-    got = pricing.price(provider, name, tokens_in, tokens_out, cache_read)
-    assert got.cost_usd == pytest.approx(
-        genai_cost(provider, name, tokens_in, tokens_out, cache_read), rel=1e-9, abs=1e-15
-    )
+    counts = data.draw(usages(3 * min(limit, 1_000_000)))
+    got = pricing.price(provider, name, *counts)
+    assert got.cost_usd == pytest.approx(genai_cost(provider, name, *counts), rel=1e-9, abs=1e-15)
 
 
 @settings(max_examples=100, deadline=None)
@@ -347,13 +377,13 @@ def test_cost_is_additive_in_linear_region(data, model):
 def test_cost_is_monotone_in_tokens(data, model, field, extra):
     """Adding input or output tokens never lowers the cost."""
     provider, name, limit = model
-    tokens_in, tokens_out, cache_read, cache_write = data.draw(usages(limit))
-    base = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write).cost_usd
+    tokens_in, tokens_out, *rest = data.draw(usages(limit))
+    base = pricing.price(provider, name, tokens_in, tokens_out, *rest).cost_usd
     if field == "tokens_in":
         tokens_in += extra
     else:
         tokens_out += extra
-    more = pricing.price(provider, name, tokens_in, tokens_out, cache_read, cache_write).cost_usd
+    more = pricing.price(provider, name, tokens_in, tokens_out, *rest).cost_usd
     assert more >= base
     if field == "tokens_out":
         assert more > base
@@ -363,7 +393,7 @@ def test_cost_is_monotone_in_tokens(data, model, field, extra):
 @given(
     provider=st.one_of(st.none(), st.text(max_size=10)),
     model=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
-    counts=st.tuples(*[st.integers(0, 10**9)] * 4),
+    counts=st.tuples(*[st.integers(0, 10**9)] * 6),
 )
 def test_price_never_raises_on_arbitrary_names(provider, model, counts):
     """`pricing.price` returns a Price for any provider and model name, with a cost that is None or non-negative."""

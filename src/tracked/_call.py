@@ -99,6 +99,8 @@ class Call:
     ttft_s: float | None = None
     incomplete: bool = False  # a stream left before its end (break, close, garbage collection)
     usage_unknown: bool = False  # an LLM call whose usage could not be read: tokens and cost unknown
+    cache_write_1h_tokens: int = 0  # of an LLM call's cache writes, those to a 1-hour cache
+    web_searches: int = 0  # server-side web search requests an LLM call made (priced per request)
     reported: dict[str, Any] | None = None  # what the call reported where its children measured otherwise
     late: bool = False  # ended after its parent had returned
     metrics: dict[str, Any] | None = None
@@ -223,8 +225,15 @@ class Call:
         cost_usd: float | None = None,
         cache_read_tokens: int | None = None,
         cache_write_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
+        web_searches: int | None = None,
     ) -> None:
         """Add usage by hand; repeated calls add up. The call's result is then not read for usage.
+
+        `tokens_in` counts every input token; `cache_read_tokens` and `cache_write_tokens` are the
+        part of them read from or written to a prompt cache, `cache_write_1h_tokens` the part of the
+        writes that went to a 1-hour cache. `web_searches` counts server-side web search requests.
+        Raises `ValueError` for a count that is not a non-negative int.
 
         Example:
             >>> @tracked
@@ -237,6 +246,8 @@ class Call:
             ("tokens_out", tokens_out),
             ("cache_read_tokens", cache_read_tokens),
             ("cache_write_tokens", cache_write_tokens),
+            ("cache_write_1h_tokens", cache_write_1h_tokens),
+            ("web_searches", web_searches),
         ):
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
                 raise ValueError(f"add_usage: {label} must be a non-negative int, got {n!r}")
@@ -260,7 +271,10 @@ class Call:
             raise RuntimeError(f"add_usage: call {self.name!r} has already ended")
         old = self._own
         if old is None:
-            self._own = Usage(tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, model, provider, cost_usd)
+            self._own = Usage(
+                tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, model, provider, cost_usd,
+                cache_write_1h_tokens, web_searches,
+            )  # fmt: skip
             return
 
         def plus(a: Any, b: Any) -> Any:
@@ -274,6 +288,8 @@ class Call:
             model or old.model,
             provider or old.provider,
             plus(old.cost_usd, cost_usd),
+            plus(old.cache_write_1h_tokens, cache_write_1h_tokens),
+            plus(old.web_searches, web_searches),
         )
 
     def log(self, metrics: Mapping[str, Any]) -> None:
@@ -316,7 +332,7 @@ class Call:
         local = False
         if own is not None:
             # Unpacked (the Usage fields in order), which the interpreter does faster than by name.
-            tokens_in, tokens_out, cache_read, cache_write, model, provider, cost = own
+            tokens_in, tokens_out, cache_read, cache_write, model, provider, cost, write_1h, searches = own
             model = model or spec_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider or provider
             below = sums[5] if kids else 0
@@ -339,12 +355,18 @@ class Call:
                 tokens_out = tokens_out or 0
                 cache_read = cache_read or 0
                 cache_write = cache_write or 0
+                if write_1h or searches:  # rare: on the record of this LLM call alone
+                    if write_1h:
+                        attrs["cache_write_1h_tokens"] = write_1h
+                    if searches:
+                        attrs["web_searches"] = searches
                 if cost is not None:
                     cost_source = "reported"
                 elif own is not UNKNOWN:
                     cost, cost_source, local = cost_of(
-                        provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s
-                    )
+                        provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s,
+                        write_1h or 0, searches or 0,
+                    )  # fmt: skip
                 llm_calls = 1
                 unpriced = 1 if cost is None else 0
                 attrs["_leaf"] = True  # an LLM call itself: counted per model by its experiment
@@ -462,6 +484,10 @@ class Call:
             "error": self.error_type,
             "error_message": self.error_message,
         }
+        if self.cache_write_1h_tokens:
+            rec["cache_write_1h_tokens"] = self.cache_write_1h_tokens
+        if self.web_searches:
+            rec["web_searches"] = self.web_searches
         if self.incomplete:
             rec["incomplete"] = True
         if self.usage_unknown:

@@ -2,9 +2,12 @@
 
 `genai_prices.calc_price` is too slow for every call (benchmarks/README.md has the figures). Prices are linear below a
 model's first tier, so for each (provider, model) the rates are read once by pricing unit usages
-with `genai-prices` itself, and a call's cost is then four multiplications. Usage past a tier
-threshold, or a model whose price could not be probed, goes through `calc_price`. Cached rates are
-re-read after an hour, because `genai-prices` data can change prices at a given date.
+with `genai-prices` itself, and a call's cost is then a few multiplications: uncached input,
+output, cache reads, 5-minute and 1-hour cache writes, and web search requests, each at its own
+rate (one that `genai-prices` does not list for the model is the rate it falls back to, e.g. the
+input rate for cache writes). Usage past a tier threshold, or a model whose price could not be
+probed, goes through `calc_price`. Cached rates are re-read after an hour, because `genai-prices`
+data can change prices at a given date.
 """
 
 from __future__ import annotations
@@ -45,14 +48,17 @@ class _Rates:
         "linear_to",
         "per_cache_read",
         "per_cache_write",
+        "per_cache_write_1h",
         "per_in",
         "per_out",
+        "per_web_search",
         "source",
     )
 
     def __init__(self) -> None:
         self.found: Any = None  # (genai provider, genai model) for the slow path
         self.base = self.per_in = self.per_out = self.per_cache_read = self.per_cache_write = 0.0
+        self.per_cache_write_1h = self.per_web_search = 0.0
         self.linear_to: float = _INF  # tokens_in up to which the price is linear (the first tier)
         self.expires = 0.0
         self.generation = -1
@@ -86,7 +92,15 @@ def _lookup(provider: str | None, model: str) -> Any:
     return snapshot.find_provider_model(model, None, None, None)
 
 
-def _slow(found: Any, tokens_in: int, tokens_out: int, cache_read: int, cache_write: int) -> float:
+def _slow(
+    found: Any,
+    tokens_in: int,
+    tokens_out: int,
+    cache_read: int,
+    cache_write: int,
+    cache_write_1h: int = 0,
+    web_searches: int = 0,
+) -> float:
     from genai_prices import Usage as GUsage
 
     provider, model = found
@@ -95,6 +109,8 @@ def _slow(found: Any, tokens_in: int, tokens_out: int, cache_read: int, cache_wr
         output_tokens=tokens_out,
         cache_read_tokens=cache_read or None,
         cache_write_tokens=cache_write or None,
+        cache_write_1h_tokens=cache_write_1h or None,
+        web_searches=web_searches or None,
     )
     return float(model.calc_price(usage, provider).total_price)
 
@@ -117,6 +133,8 @@ def _probe(provider: str | None, model: str, generation: int) -> _Rates | None:
         rates.per_out = (_slow(found, 0, n, 0, 0) - base) / n
         rates.per_cache_read = (_slow(found, n, 0, n, 0) - base) / n
         rates.per_cache_write = (_slow(found, n, 0, 0, n) - base) / n
+        rates.per_cache_write_1h = (_slow(found, n, 0, 0, n, n) - base) / n
+        rates.per_web_search = (_slow(found, 0, 0, 0, 0, 0, n) - base) / n
         starts: list[int] = []
         model_price = found[1].get_prices(datetime.now(tz=UTC))
         for value in vars(model_price).values():
@@ -137,9 +155,20 @@ def price(
     tokens_out: int,
     cache_read: int = 0,
     cache_write: int = 0,
+    cache_write_1h: int = 0,
+    web_searches: int = 0,
 ) -> Price:
-    """The cost of one call's usage. Never raises; unknown models warn once and are unpriced."""
-    return _new(Price, cost_of(provider, model, tokens_in, tokens_out, cache_read, cache_write, perf_counter()))
+    """The cost of one call's usage. Never raises; unknown models warn once and are unpriced.
+
+    `tokens_in` counts every input token, of which `cache_read` were read from a prompt cache and
+    `cache_write` written to one; `cache_write_1h` of the writes were to a 1-hour cache (the rest
+    are 5-minute writes). `web_searches` counts server-side web search requests. Each is priced at
+    the rate `genai-prices` gives the model for it.
+    """
+    found = cost_of(
+        provider, model, tokens_in, tokens_out, cache_read, cache_write, perf_counter(), cache_write_1h, web_searches
+    )
+    return _new(Price, found)
 
 
 def cost_of(
@@ -150,6 +179,8 @@ def cost_of(
     cache_read: int,
     cache_write: int,
     now: float,
+    cache_write_1h: int = 0,
+    web_searches: int = 0,
 ) -> tuple[float | None, str | None, bool]:
     """`price()` for every call: a plain tuple, and `now` is the caller's `perf_counter()`.
 
@@ -162,23 +193,29 @@ def cost_of(
     if rates is not None and rates.generation == config.generation and rates.expires >= now:
         try:
             if 0 <= tokens_in <= rates.linear_to:
-                if cache_read or cache_write:
+                if cache_read or cache_write or web_searches or cache_write_1h:
+                    if cache_write_1h > cache_write:  # the 1-hour writes are part of the writes
+                        cache_write = cache_write_1h
                     uncached = tokens_in - cache_read - cache_write
                     cost = (
                         rates.base
                         + (uncached if uncached > 0 else 0) * rates.per_in
                         + tokens_out * rates.per_out
                         + cache_read * rates.per_cache_read
-                        + cache_write * rates.per_cache_write
+                        + (cache_write - cache_write_1h) * rates.per_cache_write
+                        + cache_write_1h * rates.per_cache_write_1h
+                        + web_searches * rates.per_web_search
                     )
                 else:
                     cost = rates.base + tokens_in * rates.per_in + tokens_out * rates.per_out
             else:
-                cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write)
+                if cache_write_1h > cache_write:
+                    cache_write = cache_write_1h
+                cost = _slow(rates.found, tokens_in, tokens_out, cache_read, cache_write, cache_write_1h, web_searches)
         except (ArithmeticError, ValueError, TypeError):  # counts too large for a float, odd tiers, not numbers
             return _UNPRICED
         return (cost, rates.source, False) if 0.0 <= cost < _INF else _UNPRICED
-    return _price(provider, model, tokens_in, tokens_out, cache_read, cache_write, now)
+    return _price(provider, model, tokens_in, tokens_out, cache_read, cache_write, now, cache_write_1h, web_searches)
 
 
 def _price(
@@ -189,6 +226,8 @@ def _price(
     cache_read: int,
     cache_write: int,
     now: float,
+    cache_write_1h: int,
+    web_searches: int,
 ) -> tuple[float | None, str | None, bool]:
     """Local providers, overrides, and the first look-up (or the refresh) of a model's rates."""
     # Read first: rates are cached for the configuration checked here, so a configure() while
@@ -229,7 +268,8 @@ def _price(
             f"Set one with tracked.configure(prices={{{model!r}: (usd_per_1m_in, usd_per_1m_out)}})",
         )
         return _UNPRICED
-    return cost_of(provider, model, tokens_in, tokens_out, cache_read, cache_write, now)  # now the hot path
+    # now the hot path
+    return cost_of(provider, model, tokens_in, tokens_out, cache_read, cache_write, now, cache_write_1h, web_searches)
 
 
 def _clear_cache() -> None:

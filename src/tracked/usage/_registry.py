@@ -49,6 +49,8 @@ def _coerce(found: Any) -> Usage | None:
             name(found.model),
             name(found.provider),
             cost(found.cost_usd),
+            count(found.cache_write_1h_tokens),
+            count(found.web_searches),
         )
     if isinstance(found, Mapping):
         return fields.from_fields(found)

@@ -12,7 +12,11 @@ class Usage(NamedTuple):
     """Token usage (and optionally cost) reported by one call; `None` means "not reported".
 
     `tokens_in` counts every input token, cached ones included (as OpenAI and `genai-prices` do);
-    `cache_read_tokens` and `cache_write_tokens` say how many of them were cache reads or writes.
+    `cache_read_tokens` and `cache_write_tokens` say how many of them were cache reads or writes,
+    and `cache_write_1h_tokens` how many of the writes were to a 1-hour cache (Anthropic's
+    `cache_creation.ephemeral_1h_input_tokens`; the others are 5-minute writes), priced at their own
+    rate. `web_searches` counts server-side web search requests (Anthropic's
+    `server_tool_use.web_search_requests`), priced per request.
     """
 
     tokens_in: int | None = None
@@ -22,6 +26,8 @@ class Usage(NamedTuple):
     model: str | None = None
     provider: str | None = None
     cost_usd: float | None = None
+    cache_write_1h_tokens: int | None = None
+    web_searches: int | None = None
 
     @property
     def reported(self) -> bool:
@@ -37,8 +43,9 @@ def merge(old: Usage | None, new: Usage) -> Usage:
 
 
 # A Usage built without the NamedTuple's Python-level __new__, which is several times slower with
-# keywords; the extractors' hot path. Arguments: `new(Usage, (tokens_in, tokens_out,
-# cache_read_tokens, cache_write_tokens, model, provider, cost_usd))`.
+# keywords; the extractors' hot path. Every field must be given (no defaults apply): `new(Usage,
+# (tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, model, provider, cost_usd,
+# cache_write_1h_tokens, web_searches))`.
 new = tuple.__new__
 
 #: A user's extractor: any value in, a `Usage`, a mapping of its field names, or `None` out.

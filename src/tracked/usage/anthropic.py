@@ -1,9 +1,12 @@
 """Anthropic's two response shapes: messages and stream events.
 
 A `Message` reports `usage.input_tokens`, `usage.output_tokens`, `usage.cache_read_input_tokens`
-and `usage.cache_creation_input_tokens`; its input count excludes the cache reads and writes, which
-are billed as input, so `tokens_in` adds them. In a stream, `message_start` carries the message
-(its input usage) and each `message_delta` the output count so far.
+and `usage.cache_creation_input_tokens` (of which `usage.cache_creation.ephemeral_1h_input_tokens`
+were 1-hour writes, priced at their own rate), and `usage.server_tool_use.web_search_requests`
+(server-side web searches, priced per request). Its input count excludes the cache reads and
+writes, which are billed as input, so `tokens_in` adds them. In a stream, `message_start` carries
+the message (its input usage) and each `message_delta` the output count so far (and the input,
+cache and server-tool counts again, cumulative: they replace, never add).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from ._client import ClientSpec, Endpoint, base_url_of, request_options
 from ._types import Shape, Usage, new
 from .openai import from_responses
-from .values import add, count, get, name
+from .values import add, count, get, name, two
 
 __all__ = ["CLIENT", "MESSAGE", "STREAM_EVENT", "from_message", "from_stream_event"]
 
@@ -21,23 +24,46 @@ __all__ = ["CLIENT", "MESSAGE", "STREAM_EVENT", "from_message", "from_stream_eve
 def from_message(obj: Any) -> Usage | None:
     """Usage of a message, or of anything with `usage.input_tokens` or `usage.output_tokens` that
     is not an OpenAI Responses object: `tokens_in` is input + cache reads + cache writes,
-    `tokens_out` `usage.output_tokens`, `model` is `model`; `provider` is "anthropic" when
-    `type == "message"` or a cache count is present, else unknown."""
+    `tokens_out` `usage.output_tokens`, `cache_write_1h_tokens` the writes' 1-hour part (at most
+    the writes), `web_searches` `usage.server_tool_use.web_search_requests`, `model` is `model`;
+    `provider` is "anthropic" when `type == "message"` or a cache or server-tool count is present,
+    else unknown."""
     usage = get(obj, "usage")
     tokens_in = count(get(usage, "input_tokens"))
     tokens_out = count(get(usage, "output_tokens"))
     if tokens_in is None and tokens_out is None:
         return None
-    if get(obj, "object") == "response":  # OpenAI's, read by `openai.RESPONSES`
-        return None
-    cache_read = count(get(usage, "cache_read_input_tokens"))
-    cache_write = count(get(usage, "cache_creation_input_tokens"))
-    is_anthropic = get(obj, "type") == "message" or cache_read is not None or cache_write is not None
+    cache_read, cache_write = two(usage, "cache_read_input_tokens", "cache_creation_input_tokens")
+    if cache_read is not None:
+        cache_read = count(cache_read)
+    if cache_write is not None:
+        cache_write = count(cache_write)
+    searches = _web_searches(usage)
+    is_anthropic = (
+        cache_read is not None or cache_write is not None or searches is not None or get(obj, "type") == "message"
+    )
+    if not is_anthropic and (get(obj, "object") == "response" or get(usage, "input_tokens_details") is not None):
+        return None  # OpenAI's Responses API, read by `openai.RESPONSES`
+    write_1h = None
+    if cache_write:
+        write_1h = count(get(get(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
+        if write_1h is not None and write_1h > cache_write:
+            write_1h = cache_write
     if tokens_in is not None:
         tokens_in = add(tokens_in, cache_read, cache_write)
     provider = "anthropic" if is_anthropic else None
     model = name(get(obj, "model"))
-    return new(Usage, (tokens_in, tokens_out, cache_read or None, cache_write or None, model, provider, None))
+    return new(
+        Usage,
+        (tokens_in, tokens_out, cache_read or None, cache_write or None, model, provider, None, write_1h or None,
+         searches or None),
+    )  # fmt: skip
+
+
+def _web_searches(usage: Any) -> int | None:
+    """`usage.server_tool_use.web_search_requests`: server-side web searches, billed per request."""
+    server_tools = get(usage, "server_tool_use")
+    return None if server_tools is None else count(get(server_tools, "web_search_requests"))
 
 
 MESSAGE = Shape("anthropic.message", from_message, looks_for=("usage",))
@@ -45,8 +71,9 @@ MESSAGE = Shape("anthropic.message", from_message, looks_for=("usage",))
 
 def from_stream_event(obj: Any) -> Usage | None:
     """Usage of a stream event: a `message_start`'s message as `from_message` reads it; a
-    `message_delta`'s `usage.output_tokens` (and input + cache counts, when present), `provider`
-    "anthropic"; no usage for any other event."""
+    `message_delta`'s `usage.output_tokens` (and input + cache counts, and web searches, when
+    present, and 1-hour writes if it breaks its writes down), `provider` "anthropic"; no usage for
+    any other event. The cache reads and writes themselves are the `message_start`'s."""
     kind = get(obj, "type")
     if kind == "message_start":
         message = get(obj, "message")
@@ -66,7 +93,11 @@ def from_stream_event(obj: Any) -> Usage | None:
         )
     if tokens_out is None and tokens_in is None:
         return None
-    return new(Usage, (tokens_in, tokens_out, None, None, None, "anthropic", None))
+    searches = _web_searches(usage)
+    # The SDK's delta declares no `cache_creation` (one per stream: the slow read of a missing
+    # pydantic field does not matter); a delta that carries one anyway is read.
+    write_1h = count(get(get(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
+    return new(Usage, (tokens_in, tokens_out, None, None, None, "anthropic", None, write_1h or None, searches or None))
 
 
 #: Every event class declares `type`, so is offered to this shape; a content delta (no `usage`

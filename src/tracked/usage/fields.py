@@ -25,7 +25,7 @@ def from_fields(obj: Any) -> Usage | None:
     if not tokens_in and not tokens_out and not cost_usd:
         return None
     model, provider = name(get(obj, "model")), name(get(obj, "provider"))
-    return new(Usage, (tokens_in, tokens_out, None, None, model, provider, cost_usd))
+    return new(Usage, (tokens_in, tokens_out, None, None, model, provider, cost_usd, None, None))
 
 
 FIELDS = Shape("fields", from_fields, looks_for=("tokens_in", "tokens_out", "cost_usd"))

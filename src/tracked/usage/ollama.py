@@ -22,7 +22,7 @@ def from_response(obj: Any) -> Usage | None:
     tokens_out = count(get(obj, "eval_count"))
     if tokens_in is None and tokens_out is None:
         return None
-    return new(Usage, (tokens_in, tokens_out, None, None, name(get(obj, "model")), "ollama", None))
+    return new(Usage, (tokens_in, tokens_out, None, None, name(get(obj, "model")), "ollama", None, None, None))
 
 
 RESPONSE = Shape("ollama", from_response, looks_for=("prompt_eval_count", "eval_count"))

@@ -2,10 +2,15 @@
 
 Chat completions (`ChatCompletion`, the last `ChatCompletionChunk` of a stream with usage, and any
 mapping or object of that shape, LiteLLM's included) report `usage.prompt_tokens`,
-`usage.completion_tokens` and `usage.prompt_tokens_details.cached_tokens`. The Responses API
-(`object == "response"`) reports `usage.input_tokens`, `usage.output_tokens` and
-`usage.input_tokens_details.cached_tokens`. In both, the input count includes the cached tokens.
-A Responses stream reports usage in its `response.completed` (or `incomplete`, `failed`) event.
+`usage.completion_tokens` and `usage.prompt_tokens_details.cached_tokens` (cache reads) and
+`.cache_write_tokens`; gateways serving Claude through this API may report the cache counts at the
+top level of `usage` instead (`cache_read_input_tokens`, `cache_creation_input_tokens`, or
+`cached_tokens`). The Responses API (`object == "response"`, or a `usage` with
+`input_tokens_details`) reports `usage.input_tokens`, `usage.output_tokens` and
+`usage.input_tokens_details.cached_tokens` and `.cache_write_tokens`. In both, the input count
+includes the cached and cache-write tokens, and the output count the reasoning tokens (which are
+not read, so never counted twice). A Responses stream reports usage in its `response.completed`
+(or `incomplete`, `failed`) event.
 
 `CLIENT` declares how `tracked.instrument` reads `openai.OpenAI` and `AsyncOpenAI` (Azure's too):
 every request goes through their `request` method.
@@ -33,7 +38,7 @@ __all__ = [
 
 
 def _cache_counts(details: Any) -> tuple[int | None, int | None]:
-    """Cached and cache-write input tokens from `prompt_tokens_details`."""
+    """Cached and cache-write input tokens from `prompt_tokens_details` (or `input_tokens_details`)."""
     cached, cache_write = two(details, "cached_tokens", "cache_write_tokens")
     if cached is not None and not (type(cached) is int and cached >= 0):
         cached = count(cached)
@@ -42,11 +47,25 @@ def _cache_counts(details: Any) -> tuple[int | None, int | None]:
     return cached, cache_write
 
 
+def _top_level_cache_counts(
+    cached: int | None, cache_write: int | None, read: Any, write: Any
+) -> tuple[int | None, int | None]:
+    """The cache counts a gateway reports at the top level of a chat `usage` (`read`, `write`:
+    see `from_chat`), each where `prompt_tokens_details` gave none. The same tokens reported in
+    both places are one count, never added."""
+    if not cached:
+        cached = count(read)
+    if not cache_write:
+        cache_write = count(write)
+    return cached, cache_write
+
+
 def from_chat(obj: Any) -> Usage | None:
     """Usage of a chat completion, mapping or object: `tokens_in` is `usage.prompt_tokens`,
     `tokens_out` `usage.completion_tokens`, `cache_read_tokens` and `cache_write_tokens` come from
-    `usage.prompt_tokens_details`, `model` is `model`; `cost_usd` and `provider` are LiteLLM's
-    (`usage.litellm`) when the response carries `_hidden_params`."""
+    `usage.prompt_tokens_details` (else from the top level of `usage`, as gateways report them),
+    `model` is `model`; `cost_usd` and `provider` are LiteLLM's (`usage.litellm`) when the response
+    carries `_hidden_params`."""
     usage, model = two(obj, "usage", "model")
     if usage is None:
         return None
@@ -59,17 +78,33 @@ def from_chat(obj: Any) -> Usage | None:
     if tokens_in is None and tokens_out is None:
         return None
     cached, cache_write = (None, None) if details is None else _cache_counts(details)
+    if not (cached and cache_write):
+        # Gateways serving Claude through this API report the cache counts beside prompt_tokens
+        # (LiteLLM, Databricks: cache_read_input_tokens, cache_creation_input_tokens; Anthropic's
+        # OpenAI-compatible endpoint: cached_tokens), still included in prompt_tokens.
+        if type(usage) is dict:  # read directly: the most frequent mapping, on the hot path
+            read = usage.get("cache_read_input_tokens")
+            write = usage.get("cache_creation_input_tokens")
+            if read is None:
+                read = usage.get("cached_tokens")
+        else:
+            read, write = two(usage, "cache_read_input_tokens", "cache_creation_input_tokens")
+            if read is None:
+                read = get(usage, "cached_tokens")
+        if read is not None or write is not None:
+            cached, cache_write = _top_level_cache_counts(cached, cache_write, read, write)
     cost = provider = None
     if has_hidden_params(obj):  # LiteLLM computes its own cost
         cost, provider = reported_cost(obj)
     if not (type(model) is str and 0 < len(model) <= 256):
         model = None
-    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, provider, cost))
+    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, provider, cost, None, None))
 
 
 def from_chat_fixed(obj: Any) -> Usage | None:
     """`from_chat` for the classes `CHAT` identifies (the OpenAI SDK's `ChatCompletion` and
-    `ChatCompletionChunk`): plain attribute reads; anything unusual goes to `from_chat`."""
+    `ChatCompletionChunk`): plain attribute reads; anything unusual (fields the SDK does not
+    declare, such as a gateway's cache counts) goes to `from_chat`."""
     try:
         usage = obj.usage
         if usage is None:  # a stream chunk before the last
@@ -79,10 +114,12 @@ def from_chat_fixed(obj: Any) -> Usage | None:
         details = usage.prompt_tokens_details
         model = obj.model
         hidden = HIDDEN_PARAMS in obj.__dict__
+        extra = usage.__pydantic_extra__
     except AttributeError:  # a dict inside, a missing field, no __dict__
         return from_chat(obj)
     if (
         hidden
+        or extra
         or type(tokens_in) is not int
         or tokens_in < 0
         or type(tokens_out) is not int
@@ -92,7 +129,7 @@ def from_chat_fixed(obj: Any) -> Usage | None:
     ):
         return from_chat(obj)
     cached, cache_write = (None, None) if details is None else _cache_counts(details)
-    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, None, None))
+    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, None, None, None, None))
 
 
 #: A class declaring `usage`, `choices` and `model` is a chat completion or chunk, read by
@@ -110,22 +147,25 @@ CHAT = Shape(
 
 
 def from_responses(obj: Any) -> Usage | None:
-    """Usage of an OpenAI Responses object (`object == "response"`): `tokens_in` is
-    `usage.input_tokens` (cached tokens included), `tokens_out` `usage.output_tokens`,
-    `cache_read_tokens` `usage.input_tokens_details.cached_tokens`, `cache_write_tokens`
-    `usage.cache_write_tokens` (or the details'), `provider` "openai"."""
+    """Usage of an OpenAI Responses object (`object == "response"`, or any value whose `usage` has
+    `input_tokens_details`, which no other API reports): `tokens_in` is `usage.input_tokens`
+    (cached and cache-write tokens included), `tokens_out` `usage.output_tokens` (reasoning tokens
+    included), `cache_read_tokens` `usage.input_tokens_details.cached_tokens`, `cache_write_tokens`
+    `usage.input_tokens_details.cache_write_tokens` (or `usage.cache_write_tokens`), `provider`
+    "openai"."""
     usage = get(obj, "usage")
     tokens_in = count(get(usage, "input_tokens"))
     tokens_out = count(get(usage, "output_tokens"))
     if tokens_in is None and tokens_out is None:
         return None
-    if get(obj, "object") == "response":
-        details = get(usage, "input_tokens_details")
-        cached = count(get(details, "cached_tokens"))
-        cache_write = count(get(usage, "cache_write_tokens")) or count(get(details, "cache_write_tokens"))
-        model = name(get(obj, "model"))
-        return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, "openai", None))
-    return None
+    details = get(usage, "input_tokens_details")
+    if details is None and get(obj, "object") != "response":
+        return None  # no sign of the Responses API: an Anthropic message, read by its own shape
+    cached, cache_write = _cache_counts(details)
+    if not cache_write:
+        cache_write = count(get(usage, "cache_write_tokens"))
+    model = name(get(obj, "model"))
+    return new(Usage, (tokens_in, tokens_out, cached or None, cache_write or None, model, "openai", None, None, None))
 
 
 RESPONSES = Shape("openai.responses", from_responses, looks_for=("usage",))
