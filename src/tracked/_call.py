@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ._config import warn_once
+from ._config import config, warn_once
 from ._values import clean, redact
 from .pricing import cost_of
 from .usage import Usage, extract
@@ -367,6 +367,8 @@ class Call:
                         provider, model, tokens_in, tokens_out, cache_read, cache_write, self._t0 + latency_s,
                         write_1h or 0, searches or 0,
                     )  # fmt: skip
+                elif provider is not None and provider.lower() in config.local_providers:
+                    cost, cost_source, local = 0.0, "local", True  # usage unknown, but free all the same
                 llm_calls = 1
                 unpriced = 1 if cost is None else 0
                 attrs["_leaf"] = True  # an LLM call itself: counted per model by its experiment
@@ -416,6 +418,14 @@ class Call:
         """This call ended after its parent had returned: the parent's figures stay as they were,
         and the experiment counts this call's in its totals itself."""
         self.late = True
+        exp = self.experiment
+        if exp is not None and exp.summarised:
+            warn_once(
+                ("late-after-finish", self.name),
+                f"tracked: {self.name} ended after its experiment {exp.name!r} had finished, so it is in none of "
+                "its figures; wait for the work an experiment starts before leaving it",
+            )
+            return
         warn_once(
             ("late", self.name),
             f"tracked: {self.name} ended after {parent.name}, the call it ran in, had returned; "
@@ -492,6 +502,7 @@ class Call:
             rec["incomplete"] = True
         if self.usage_unknown:
             rec["usage_unknown"] = True
+            rec["tokens_in"] = rec["tokens_out"] = None  # not read: unknown, not 0
         if self.late:
             rec["late"] = True
         if self.reported:

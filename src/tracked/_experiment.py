@@ -21,7 +21,7 @@ from . import _lifecycle
 from ._call import Call, check_metrics
 from ._config import internal_error
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
-from ._instrument import end_open_streams
+from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
 from ._rows import Rows
@@ -99,6 +99,7 @@ class Experiment:
         # The older tracker's open result: calls that would be top-level rows become its children.
         self._adopt: Call | None = None
         self._results: Results | None = None
+        self.summarised = False
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -389,11 +390,12 @@ class Experiment:
                 merged = merge_workers(self.path, self._rows, self._sinks)
                 if merged:
                     self.summary["workers"] = merged
-            end_open_streams(self)
+            end_open_requests(self)
             if self._results is not None:
                 self._results.close()
             self._rows.seal_all()
             summary = self._final_summary()
+            self.summarised = True  # a call ending from now on is in none of its figures
             only_children = bool(self.children) and self._rows.count == 0
             self.final_summary = self._sinks.finish(summary, status, only_children=only_children)
         except Exception as exc:

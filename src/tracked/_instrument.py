@@ -11,6 +11,7 @@ ends when the stream is exhausted, closed, left early or collected; a stream lef
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gc
 import importlib
@@ -216,21 +217,24 @@ def _start(client: Any, spec: ClientSpec, provider: str | None, ep: Endpoint) ->
     return _Recorder(_begin(call_spec, None, (), {}), call_spec, ep.stream)
 
 
-# The streams of experiments' calls not ended yet (by `id` of their recorder). A stream the code
-# left without closing it is usually in a reference cycle (OpenAI's `Stream` and its generator):
-# it ends when the cycle is collected, which may be after its experiment finished.
-_open_streams: dict[int, _Recorder] = {}
+# Requests of experiments' calls not ended yet (by `id` of their recorder): a request still
+# running in another thread or task, or a stream the code still holds, when its experiment ends.
+_open_requests: dict[int, _Recorder] = {}
+
+_STILL_RUNNING = "it was still running when its experiment finished"
 
 
-def end_open_streams(exp: Any) -> None:
-    """Before `exp` finishes: streams of its calls that the code left are ended (collected first,
-    else ended here), as incomplete calls of unknown usage, so that they are in its totals."""
-    if not any(rec.call.experiment is exp for rec in list(_open_streams.values())):
+def end_open_requests(exp: Any) -> None:
+    """Before `exp` finishes: its requests not ended yet are ended (streams left in a reference
+    cycle are collected first, which ends them as left), as incomplete LLM calls of unknown usage,
+    so that they are in its totals; their responses, if they come later, are not read."""
+    mine = [rec for rec in list(_open_requests.values()) if rec.call.experiment is exp]
+    if not mine:
         return
-    gc.collect()  # a stream left in a cycle ends now, as it would have when collected
-    for rec in list(_open_streams.values()):
-        if rec.call.experiment is exp:
-            rec.end(None, complete=False)
+    if any(rec.stream for rec in mine):
+        gc.collect()  # a stream left in a cycle ends now, as it would have when collected
+    for rec in mine:
+        rec.end(None, complete=False, why=_STILL_RUNNING)
 
 
 class _Recorder:
@@ -240,8 +244,8 @@ class _Recorder:
     one) reads its usage; this call only ends with it.
     """
 
-    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "measured_below", "n", "parsed", "raw",
-                 "spec", "stream", "usage", "usage_only")  # fmt: skip
+    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "iterating", "measured_below", "n",
+                 "parsed", "raw", "spec", "stream", "usage", "usage_only")  # fmt: skip
 
     def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
@@ -257,8 +261,9 @@ class _Recorder:
         self.final_seen = False  # the item with the stream's final usage has come
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
         self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
-        if stream and call.experiment is not None:
-            _open_streams[id(self)] = self
+        self.iterating = False  # the code is waiting for the stream's next item
+        if call.experiment is not None:
+            _open_requests[id(self)] = self
 
     def saw(self, parsed: Any) -> None:
         self.parsed = parsed
@@ -290,14 +295,13 @@ class _Recorder:
         else:
             self.end(None, complete=True)
 
-    def end(self, result: Any, *, complete: bool = True) -> None:
+    def end(self, result: Any, *, complete: bool = True, why: str | None = None) -> None:
         """End the call: with `result` (a response), else with what the stream showed. A stream
         left before its final usage item has unknown usage: what it showed is not what was billed."""
         if self.ended:
             return
         self.ended = True
-        if self.stream:
-            _open_streams.pop(id(self), None)
+        _open_requests.pop(id(self), None)
         call = self.call
         latency = perf_counter() - call._t0
         try:
@@ -313,7 +317,9 @@ class _Recorder:
                 call.usage_unknown = True
                 call._own = UNKNOWN
                 usage = None
-                if not self.stream:
+                if why is not None:
+                    how = why
+                elif not self.stream:
                     how = "the response has no usage"
                 elif complete:
                     how = "the stream ended without its usage"
@@ -355,7 +361,7 @@ def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any])
     module = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
     if module.partition(".")[0] == "ollama" or module == __name__:
         rec.measured_below = module == __name__  # an instrumented Ollama client's stream
-        return _aiterate(result, rec) if hasattr(result, "__anext__") else _iterate(result, rec)
+        return _items(result, rec)
     return None
 
 
@@ -387,7 +393,8 @@ def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None =
                 bound = method()
                 return None if bound is None else await bound(*args, **kwargs)
             finally:
-                rec.end(None, complete=rec.final_seen if complete is None else complete)
+                if not rec.iterating:
+                    rec.end(None, complete=rec.final_seen if complete is None else complete)
 
         setattr(obj, name, aclosed)
     else:
@@ -397,9 +404,18 @@ def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None =
                 bound = method()
                 return None if bound is None else bound(*args, **kwargs)
             finally:
-                rec.end(None, complete=rec.final_seen if complete is None else complete)
+                if not rec.iterating:  # else the SDK closes it at the stream's end: the iteration ends the call
+                    rec.end(None, complete=rec.final_seen if complete is None else complete)
 
         setattr(obj, name, closed)
+
+
+def _items(items: Any, rec: _Recorder) -> Any:
+    """A generator over a stream's items (Ollama's), read as the code iterates it; the call ends
+    when it is exhausted, closed, left, or dropped without being iterated at all."""
+    gen = _aiterate(items, rec) if hasattr(items, "__anext__") else _iterate(items, rec)
+    weakref.finalize(gen, rec.end, None, complete=False)  # a generator never started runs no finally
+    return gen
 
 
 def _watch(stream: Any, rec: _Recorder) -> None:
@@ -419,6 +435,7 @@ def _watch(stream: Any, rec: _Recorder) -> None:
     is_async = hasattr(iterator, "__anext__")
     stream._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
     stream._tracked_watched = True
+    weakref.finalize(stream, rec.end, None, complete=False)  # dropped, iterated or not: the call ends
     _when_closed(stream, "close", rec)
     response = getattr(stream, "response", None)
     if response is not None:
@@ -496,33 +513,54 @@ def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
     return TrackedStream
 
 
+def _left(exc: BaseException) -> bool:
+    """Whether `exc`, raised where a stream is read, means the code left it (closed it, or its
+    task was cancelled) rather than that the request failed."""
+    return isinstance(exc, (GeneratorExit, asyncio.CancelledError))
+
+
 def _iterate(items: Iterator[Any], rec: _Recorder) -> Iterator[Any]:
     complete = False
     try:
+        rec.iterating = True
         for item in items:
+            rec.iterating = False
             if rec.item(item):
                 yield item
+            rec.iterating = True
         complete = True
     except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
+        if not _left(exc):
             rec.fail(exc)
         raise
     finally:
+        rec.iterating = False
         rec.end(None, complete=complete)
+        if not complete:  # left early: the SDK's own generator (and its HTTP response) closed now
+            close = getattr(items, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
 
 
 async def _aiterate(items: AsyncIterator[Any], rec: _Recorder) -> AsyncIterator[Any]:
     complete = False
     try:
+        rec.iterating = True
         async for item in items:
+            rec.iterating = False
             if rec.item(item):
                 yield item
+            rec.iterating = True
         complete = True
     except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
+        if not _left(exc):
             rec.fail(exc)
         raise
     finally:
+        rec.iterating = False
         rec.end(None, complete=complete)
 
 
@@ -575,7 +613,7 @@ def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 def _stream_result(result: Any, rec: _Recorder, spec: ClientSpec) -> Any:
     """What an instrumented streaming request returns, read as the code iterates it."""
     if spec.stream_style == "iterator":
-        return _aiterate(result, rec) if hasattr(result, "__anext__") else _iterate(result, rec)
+        return _items(result, rec)
     if rec.raw is None:
         _watch(result, rec)
     elif rec.raw == "stream":  # raw lines: the call ends when the response is closed

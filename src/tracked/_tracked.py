@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 import wrapt
 
 from ._call import Call
-from ._config import config, internal_error
+from ._config import config, internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, _open, lane
 from ._values import _SECRET_NAME, _SECRET_VALUE, REDACTED
 from .usage import Usage, extract, merge
@@ -118,6 +118,12 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     parent = _current.get()
     exp = _current_exp.get()
     if exp is None or exp.finished:
+        if exp is not None:
+            warn_once(
+                ("after-finish", exp.name, spec.name),
+                f"tracked: {spec.name} started after its experiment {exp.name!r} had finished (work it began "
+                "and did not wait for), so it is in none of its figures",
+            )
         exp = _open[-1] if _open else None
     call = Call(spec.name, parent, exp, perf_counter())
     if exp is not None and (parent is None or parent.experiment is not exp):
