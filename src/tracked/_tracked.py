@@ -476,7 +476,10 @@ def tracked(
         name: The call's name (default: the function's qualified name).
         provider: The provider, e.g. "openai" or "ollama" (local providers cost nothing).
         model: The model, when the response does not name it.
-        capture_io: Record the inputs and output (truncated, secrets redacted).
+        capture_io: Record the inputs (the arguments, by name) and the output in `calls.jsonl`:
+            the reply text when the function returns or yields a provider's response or stream,
+            the joined text when it yields strings, else the value. Truncated at
+            `configure(io_max_chars=...)`, secrets redacted. None follows `configure(capture_io=...)`.
 
     Example:
         >>> from tracked import tracked
