@@ -530,8 +530,8 @@ def _prepare(
             return None, kwargs
         rec = _start(client, spec, options.provider, ep)
         capture = options.capture_io
-        if capture or (capture is None and config.capture_io):
-            _capture(rec, spec, ep)
+        if (capture or (capture is None and config.capture_io)) and rec.call.experiment is not None:
+            _capture(rec, spec, ep)  # (outside an experiment nothing is recorded: nothing to read)
         if ep.stream and spec.stream_style == "stream_cls" and kwargs.get("stream_cls") is not None:
             rec.raw = _raw_header(args, kwargs)
             # Raw lines (`with_streaming_response`) are the code's to read: the request stays as written.

@@ -58,9 +58,33 @@ def reply_of(obj: Any) -> tuple[Piece, ...] | None:
 
 def delta_of(item: Any) -> tuple[Piece, ...] | None:
     """The pieces of a stream item of any provider (or of a whole response yielded as an item);
-    None when no provider knows its shape. Never raises."""
-    found = _first(_DELTAS, item)
-    return found if found is not None else _first(_REPLIES, item)
+    None when no provider knows its shape. Never raises. The reader that knew the last item of a
+    class is tried first for the next."""
+    kind: type | None = type(item)
+    try:
+        read = _delta_for.get(kind)
+    except TypeError:  # a class whose metaclass makes it unhashable
+        read, kind = None, None
+    if read is not None:
+        try:
+            found = read(item)
+        except Exception:
+            found = None
+        if found is not None:
+            return found
+    for read in _DELTAS:
+        try:
+            found = read(item)
+        except Exception:  # a property that raises: not this shape
+            continue
+        if found is not None:
+            if kind is not None and len(_delta_for) < 4096:
+                _delta_for[kind] = read
+            return found
+    return _first(_REPLIES, item)
+
+
+_delta_for: dict[Any, PieceReader] = {}
 
 
 # Results of these types never carry usage: checked with one set lookup.

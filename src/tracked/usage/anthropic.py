@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import ClientSpec, Endpoint, base_url_of, request_options
-from ._text import Piece, each, kind_of, message, part_text, text_of, tool_args, tool_call
+from ._text import Piece, each, field, kind_of, message, part_text, text_of, tool_args, tool_call
 from ._types import Shape, Usage, new
 from .openai import from_responses
 from .values import add, count, get, is_mapping, name
@@ -140,7 +140,7 @@ def inputs(call_name: str, body: Any) -> dict[str, Any] | None:
 def reply(obj: Any) -> tuple[Piece, ...] | None:
     """The reply of a message (`type == "message"`): its text blocks joined, and its tool calls;
     None for another shape."""
-    if get(obj, "type") != "message":
+    if field(obj, "type") != "message":
         return None
     pieces: list[Piece] = []
     for i, block in enumerate(each(get(obj, "content"))):
@@ -159,7 +159,7 @@ _EVENTS = frozenset({"message_start", "message_delta", "message_stop", "content_
 def reply_delta(item: Any) -> tuple[Piece, ...] | None:
     """The pieces of a stream event: a text delta, a tool call's name (its block's start) and
     argument fragments (`input_json_delta`); None for what is not an Anthropic event."""
-    kind = get(item, "type")
+    kind = field(item, "type")
     if kind == "content_block_delta":
         delta = get(item, "delta")
         dtype = kind_of(delta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import ClientSpec, Endpoint
-from ._text import Piece, each, message, text_of, tool_args, tool_call
+from ._text import Piece, each, field, message, text_of, tool_args, tool_call
 from ._types import Shape, Usage, new
 from .values import count, get, is_mapping, name
 
@@ -88,14 +88,14 @@ def reply(obj: Any) -> tuple[Piece, ...] | None:
     """The reply of a chat response (`message.content` and its tool calls) or a generate response
     (`response`); also one item of a stream, whose text is a fragment. None for another shape: a
     value without `done`, or with neither."""
-    if get(obj, "done") is None:
+    if field(obj, "done") is None:
         return None
-    generated = get(obj, "response")
-    if isinstance(generated, str):
-        return ((None, "text", generated),) if generated else ()
-    msg = get(obj, "message")
+    msg = field(obj, "message")
     if msg is None:
-        return None
+        generated = field(obj, "response")
+        if not isinstance(generated, str):
+            return None
+        return ((None, "text", generated),) if generated else ()
     pieces: list[Piece] = []
     text = text_of(get(msg, "content"))
     if text:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import ClientSpec, Endpoint, base_url_of, request_options
-from ._text import Piece, each, kind_of, message, part_text, text_of, tool_args, tool_call
+from ._text import Piece, each, field, kind_of, message, part_text, text_of, tool_args, tool_call
 from ._types import Shape, Usage, new
 from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
 from .values import count, get, is_mapping, name, two
@@ -280,8 +280,8 @@ def inputs(call_name: str, body: Any) -> dict[str, Any] | None:
 def reply(obj: Any) -> tuple[Piece, ...] | None:
     """The reply of a chat completion (each choice's content or refusal, and tool calls) or of a
     Responses object (its output messages' text, and function calls); None for another shape."""
-    choices = get(obj, "choices")
-    if isinstance(choices, list) and choices and get(choices[0], "message") is not None:
+    choices = field(obj, "choices")
+    if isinstance(choices, list) and choices and field(choices[0], "message") is not None:
         pieces: list[Piece] = []
         for i, choice in enumerate(choices):
             msg = get(choice, "message")
@@ -295,7 +295,7 @@ def reply(obj: Any) -> tuple[Piece, ...] | None:
                 pieces.append((("tool", i, j), "name", text_of(get(fn, "name"))))
                 pieces.append((("tool", i, j), "args", tool_args(get(fn, "arguments"))))
         return tuple(pieces)
-    if get(obj, "object") == "response":
+    if field(obj, "object") == "response":
         pieces = []
         for i, item in enumerate(each(get(obj, "output"))):
             kind = kind_of(item)
@@ -323,10 +323,10 @@ def reply_delta(item: Any) -> tuple[Piece, ...] | None:
     """The pieces of a chat stream chunk (`choices[i].delta`: content, refusal, tool call fragments)
     or a Responses stream event (text deltas, a function call's name and argument deltas); None
     for another shape. A Responses stream's final event repeats the whole reply: read for nothing."""
-    choices = get(item, "choices")
+    choices = field(item, "choices")
     if isinstance(choices, list):
-        if choices and get(choices[0], "message") is not None:  # a whole completion
-            return reply(item)
+        if choices and field(choices[0], "delta") is None and field(choices[0], "message") is not None:
+            return reply(item)  # a whole completion
         pieces: list[Piece] = []
         for choice in choices:
             delta = get(choice, "delta")
@@ -346,7 +346,7 @@ def reply_delta(item: Any) -> tuple[Piece, ...] | None:
                 if args:
                     pieces.append((key, "args", args))
         return tuple(pieces)
-    kind = get(item, "type")
+    kind = field(item, "type")
     if not (isinstance(kind, str) and kind.startswith("response.")):
         return None
     if kind in ("response.output_text.delta", "response.refusal.delta"):
