@@ -648,7 +648,7 @@ def test_tool_calls_and_images_in_the_messages_sent_are_summarised():
     assert openai.inputs("openai.chat.completions.create", chat_body) == {
         "messages": [
             {"role": "user", "content": "What is this?\n[image]"},
-            {"role": "assistant", "content": '[tool call] get_weather({"city":"Paris"})'},
+            {"role": "assistant", "content": '[tool call] get_weather({"city": "Paris"})'},
             {"role": "tool", "content": "sunny"},
         ]
     }

@@ -81,8 +81,14 @@ def tool_args(args: Any) -> str:
 
 
 def tool_call(name: Any, args: Any) -> str:
-    """A tool call as one line of text: ``[tool call] name({"city": "Paris"})``."""
-    return f"{TOOL} {text_of(name) or '?'}({tool_args(args)})"
+    """A tool call as one line of text: ``[tool call] name({"city": "Paris"})`` (JSON arguments
+    written the same way however the request spelled them)."""
+    text = tool_args(args)
+    try:
+        text = json.dumps(json.loads(text), ensure_ascii=False)
+    except Exception:
+        pass
+    return f"{TOOL} {text_of(name) or '?'}({text})"
 
 
 def part_text(parts: Any, read: Callable[[Any], str | None]) -> str:
