@@ -10,6 +10,7 @@ genai-prices' own `extract_usage` + `calc_price` on it, never from tracked's ari
 gateway, whose top-level cache counts genai-prices' OpenAI extractor does not read, the ledger holds
 the same call as Anthropic itself reports it.
 
+Each ledger entry also keeps the request's JSON body and the reply text sent (for `capture_io`).
 Usage is derived from the request: input tokens from the length of the prompt, output tokens from
 the reply's words; a request header `X-Loopback-Cache: read=N,write5m=N,write1h=N,search=N` adds
 cache reads, 5-minute and 1-hour cache writes (OpenAI has one kind: their sum) and Anthropic web
@@ -38,7 +39,8 @@ class Sent:
     stream: bool
     usage_body: dict[str, Any]  # what genai-prices' extract_usage reads
     usage_visible: bool  # whether the client was sent the usage (not for a stream without include_usage)
-    text: str = ""
+    text: str = ""  # the reply text sent (the text of every chunk of a stream, joined)
+    request: dict[str, Any] = field(default_factory=dict)  # the request's JSON body, as received
 
     def tokens(self) -> tuple[int, int]:
         """(tokens in, cached included; tokens out), as genai-prices reads them."""
@@ -165,9 +167,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fail_next -= 1
             self._json(400, {"error": {"message": "the loopback server was told to fail", "type": "invalid_request"}})
             return
+        self._request = body
         route(body, cache, path)
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def _record(self, entry: Sent) -> None:
+        """Write what is being sent to the ledger, with the request it answers."""
+        entry.request = self._request
+        self.server.ledger.add(entry)
 
     def _json(self, status: int, data: dict[str, Any]) -> None:
         raw = json.dumps(data).encode()
@@ -214,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             usage["prompt_tokens_details"] = {"cached_tokens": cache["read"], "cache_write_tokens": write}
         stream = bool(body.get("stream"))
         include = bool((body.get("stream_options") or {}).get("include_usage"))
-        self.server.ledger.add(
+        self._record(
             Sent(
                 "openai",
                 "chat",
@@ -289,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
         stream = bool(body.get("stream"))
         text = " ".join(words)
-        self.server.ledger.add(Sent("openai", "responses", model, stream, {"model": model, "usage": usage}, True, text))
+        self._record(Sent("openai", "responses", model, stream, {"model": model, "usage": usage}, True, text))
         item = {
             "id": "msg_loopback",
             "type": "message",
@@ -336,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = inputs if isinstance(inputs, list) else [inputs]
         tokens = sum(3 + len(str(x)) // 4 for x in inputs)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        self.server.ledger.add(Sent("openai", "embeddings", model, False, {"model": model, "usage": usage}, True))
+        self._record(Sent("openai", "embeddings", model, False, {"model": model, "usage": usage}, True))
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))]
         self._json(200, {"object": "list", "data": data, "model": model, "usage": usage})
 
@@ -349,9 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage = _anthropic_usage(3 + len(prompt) // 4, len(words), cache)
         stream = bool(body.get("stream"))
         text = " ".join(words)
-        self.server.ledger.add(
-            Sent("anthropic", "default", model, stream, {"model": model, "usage": usage}, True, text)
-        )
+        self._record(Sent("anthropic", "default", model, stream, {"model": model, "usage": usage}, True, text))
         message = {
             "id": "msg_loopback",
             "type": "message",
@@ -397,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         stream = body.get("stream", True) is not False  # Ollama streams unless told not to
         chat = path.endswith("/chat")
         text = " ".join(words)
-        self.server.ledger.add(Sent("ollama", "default", model, stream, {"model": model, **counts}, True, text))
+        self._record(Sent("ollama", "default", model, stream, {"model": model, **counts}, True, text))
         base = {"model": model, "created_at": "2026-11-30T00:00:00Z"}
 
         def piece(content: str) -> dict[str, Any]:
@@ -418,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = body.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
         counts = {"prompt_eval_count": sum(3 + len(str(x)) // 4 for x in inputs)}
-        self.server.ledger.add(Sent("ollama", "default", model, False, {"model": model, **counts}, True))
+        self._record(Sent("ollama", "default", model, False, {"model": model, **counts}, True))
         self._json(200, {"model": model, "embeddings": [[0.1, 0.2, 0.3] for _ in inputs], **counts})
 
 

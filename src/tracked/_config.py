@@ -81,8 +81,11 @@ def configure(
             They win over the `genai-prices` data. Keys are model names, or ``"provider/model"``.
         local_providers: Provider names whose calls cost 0 and are marked local
             (default: ollama, mlx, llama.cpp, vllm, lmstudio, local).
-        capture_io: Default for ``@tracked(capture_io=...)``: record inputs and output, truncated.
-        io_max_chars: Length at which captured inputs and outputs are cut.
+        capture_io: Default for ``@tracked(capture_io=...)`` and ``tracked.instrument(capture_io=...)``:
+            record each call's inputs and output in `calls.jsonl` (a function's arguments, an
+            instrumented request's messages sent; the reply text of an LLM call), truncated, with
+            secrets redacted.
+        io_max_chars: Length (characters) at which each captured string is cut.
         wandb_init_timeout_s: How long an online `wandb.init` may take before falling back to offline.
         table_max_rows: Calls kept in memory for the W&B calls table; the rest are in `calls.jsonl`.
 

@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from ._call import UNKNOWN, Call
+from ._capture import Reply, capture_request
 from ._config import config, internal_error, warn_once
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
@@ -37,7 +38,9 @@ __all__ = ["adopt", "instrument", "uninstrument"]
 _ORIGINAL = "_tracked_original_request"
 
 
-def instrument(target: Any = None, *, provider: str | None = None, stream_usage: bool = True) -> None:
+def instrument(
+    target: Any = None, *, provider: str | None = None, stream_usage: bool = True, capture_io: bool | None = None
+) -> None:
     """Record every LLM request made through a provider's client as a tracked call.
 
     Args:
@@ -52,6 +55,11 @@ def instrument(target: Any = None, *, provider: str | None = None, stream_usage:
         stream_usage: Ask an OpenAI chat stream for its usage when the code did not
             (`stream_options={"include_usage": True}`), hiding the extra usage-only chunk from the
             code. False leaves the request as it is: such a stream's usage is then unknown.
+        capture_io: Record each request's messages (``inputs: {"messages": [{"role", "content"},
+            ...]}``, the system prompt first) and the reply text (``output``: a stream's text as
+            the code read it, a tool call as ``[tool call] name(arguments)``) in `calls.jsonl`,
+            truncated at `configure(io_max_chars=...)` and with secrets redacted. None (the
+            default) follows `tracked.configure(capture_io=...)` at each request.
 
     Raises:
         TypeError: `target` is not a client, a known library name or None.
@@ -65,8 +73,11 @@ def instrument(target: Any = None, *, provider: str | None = None, stream_usage:
     """
     if provider is not None and (not isinstance(provider, str) or not provider):
         raise TypeError(f"instrument(provider=...) must be a non-empty string, got {provider!r}")
+    if capture_io is not None and not isinstance(capture_io, bool):
+        raise TypeError(f"instrument(capture_io=...) must be True, False or None, got {capture_io!r}")
+    options = _Options(provider, stream_usage, capture_io)
     for owner, spec in _targets(target, installed_only=target is None):
-        _wrap(owner, spec, provider, stream_usage)
+        _wrap(owner, spec, options)
 
 
 def uninstrument(target: Any = None) -> None:
@@ -126,7 +137,18 @@ def _original(cls: type, method: str) -> Any:
     return getattr(cls, method)
 
 
-def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool) -> None:
+class _Options:
+    """What `instrument` was told, for every request of the clients it wrapped."""
+
+    __slots__ = ("capture_io", "provider", "stream_usage")
+
+    def __init__(self, provider: str | None, stream_usage: bool, capture_io: bool | None) -> None:
+        self.provider = provider
+        self.stream_usage = stream_usage
+        self.capture_io = capture_io
+
+
+def _wrap(owner: Any, spec: ClientSpec, options: _Options) -> None:
     if _ORIGINAL in vars(owner):
         return  # already instrumented
     cls = owner if isinstance(owner, type) else type(owner)
@@ -136,7 +158,7 @@ def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool
     setattr(owner, _ORIGINAL, (unbound, isinstance(owner, type) and spec.method in vars(owner)))
     is_async = _is_async(owner)
     make = _async_wrapper if is_async else _sync_wrapper
-    wrapper = make(spec, unbound, provider, stream_usage)
+    wrapper = make(spec, unbound, options)
     if isinstance(owner, type):
         setattr(owner, spec.method, wrapper)
         return
@@ -144,14 +166,14 @@ def _wrap(owner: Any, spec: ClientSpec, provider: str | None, stream_usage: bool
     for name in spec.copies:  # `with_options(...)` / `copy()` of an instrumented client: instrumented too
         copy = getattr(owner, name, None)
         if copy is not None:
-            owner.__dict__[name] = _instrumenting_copy(copy, spec, provider, stream_usage)
+            owner.__dict__[name] = _instrumenting_copy(copy, spec, options)
 
 
-def _instrumenting_copy(copy: Any, spec: ClientSpec, provider: str | None, stream_usage: bool) -> Any:
+def _instrumenting_copy(copy: Any, spec: ClientSpec, options: _Options) -> Any:
     def copied(*args: Any, **kwargs: Any) -> Any:
         client = copy(*args, **kwargs)
         try:
-            _wrap(client, spec, provider, stream_usage)
+            _wrap(client, spec, options)
         except Exception as exc:
             internal_error("instrumenting a copied client", exc)
         return client
@@ -245,7 +267,7 @@ class _Recorder:
     """
 
     __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "iterating", "measured_below", "n",
-                 "parsed", "raw", "spec", "stream", "usage", "usage_only")  # fmt: skip
+                 "parsed", "raw", "reply", "spec", "stream", "usage", "usage_only")  # fmt: skip
 
     def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
@@ -262,6 +284,7 @@ class _Recorder:
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
         self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
         self.iterating = False  # the code is waiting for the stream's next item
+        self.reply: Reply | None = None  # capture_io: the reply text, read as the code iterates
         if call.experiment is not None:
             _open_requests[id(self)] = self
 
@@ -274,6 +297,8 @@ class _Recorder:
             if self.n == 0:
                 self.call.ttft_s = perf_counter() - self.call._t0
             self.n += 1
+            if self.reply is not None:
+                self.reply.item(item)
             if self.measured_below:
                 return True
             found = extract(item)
@@ -339,8 +364,11 @@ class _Recorder:
             parent.__dict__.setdefault("_measured", set()).add(id(result))
         if usage is not None:
             call._own = usage  # already read and checked: the call does not read it again
+        reply = self.reply
+        if reply is not None and result is not None:
+            reply.response(result)
         args, kwargs, instance = self.call_args
-        _end(call, self.spec, latency, None, args, kwargs, instance)
+        _end(call, self.spec, latency, None, args, kwargs, instance, reply)
 
 
 def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any]) -> Any:
@@ -351,6 +379,8 @@ def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any])
     for Ollama's generator, a generator over it), or None when `result` is no provider stream.
     """
     rec = _Recorder(call, spec, True, call_args)
+    if call.inputs is not None:  # capture_io: the text the code reads from the stream
+        rec.reply = Reply()
     iterator = getattr(result, "_iterator", None)
     if iterator is not None and hasattr(type(result), "__stream__"):  # OpenAI's and Anthropic's Stream
         # An instrumented client's stream: its own call reads the usage, this one ends with it.
@@ -570,8 +600,7 @@ async def _aiterate(items: AsyncIterator[Any], rec: _Recorder) -> AsyncIterator[
 def _prepare(
     client: Any,
     spec: ClientSpec,
-    provider: str | None,
-    stream_usage: bool,
+    options: _Options,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> tuple[_Recorder | None, dict[str, Any]]:
@@ -581,11 +610,14 @@ def _prepare(
         ep = spec.endpoint(args, kwargs)
         if ep is None:
             return None, kwargs
-        rec = _start(client, spec, provider, ep)
+        rec = _start(client, spec, options.provider, ep)
+        capture = options.capture_io
+        if (capture or (capture is None and config.capture_io)) and rec.call.experiment is not None:
+            _capture(rec, spec, ep)  # (outside an experiment nothing is recorded: nothing to read)
         if ep.stream and spec.stream_style == "stream_cls" and kwargs.get("stream_cls") is not None:
             rec.raw = _raw_header(args, kwargs)
             # Raw lines (`with_streaming_response`) are the code's to read: the request stays as written.
-            if ep.ask_usage and stream_usage and spec.ask_usage is not None and rec.raw != "stream":
+            if ep.ask_usage and options.stream_usage and spec.ask_usage is not None and rec.raw != "stream":
                 spec.ask_usage(args, kwargs)
                 rec.hide_usage_only = True
                 rec.usage_only = spec.usage_only
@@ -597,6 +629,15 @@ def _prepare(
     except Exception as exc:
         internal_error("instrumenting a request", exc)
         return None, kwargs
+
+
+def _capture(rec: _Recorder, spec: ClientSpec, ep: Endpoint) -> None:
+    """capture_io: record the messages the request sends, and read the reply it gets."""
+    try:
+        rec.call.inputs = capture_request(spec.inputs, ep.name, ep.body)
+        rec.reply = Reply(spec.reply_delta, spec.reply)
+    except Exception as exc:
+        internal_error("capturing a request", exc)
 
 
 def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -624,11 +665,11 @@ def _stream_result(result: Any, rec: _Recorder, spec: ClientSpec) -> Any:
     return result
 
 
-def _sync_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_usage: bool) -> Any:
+def _sync_wrapper(spec: ClientSpec, original: Any, options: _Options) -> Any:
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not config.enabled:
             return original(self, *args, **kwargs)
-        rec, kwargs = _prepare(self, spec, provider, stream_usage, args, kwargs)
+        rec, kwargs = _prepare(self, spec, options, args, kwargs)
         if rec is None:
             return original(self, *args, **kwargs)
         try:
@@ -645,11 +686,11 @@ def _sync_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_
     return request
 
 
-def _async_wrapper(spec: ClientSpec, original: Any, provider: str | None, stream_usage: bool) -> Any:
+def _async_wrapper(spec: ClientSpec, original: Any, options: _Options) -> Any:
     async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not config.enabled:
             return await original(self, *args, **kwargs)
-        rec, kwargs = _prepare(self, spec, provider, stream_usage, args, kwargs)
+        rec, kwargs = _prepare(self, spec, options, args, kwargs)
         if rec is None:
             return await original(self, *args, **kwargs)
         try:

@@ -12,9 +12,9 @@ from typing import Any, TypeVar, overload
 import wrapt
 
 from ._call import Call
+from ._capture import Reply, capture_arguments, output_of
 from ._config import config, internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, _open, lane
-from ._values import _SECRET_NAME, _SECRET_VALUE, REDACTED
 from .usage import Usage, extract, merge
 
 __all__ = ["tracked"]
@@ -63,35 +63,7 @@ class _Spec:
         return spec
 
 
-# --- captured inputs and outputs: JSON-ready, truncated, secrets redacted ----------------------
-
-
-def _clip(text: str) -> str:
-    text = _SECRET_VALUE.sub(REDACTED, text)
-    limit = config.io_max_chars
-    return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more chars]"
-
-
-def snapshot(value: Any, depth: int = 0) -> Any:
-    """A JSON-ready copy of `value` for the record: small, truncated, with secrets redacted."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return _clip(value)
-    if isinstance(value, dict):
-        if depth >= 3:  # deeper: a summary, never a repr that could hold a secret-named key
-            return f"<dict of {len(value)} items>"
-        items = list(value.items())[:50]
-        return {str(k): REDACTED if _SECRET_NAME.search(str(k)) else snapshot(v, depth + 1) for k, v in items}
-    if isinstance(value, (list, tuple)):
-        if depth >= 3:
-            return f"<{type(value).__name__} of {len(value)} items>"
-        return [snapshot(v, depth + 1) for v in value[:50]]
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<unrepresentable {type(value).__name__}>"
-    return _clip(text)
+# --- captured inputs and outputs: JSON-ready, truncated, secrets redacted (`_capture`) -----------
 
 
 def _capture_inputs(spec: _Spec, bound: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +80,7 @@ def _capture_inputs(spec: _Spec, bound: bool, args: tuple[Any, ...], kwargs: dic
         named.update(kwargs)
         if not bound and spec.in_class and params:
             named.pop(params[0], None)  # a method's receiver, passed in args by a plain wrapper
-    return {k: REDACTED if _SECRET_NAME.search(k) else snapshot(v) for k, v in named.items()}
+    return capture_arguments(named)
 
 
 # --- the start and end of every call ------------------------------------------------------------
@@ -181,10 +153,12 @@ def _end(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     instance: Any = None,
+    reply: Reply | None = None,
 ) -> Any:
     """End `call` with `result`, and return what the wrapper returns: `result`, or for a
     provider's stream the same stream (or Ollama's generator) read as it is iterated, the call
-    ending with it."""
+    ending with it. With `capture_io`, the output recorded is `reply`'s (a stream's or a
+    generator's items) when given, else read from `result`."""
     kind = type(result)
     if kind not in _PLAIN and (_streams.get(kind) or (kind not in _streams and _is_stream(kind))):
         try:
@@ -208,7 +182,7 @@ def _end(
                     arg_model = spec.model_default
         call._finish(latency_s, result, spec.model, spec.provider, arg_model)
         if call.inputs is not None and call.error_type is None:
-            call.output = snapshot(result)
+            call.output = output_of(result) if reply is None else reply.output()
         exp = call.experiment
         if exp is not None:
             exp._on_call_end(call)
@@ -283,6 +257,7 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
     finally:
         _current.reset(token)
     stream: Usage | None = None
+    reply = Reply() if call.inputs is not None else None  # capture_io: what it yields
     n = 0
     sent: Any = None
     thrown: BaseException | None = None
@@ -304,6 +279,8 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
+            if reply is not None:
+                reply.item(item)
             n += 1
             try:
                 sent = yield item
@@ -328,9 +305,9 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
                 raise
             finally:
                 _current.reset(token)
-                _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance)
+                _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance, reply)
         else:
-            _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance)
+            _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance, reply)
     return result
 
 
@@ -347,6 +324,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
     t0 = call._t0
     agen = wrapped(*args, **kwargs)
     stream: Usage | None = None
+    reply = Reply() if call.inputs is not None else None  # capture_io: what it yields
     n = 0
     sent: Any = None
     thrown: BaseException | None = None
@@ -366,6 +344,8 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
+            if reply is not None:
+                reply.item(item)
             n += 1
             try:
                 sent = yield item
@@ -389,7 +369,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
                 finally:
                     _current.reset(token)
         finally:
-            _end(call, spec, latency, stream, args, kwargs, instance)
+            _end(call, spec, latency, stream, args, kwargs, instance, reply)
 
 
 _SYNC, _ASYNC, _GEN, _ASYNCGEN = "sync", "async", "gen", "asyncgen"
@@ -507,7 +487,10 @@ def tracked(
         name: The call's name (default: the function's qualified name).
         provider: The provider, e.g. "openai" or "ollama" (local providers cost nothing).
         model: The model, when the response does not name it.
-        capture_io: Record the inputs and output (truncated, secrets redacted).
+        capture_io: Record the inputs (the arguments, by name) and the output in `calls.jsonl`:
+            the reply text when the function returns or yields a provider's response or stream,
+            the joined text when it yields strings, else the value. Truncated at
+            `configure(io_max_chars=...)`, secrets redacted. None follows `configure(capture_io=...)`.
 
     Example:
         >>> from tracked import tracked

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._text import PieceReader
+
 __all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options", "watch_parsed"]
 
 
@@ -24,12 +26,14 @@ class Endpoint:
         stream: Whether the response is a stream, read while the user iterates it.
         ask_usage: For an OpenAI chat stream that did not ask for usage: ask for it
             (`stream_options.include_usage`) and hide the usage-only chunk from the user's code.
+        body: The request's JSON body (read for the messages sent when `capture_io` is on).
     """
 
     name: str
     model: str | None
     stream: bool
     ask_usage: bool = False
+    body: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,10 @@ class ClientSpec:
         usage_only: Whether a stream item is the usage-only item the server was asked for.
         copies: Methods of a client that return a new client with other options (`with_options`,
             `copy`): on an instrumented client, they return instrumented clients.
+        inputs: For `capture_io`: from an endpoint's name and its request's JSON body, what was
+            sent (``{"messages": [{"role", "content"}, ...]}``, see `usage._text`), or None.
+        reply: For `capture_io`: the pieces of a response's reply text (`usage._text.Piece`).
+        reply_delta: For `capture_io`: the pieces of one stream item.
     """
 
     library: str
@@ -65,6 +73,9 @@ class ClientSpec:
     ask_usage: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
     usage_only: Callable[[Any], bool] | None = None
     copies: tuple[str, ...] = ()
+    inputs: Callable[[str, Any], dict[str, Any] | None] | None = None
+    reply: PieceReader | None = None
+    reply_delta: PieceReader | None = None
 
 
 def request_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

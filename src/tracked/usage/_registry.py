@@ -13,6 +13,7 @@ from typing import Any
 
 from .._config import internal_error, warn_once
 from . import anthropic, fields, ollama, openai
+from ._text import Piece, PieceReader
 from ._types import Extractor, Reader, Shape, Usage
 from .values import cost, count, declares, name
 
@@ -32,6 +33,59 @@ _BUILTIN: tuple[Reader, ...] = tuple(shape.extract for shape in SHAPES)
 CLIENTS = {spec.library: spec for spec in (openai.CLIENT, anthropic.CLIENT, ollama.CLIENT)}
 _user: list[Extractor] = []
 _chain: tuple[Extractor, ...] = _BUILTIN
+
+# Every provider's readers of reply text (`capture_io`), in the order of `CLIENTS`.
+_REPLIES: tuple[PieceReader, ...] = tuple(spec.reply for spec in CLIENTS.values() if spec.reply is not None)
+_DELTAS: tuple[PieceReader, ...] = tuple(s.reply_delta for s in CLIENTS.values() if s.reply_delta is not None)
+
+
+def _first(readers: tuple[PieceReader, ...], obj: Any) -> tuple[Piece, ...] | None:
+    for read in readers:
+        try:
+            found = read(obj)
+        except Exception:  # a property that raises: not this shape
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def reply_of(obj: Any) -> tuple[Piece, ...] | None:
+    """The pieces of the reply text of a provider's response (`usage._text.Piece`), read by the
+    first provider that knows its shape; None when none does. Never raises."""
+    return _first(_REPLIES, obj)
+
+
+def delta_of(item: Any) -> tuple[Piece, ...] | None:
+    """The pieces of a stream item of any provider (or of a whole response yielded as an item);
+    None when no provider knows its shape. Never raises. The reader that knew the last item of a
+    class is tried first for the next."""
+    kind: type | None = type(item)
+    try:
+        read = _delta_for.get(kind)
+    except TypeError:  # a class whose metaclass makes it unhashable
+        read, kind = None, None
+    if read is not None:
+        try:
+            found = read(item)
+        except Exception:
+            found = None
+        if found is not None:
+            return found
+    for read in _DELTAS:
+        try:
+            found = read(item)
+        except Exception:  # a property that raises: not this shape
+            continue
+        if found is not None:
+            if kind is not None and len(_delta_for) < 4096:
+                _delta_for[kind] = read
+            return found
+    return _first(_REPLIES, item)
+
+
+_delta_for: dict[Any, PieceReader] = {}
+
 
 # Results of these types never carry usage: checked with one set lookup.
 _NO_USAGE = frozenset({type(None), str, bytes, int, float, bool, complex, list, tuple, set, frozenset})

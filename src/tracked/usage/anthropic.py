@@ -14,11 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import ClientSpec, Endpoint, base_url_of, request_options
+from ._text import Piece, each, field, kind_of, message, part_text, text_of, tool_args, tool_call
 from ._types import Shape, Usage, new
 from .openai import from_responses
-from .values import add, count, get, name, two
+from .values import add, count, get, is_mapping, name, two
 
-__all__ = ["CLIENT", "MESSAGE", "STREAM_EVENT", "from_message", "from_stream_event"]
+__all__ = [
+    "CLIENT",
+    "MESSAGE",
+    "STREAM_EVENT",
+    "from_message",
+    "from_stream_event",
+    "inputs",
+    "reply",
+    "reply_delta",
+]
 
 
 def from_message(obj: Any) -> Usage | None:
@@ -118,7 +128,86 @@ def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
         return None
     body = getattr(options, "json_data", None)
     model = body.get("model") if isinstance(body, dict) else None
-    return Endpoint("anthropic.messages.create", model if isinstance(model, str) else None, bool(kwargs.get("stream")))
+    return Endpoint(
+        "anthropic.messages.create", model if isinstance(model, str) else None, bool(kwargs.get("stream")), body=body
+    )
+
+
+# --- the text sent and received (capture_io) -----------------------------------------------------
+
+_MARKERS = {"image": "[image]", "document": "[document]", "search_result": "[search result]"}
+_HIDDEN = frozenset({"thinking", "redacted_thinking"})  # the model's reasoning: not the reply
+_TOOL_USES = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+
+
+def _block(block: Any) -> str | None:
+    """One content block of a message sent: its text, a tool call or result, a marker for an
+    image or document; thinking is left out."""
+    kind = kind_of(block)
+    if kind == "text":
+        return text_of(get(block, "text"))
+    if kind in _TOOL_USES:
+        return tool_call(get(block, "name"), get(block, "input"))
+    if kind == "tool_result":
+        return "[tool result] " + part_text(get(block, "content"), _block)
+    if kind in _HIDDEN:
+        return None
+    return _MARKERS.get(kind, f"[{kind}]" if kind else None)
+
+
+def inputs(call_name: str, body: Any) -> dict[str, Any] | None:
+    """What a messages request sends: ``{"messages": [...]}``, the `system=` prompt (a string or
+    text blocks) first as a "system" message, then each message's content blocks as text."""
+    if not is_mapping(body):
+        return None
+    sent = []
+    system = part_text(get(body, "system"), _block)
+    if system:
+        sent.append(message("system", system))
+    sent.extend(message(get(m, "role"), part_text(get(m, "content"), _block)) for m in each(get(body, "messages")))
+    return {"messages": sent}
+
+
+def reply(obj: Any) -> tuple[Piece, ...] | None:
+    """The reply of a message (`type == "message"`): its text blocks joined, and its tool calls;
+    None for another shape."""
+    if field(obj, "type") != "message":
+        return None
+    pieces: list[Piece] = []
+    for i, block in enumerate(each(get(obj, "content"))):
+        kind = kind_of(block)
+        if kind == "text":
+            pieces.append((None, "text", text_of(get(block, "text"))))
+        elif kind in _TOOL_USES:
+            pieces.append((("tool", i), "name", text_of(get(block, "name"))))
+            pieces.append((("tool", i), "args", tool_args(get(block, "input"))))
+    return tuple(pieces)
+
+
+_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "content_block_stop", "ping"})
+
+
+def reply_delta(item: Any) -> tuple[Piece, ...] | None:
+    """The pieces of a stream event: a text delta, a tool call's name (its block's start) and
+    argument fragments (`input_json_delta`); None for what is not an Anthropic event."""
+    kind = field(item, "type")
+    if kind == "content_block_delta":
+        delta = get(item, "delta")
+        dtype = kind_of(delta)
+        if dtype == "text_delta":
+            return ((None, "text", text_of(get(delta, "text"))),)
+        if dtype == "input_json_delta":
+            return ((("tool", get(item, "index")), "args", text_of(get(delta, "partial_json"))),)
+        return ()
+    if kind == "content_block_start":
+        block = get(item, "content_block")
+        btype = kind_of(block)
+        if btype == "text":
+            return ((None, "text", text_of(get(block, "text"))),)
+        if btype in _TOOL_USES:
+            return ((("tool", get(item, "index")), "name", text_of(get(block, "name"))),)
+        return ()
+    return () if kind in _EVENTS else None
 
 
 CLIENT = ClientSpec(
@@ -130,4 +219,7 @@ CLIENT = ClientSpec(
     stream_style="stream_cls",
     base_url=base_url_of,
     copies=("copy", "with_options"),
+    inputs=inputs,
+    reply=reply,
+    reply_delta=reply_delta,
 )

@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import ClientSpec, Endpoint, base_url_of, request_options
+from ._text import Piece, each, field, kind_of, message, part_text, text_of, tool_args, tool_call
 from ._types import Shape, Usage, new
 from .litellm import HIDDEN_PARAMS, has_hidden_params, reported_cost
-from .values import count, get, name, two
+from .values import count, get, is_mapping, name, two
 
 __all__ = [
     "CHAT",
@@ -34,6 +35,9 @@ __all__ = [
     "from_chat_fixed",
     "from_responses",
     "from_responses_event",
+    "inputs",
+    "reply",
+    "reply_delta",
 ]
 
 
@@ -214,6 +218,7 @@ def endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Endpoint | None:
                 model if isinstance(model, str) else None,
                 stream,
                 ask_usage=stream and suffix == "/chat/completions" and not wants,
+                body=body,
             )
     return None
 
@@ -232,6 +237,169 @@ def usage_only(item: Any) -> bool:
     return getattr(item, "usage", None) is not None and not getattr(item, "choices", None)
 
 
+# --- the text sent and received (capture_io) -----------------------------------------------------
+
+_MARKERS = {"image_url": "[image]", "input_image": "[image]", "input_audio": "[audio]", "file": "[file]",
+            "input_file": "[file]"}  # fmt: skip
+
+
+def _part(part: Any) -> str | None:
+    """One content part of a chat message or a Responses input: its text, a marker for an image,
+    audio or a file, a refusal's text."""
+    kind = kind_of(part)
+    if kind in ("text", "input_text", "output_text"):
+        return text_of(get(part, "text"))
+    if kind == "refusal":
+        return text_of(get(part, "refusal"))
+    return _MARKERS.get(kind, f"[{kind}]" if kind else None)
+
+
+def _tool_calls(msg: Any) -> list[str]:
+    """The tool calls of a chat message (`tool_calls`, or the older `function_call`), one line each."""
+    calls = [tool_call(get(fn, "name"), get(fn, "arguments")) for fn in
+             (get(tc, "function") for tc in each(get(msg, "tool_calls"))) if fn is not None]  # fmt: skip
+    legacy = get(msg, "function_call")
+    if legacy is not None:
+        calls.append(tool_call(get(legacy, "name"), get(legacy, "arguments")))
+    return calls
+
+
+def _chat_message(msg: Any) -> dict[str, str]:
+    text = part_text(get(msg, "content"), _part)
+    lines = ([text] if text else []) + _tool_calls(msg)
+    return message(get(msg, "role"), "\n".join(lines))
+
+
+def _responses_item(item: Any) -> dict[str, str] | None:
+    """One item of a Responses `input`: a message, a function call or its output; reasoning is left out."""
+    kind = kind_of(item)
+    if kind == "function_call":
+        return message("assistant", tool_call(get(item, "name"), get(item, "arguments")))
+    if kind == "function_call_output":
+        return message("tool", part_text(get(item, "output"), _part))
+    if kind == "reasoning":
+        return None
+    if kind in ("", "message") or get(item, "role") is not None:
+        return message(get(item, "role"), part_text(get(item, "content"), _part))
+    return message("assistant", f"[{kind}]")
+
+
+def _texts(value: Any) -> list[str]:
+    """An embeddings or completions input: a string or a list of strings (token arrays are left out)."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in each(value) if isinstance(v, str)]
+
+
+def inputs(call_name: str, body: Any) -> dict[str, Any] | None:
+    """What a request sends, from its name and JSON body: ``{"messages": [{"role", "content"}, ...]}``
+    (chat `messages`; Responses `instructions` as the system message, then `input`; completions'
+    `prompt` as user messages), or ``{"input": [text, ...]}`` for embeddings; None for anything else."""
+    if not is_mapping(body):
+        return None
+    if call_name == "openai.embeddings.create":
+        return {"input": _texts(get(body, "input"))}
+    if call_name == "openai.completions.create":
+        return {"messages": [message("user", text) for text in _texts(get(body, "prompt"))]}
+    if call_name == "openai.responses.create":
+        sent = []
+        instructions = get(body, "instructions")
+        if isinstance(instructions, str) and instructions:
+            sent.append(message("system", instructions))
+        given = get(body, "input")
+        if isinstance(given, str):
+            sent.append(message("user", given))
+        for item in each(given):
+            read = _responses_item(item)
+            if read is not None:
+                sent.append(read)
+        return {"messages": sent}
+    return {"messages": [_chat_message(m) for m in each(get(body, "messages"))]}
+
+
+def reply(obj: Any) -> tuple[Piece, ...] | None:
+    """The reply of a chat completion (each choice's content or refusal, and tool calls) or of a
+    Responses object (its output messages' text, and function calls); None for another shape."""
+    choices = field(obj, "choices")
+    if isinstance(choices, list) and choices and field(choices[0], "message") is not None:
+        pieces: list[Piece] = []
+        for i, choice in enumerate(choices):
+            msg = get(choice, "message")
+            slot = None if i == 0 else ("choice", i)
+            content = get(msg, "content")
+            text = text_of(content) if content is not None else text_of(get(msg, "refusal"))
+            if text:
+                pieces.append((slot, "text", text))
+            for j, tc in enumerate(each(get(msg, "tool_calls"))):
+                fn = get(tc, "function")
+                pieces.append((("tool", i, j), "name", text_of(get(fn, "name"))))
+                pieces.append((("tool", i, j), "args", tool_args(get(fn, "arguments"))))
+        return tuple(pieces)
+    if field(obj, "object") == "response":
+        pieces = []
+        for i, item in enumerate(each(get(obj, "output"))):
+            kind = kind_of(item)
+            if kind == "message":
+                text = part_text(get(item, "content"), _output_part)
+                if text:
+                    pieces.append((None, "text", text))
+            elif kind == "function_call":
+                pieces.append((("tool", i), "name", text_of(get(item, "name"))))
+                pieces.append((("tool", i), "args", tool_args(get(item, "arguments"))))
+        return tuple(pieces)
+    return None
+
+
+def _output_part(part: Any) -> str | None:
+    kind = kind_of(part)
+    if kind == "output_text":
+        return text_of(get(part, "text"))
+    if kind == "refusal":
+        return text_of(get(part, "refusal"))
+    return None
+
+
+def reply_delta(item: Any) -> tuple[Piece, ...] | None:
+    """The pieces of a chat stream chunk (`choices[i].delta`: content, refusal, tool call fragments)
+    or a Responses stream event (text deltas, a function call's name and argument deltas); None
+    for another shape. A Responses stream's final event repeats the whole reply: read for nothing."""
+    choices = field(item, "choices")
+    if isinstance(choices, list):
+        if choices and field(choices[0], "delta") is None and field(choices[0], "message") is not None:
+            return reply(item)  # a whole completion
+        pieces: list[Piece] = []
+        for choice in choices:
+            delta = get(choice, "delta")
+            if delta is None:
+                continue
+            i = get(choice, "index") or 0
+            slot = None if i == 0 else ("choice", i)
+            text = text_of(get(delta, "content")) or text_of(get(delta, "refusal"))
+            if text:
+                pieces.append((slot, "text", text))
+            for tc in each(get(delta, "tool_calls")):
+                key = ("tool", i, get(tc, "index") or 0)
+                fn = get(tc, "function")
+                name_part, args = text_of(get(fn, "name")), text_of(get(fn, "arguments"))
+                if name_part:
+                    pieces.append((key, "name", name_part))
+                if args:
+                    pieces.append((key, "args", args))
+        return tuple(pieces)
+    kind = field(item, "type")
+    if not (isinstance(kind, str) and kind.startswith("response.")):
+        return None
+    if kind in ("response.output_text.delta", "response.refusal.delta"):
+        return ((None, "text", text_of(get(item, "delta"))),)
+    if kind == "response.output_item.added":
+        added = get(item, "item")
+        if kind_of(added) == "function_call":
+            return ((("tool", get(item, "output_index")), "name", text_of(get(added, "name"))),)
+    elif kind == "response.function_call_arguments.delta":
+        return ((("tool", get(item, "output_index")), "args", text_of(get(item, "delta"))),)
+    return ()
+
+
 CLIENT = ClientSpec(
     library="openai",
     provider="openai",
@@ -243,4 +411,7 @@ CLIENT = ClientSpec(
     ask_usage=ask_usage,
     usage_only=usage_only,
     copies=("copy", "with_options"),
+    inputs=inputs,
+    reply=reply,
+    reply_delta=reply_delta,
 )
