@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter_ns
+from time import perf_counter_ns, process_time_ns
 from types import ModuleType
 from typing import Any
 
@@ -54,9 +54,10 @@ class ClientPlan:
         return self.rounds * self.blocks * self.calls
 
 
-# Many calls in short interleaved blocks: the added time is a few percent of a call, which the
-# round trip dominates, and the machine's load changes faster than a round.
-FULL = ClientPlan(rounds=15, blocks=20, calls=10, warm_calls=50)
+# Many calls in interleaved blocks: the added time is a few percent of a call, which the round
+# trip dominates, and the machine's load changes within a round. A block is long (75 to 150 ms)
+# against the 20 ms a background thread of tracked sleeps between batches.
+FULL = ClientPlan(rounds=15, blocks=4, calls=50, warm_calls=50)
 QUICK = ClientPlan(rounds=1, blocks=1, calls=3, warm_calls=0)
 
 WORKLOADS = [
@@ -161,34 +162,53 @@ def calls_of(client: Any) -> dict[str, Callable[[], Any]]:
     return {"plain": plain, "stream": stream}
 
 
-def measure_calls(calls: dict[str, Callable[[], Any]], plan: ClientPlan) -> dict[str, dict[str, Any]]:
-    """Every call timed; per round, each name's median and mean call; blocks of `plan.calls`
-    calls of each name interleaved, the order rotated per round. A name's figure is its lowest
-    round median (`ns`), with its lowest round mean (`mean`), and every round's, in order: round r
-    of every name ran interleaved, so names can be compared round by round."""
+def measure_calls(
+    calls: dict[str, Callable[[], Any]], plan: ClientPlan, settle: Callable[[], Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every call timed; blocks of `plan.calls` calls of each name interleaved, the order rotated
+    per round. A name's figure is its lowest round median call (`ns`), with its lowest round mean
+    (`mean`), and every round's median, in order: round r of every name ran interleaved, so names
+    can be compared round by round.
+
+    `settle` runs after every block (untimed): it waits for the subject's background threads to
+    finish the block's work, so that none of it lands in the next block, another name's. The
+    process's CPU time (every thread) from a block's start to the end of its `settle` is the
+    name's `cpu` per call (lowest round): unlike the wall time, it does not grow when other
+    processes take the machine's cores.
+    """
     names = list(calls)
     for name in names:
         for _ in range(plan.warm_calls):
             calls[name]()
+    if settle is not None:
+        settle()
     medians: dict[str, list[float]] = {n: [] for n in names}
     means: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
     per_round = plan.blocks * plan.calls
+    cpu_clock = process_time_ns
     for r in range(plan.rounds):
         gc.collect()
         order = rotated(names, r)
         times = {n: array("q", bytes(8 * per_round)) for n in names}
+        cpu = dict.fromkeys(names, 0)
         i = 0
         for _ in range(plan.blocks):
             for name in order:
                 fn, out = calls[name], times[name]
+                c0 = cpu_clock()
                 for j in range(i, i + plan.calls):
                     t0 = perf_counter_ns()
                     fn()
                     out[j] = perf_counter_ns() - t0
+                if settle is not None:
+                    settle()
+                cpu[name] += cpu_clock() - c0
             i += plan.calls
         for name in names:
             medians[name].append(float(statistics.median(times[name])))
             means[name].append(sum(times[name]) / per_round)
+            cpus[name].append(cpu[name] / per_round)
     out = {}
     for name in names:
         ns, noise = lowest_and_noise(medians[name])
@@ -196,10 +216,10 @@ def measure_calls(calls: dict[str, Callable[[], Any]], plan: ClientPlan) -> dict
             "ns": ns,
             "noise": noise,
             "mean": min(means[name]),
-            "mean_noise": lowest_and_noise(means[name])[1],
+            "cpu": min(cpus[name]),
             "calls": plan.per_subject(),
             "rounds": medians[name],
-            "round_means": means[name],
+            "round_cpus": cpus[name],
         }
     return out
 
@@ -233,8 +253,8 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
     if peer is None:
         result.update(_tracked(name, instrumented, calls, plan))
     else:
-        config, recorded = peer.instrument_openai(instrumented)
-        workloads = measure_calls(calls, plan)
+        config, recorded, flush = peer.instrument_openai(instrumented)
+        workloads = measure_calls(calls, plan, flush)
         made = plan.per_subject() + plan.warm_calls
         result.update(
             {
@@ -266,7 +286,7 @@ def _tracked(name: str, client: Any, calls: dict[str, Callable[[], Any]], plan: 
             "version": tracked.__version__,
             "config": "tracked.instrument(client, provider='openai'), no experiment: every call measured, "
             "priced and dropped",
-            "workloads": measure_calls(calls, plan),
+            "workloads": measure_calls(calls, plan),  # no background thread
             "recorded": "nothing (no experiment)",
         }
     warm = plan.warm_calls > 0
@@ -274,13 +294,19 @@ def _tracked(name: str, client: Any, calls: dict[str, Callable[[], Any]], plan: 
         with tracked.experiment("bench-client-warm", dir=exp_dir(), **sinks):
             calls["plain"]()
     with tracked.experiment("bench-client", dir=exp_dir(), **sinks) as exp:
+
+        def settle() -> None:
+            """Until the experiment's threads have taken every row (W&B's first: its run starting),
+            and one batch more: they sleep 20 ms when their queues are empty."""
+            deadline = time.monotonic() + 60
+            while any(exp._sinks.backlog().values()) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(0.025)
+
         if warm:  # the W&B run started (on its thread) before anything is timed
             calls["plain"]()
             made += 1
-            deadline = time.monotonic() + 60
-            while any(exp._sinks.backlog().values()) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        workloads = measure_calls(calls, plan)
+        workloads = measure_calls(calls, plan, settle)
         t_end = time.perf_counter()
     finish_s = time.perf_counter() - t_end
     summary = exp.final_summary
@@ -312,6 +338,7 @@ def added(results: dict[str, dict[str, Any]], name: str, key: str) -> dict[str, 
         "instrumented": inst["ns"],
         "added": inst["ns"] - bare["ns"],
         "added_mean": inst["mean"] - bare["mean"],
+        "added_cpu": inst["cpu"] - bare["cpu"],
         "paired_median": statistics.median(paired),
         "paired_min": min(paired),
         "paired_max": max(paired),

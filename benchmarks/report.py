@@ -266,11 +266,14 @@ def print_client(results: Results, plan: ClientPlan) -> None:
     )
     print("figure = us per call, the lowest round median; added = instrumented - bare; by round = the same")
     print("difference round by round, its median [lowest, highest]: the noise; mean = the added time taken from")
-    print("the lowest round means (which also hold the rare slow call, e.g. one that waited for a background thread)")
+    print("the lowest round means (which also hold the rare slow call, e.g. one that waited for a background thread);")
+    print("CPU = the process's CPU time per call, every thread, up to the end of the subject's background work on")
+    print("the block (W&B's thread, logfire's flush: untimed for the wall figures), the lowest round; x logfire = the")
+    print("ratio of the added times (wall, CPU)")
     print()
     _header(
-        f"{'workload / subject':<30} {'bare us':>9} {'instr. us':>9} {'added us':>9} "
-        f"{'by round [lowest, highest]':>28} {'mean added':>10} {'x logfire':>9}"
+        f"{'workload / subject':<28} {'bare us':>8} {'instr. us':>9} {'added us':>8} "
+        f"{'by round [lowest, highest]':>28} {'mean added':>10} {'CPU added':>9} {'x logfire':>12}"
     )
     for key, label in CLIENT_WORKLOADS:
         print(label)
@@ -281,7 +284,7 @@ def print_client(results: Results, plan: ClientPlan) -> None:
                 continue
             shown = CLIENT_LABELS[name]
             if "skipped" in r:
-                print(f"  {shown:<28} skipped: {r['skipped']}")
+                print(f"  {shown:<26} skipped: {r['skipped']}")
                 continue
             a = client_added(results, name, key)
             if a is None:
@@ -289,10 +292,12 @@ def print_client(results: Results, plan: ClientPlan) -> None:
             paired = (
                 f"{fmt_us(a['paired_median'], True)} [{fmt_us(a['paired_min'], True)}, {fmt_us(a['paired_max'], True)}]"
             )
-            vs = f"{a['added'] / peer['added']:.2f}x" if peer and peer["added"] > 0 else "-"
+            vs = "-"
+            if peer and peer["added"] > 0 and peer["added_cpu"] > 0:
+                vs = f"{a['added'] / peer['added']:.2f}, {a['added_cpu'] / peer['added_cpu']:.2f}"
             print(
-                f"  {shown:<28} {fmt_us(a['bare']):>9} {fmt_us(a['instrumented']):>9} {fmt_us(a['added'], True):>9} "
-                f"{paired:>28} {fmt_us(a['added_mean'], True):>10} {vs:>9}"
+                f"  {shown:<26} {fmt_us(a['bare']):>8} {fmt_us(a['instrumented']):>9} {fmt_us(a['added'], True):>8} "
+                f"{paired:>28} {fmt_us(a['added_mean'], True):>10} {fmt_us(a['added_cpu'], True):>9} {vs:>12}"
             )
     print()
     print("recorded:")

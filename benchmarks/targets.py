@@ -151,10 +151,12 @@ def _client_targets(client: Results) -> list[tuple[str, bool | None, str]]:
                 others.append(f"{CLIENT_LABELS[name]} {fmt_us(a['added'], True)} us = {vs:.2f}x")
         paired = f"{ours['paired_median'] / peer['paired_median']:.2f}x" if peer["paired_median"] > 0 else "-"
         mean = f"{ours['added_mean'] / peer['added_mean']:.2f}x" if peer["added_mean"] > 0 else "-"
+        cpu = f"{ours['added_cpu'] / peer['added_cpu']:.2f}x" if peer["added_cpu"] > 0 else "-"
         lines.append(
             (what, ratio <= 0.1,
              f"tracked {fmt_us(ours['added'], True)} us, logfire {fmt_us(peer['added'], True)} us per call = "
              f"{ratio:.2f}x (bare call {fmt_us(ours['bare'])} / {fmt_us(peer['bare'])} us; by round {paired}; "
-             f"mean {mean})" + (f"; {', '.join(others)}" if others else ""))
+             f"mean {mean}; CPU {fmt_us(ours['added_cpu'], True)} / {fmt_us(peer['added_cpu'], True)} us = {cpu})"
+             + (f"; {', '.join(others)}" if others else ""))
         )  # fmt: skip
     return lines

@@ -9,7 +9,7 @@
                     (logfire's is `kit()`: it has no switch)
     instrument_openai(client)  optional: instruments one `openai.OpenAI` client in its local
                     configuration, returning (its configuration, a function counting what it
-                    recorded); the peer is then a subject of `bench.py --client`
+                    recorded, its flush); the peer is then a subject of `bench.py --client`
 
 A module imports nothing but the standard library and the harness at the top: the SDK is imported
 in `kit()`, inside the subject's own process, where its import time and memory are measured.

@@ -61,16 +61,19 @@ def kit() -> Kit:
     )
 
 
-def instrument_openai(client: Any) -> tuple[str, Callable[[], int]]:
+def instrument_openai(client: Any) -> tuple[str, Callable[[], int], Callable[[], Any]]:
     """`logfire.instrument_openai(client)`, logfire configured as in `kit()`: its configuration,
-    and the number of spans exported so far (after a flush)."""
+    the number of spans exported so far (after a flush), and the flush."""
     import logfire
 
     counted = _configure()
     logfire.instrument_openai(client)
 
+    def flush() -> Any:
+        return logfire.force_flush(timeout_millis=30_000)
+
     def recorded() -> int:
-        logfire.force_flush(timeout_millis=30_000)
+        flush()
         return counted()
 
-    return CONFIG + "; logfire.instrument_openai(client)", recorded
+    return CONFIG + "; logfire.instrument_openai(client)", recorded, flush
