@@ -6,10 +6,11 @@
 The server is `tests/loopback.py` (imported by path), run in a process of its own (`serve`), so
 that its work shares neither the GIL nor the threads of a subject, as a remote server would not.
 Each subject's process (`run_point`) holds two clients of that server, one bare and one
-instrumented, and times every call of both (`measure_calls`): short blocks of each, interleaved,
-the order rotated per round. The added time of an instrumented call is its lowest round median
-minus the bare client's, in the same process and run; the HTTP round trip, which dominates each
-call, is in both. Only the standard library is imported at the top.
+instrumented, and times every call of both (`measure_calls`): blocks of each, interleaved, the
+order rotated per round, the subject's background work settled (untimed) after every block. The
+added time of an instrumented call is its lowest round median minus the bare client's, in the same
+process and run; the HTTP round trip, which dominates each call, is in both. The process's CPU
+per call (every thread) is read too. Only the standard library is imported at the top.
 """
 
 from __future__ import annotations
