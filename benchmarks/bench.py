@@ -5,12 +5,13 @@
     python benchmarks/bench.py --peers      # tracked against logfire, Langfuse, Weave, MLflow, Opik
     python benchmarks/bench.py --scaling    # tracked at 1k..1M calls, depth 1..50, 1..16 threads
     python benchmarks/bench.py --import-time
+    python benchmarks/bench.py --client     # tracked.instrument(client) against logfire.instrument_openai(client)
     python benchmarks/bench.py --all        # all of the above, then the issue's targets
     python benchmarks/bench.py --quick ...  # a few seconds, a few hundred calls (CI smoke test)
     python benchmarks/bench.py --calls N    # N calls per timed block (in-process subjects)
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
-`--peers`, `--scaling` and `--import-time` run every subject in a process of its own
+`--peers`, `--scaling`, `--import-time` and `--client` run every subject in a process of its own
 (`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
 directory and their roles are listed in `benchmarks/README.md`.
 
@@ -593,10 +594,11 @@ def profile(calls: int, root: str) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time: every subject in a process of its own (worker.py)."""
+    """--peers, --scaling, --import-time, --client: every subject in a process of its own (worker.py)."""
+    import instrumented
     from harness import FULL, QUICK
     from import_time import import_times
-    from report import machine, print_disabled, print_import, print_peers, print_scaling, versions
+    from report import machine, print_client, print_disabled, print_import, print_peers, print_scaling, versions
     from scaling import scaling_subjects
     from subjects import DISABLED, PEERS
     from targets import print_targets
@@ -608,7 +610,7 @@ def run_separate(args: argparse.Namespace) -> None:
     print(f"== {machine()}")
     print(f"== {versions()}")
     print()
-    peers = scaling = imports = None
+    peers = scaling = imports = client = None
     if args.peers or args.all:
         names = PEERS + DISABLED
         if args.subjects:
@@ -633,7 +635,19 @@ def run_separate(args: argparse.Namespace) -> None:
     if args.import_time or args.all:
         imports = import_times(quick)
         print_import(imports)
-    print_targets(peers, scaling, imports, quick)
+    if args.client or args.all:
+        names = instrumented.SUBJECTS
+        if args.subjects:
+            wanted = {n.strip() for n in args.subjects.split(",")}
+            names = [n for n in names if n in wanted]
+        with instrumented.loopback_server() as url:
+            os.environ[instrumented.URL_ENV] = url  # for the subjects' processes
+            try:
+                client = run_many(names, quick, timeout)
+            finally:
+                del os.environ[instrumented.URL_ENV]
+        print_client(client, instrumented.plan_of(quick))
+    print_targets(peers, scaling, imports, quick, client)
     print(f"== finished {machine()}")
 
 
@@ -653,17 +667,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scaling", action="store_true", help="tracked at 1k..1M calls, depth 1..50, 1..16 threads")
     parser.add_argument("--import-time", action="store_true", help="import tracked against import wrapt")
+    parser.add_argument(
+        "--client",
+        action="store_true",
+        help="chat completions through an instrumented openai.OpenAI against a loopback server: tracked "
+        "against logfire.instrument_openai",
+    )
     parser.add_argument("--all", action="store_true", help="everything, then the issue's targets")
     parser.add_argument(
         "--subjects",
         default=None,
         help="comma-separated subjects for --peers (default: all of "
         "minimum,tracked,logfire,langfuse,weave,mlflow,opik and their disabled forms), or for --scaling "
-        "(scale-calls-N, scale-depth-N, scale-threads-N)",
+        "(scale-calls-N, scale-depth-N, scale-threads-N), or for --client (client-tracked, client-tracked-local, "
+        "client-tracked-noexp, client-logfire)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per subject process (default 1800)")
     args = parser.parse_args(argv)
-    separate = args.peers or args.scaling or args.import_time or args.all
+    separate = args.peers or args.scaling or args.import_time or args.client or args.all
     if args.quick:
         calls, blocks, rounds, exp_rounds, warm_exp = args.calls or 100, 3, 2, 1, False
     else:

@@ -1,4 +1,4 @@
-"""The tables of `bench.py --peers`, `--scaling` and `--import-time`, from the subjects' results.
+"""The tables of `bench.py --peers`, `--scaling`, `--import-time` and `--client`, from the subjects' results.
 
 Printing only: the figures come from the subjects' processes (`worker.py`); the targets they are
 checked against are in `targets.py`.
@@ -13,6 +13,11 @@ from typing import Any
 
 import peers
 from harness import Plan
+from instrumented import LABELS as CLIENT_LABELS
+from instrumented import SUBJECTS as CLIENT_SUBJECTS
+from instrumented import WORKLOADS as CLIENT_WORKLOADS
+from instrumented import ClientPlan
+from instrumented import added as client_added
 from subjects import DISABLED, LABELS, PEERS, WORKLOADS
 
 Results = dict[str, dict[str, Any]]
@@ -241,6 +246,70 @@ def print_scaling(results: Results) -> None:
         )
     print("  in exp + finish = (loop + finish()) / calls: these calls outrun W&B, and how much of W&B's work (which")
     print("  shares the GIL) falls in the loop rather than in finish() varies from run to run; the sum does not")
+    print()
+
+
+# --- --client -----------------------------------------------------------------------------------------------
+
+
+def fmt_us(ns: float | None, sign: bool = False) -> str:
+    """ns as microseconds, to 0.1 us."""
+    return "-" if ns is None else f"{ns / 1000:+,.1f}" if sign else f"{ns / 1000:,.1f}"
+
+
+def print_client(results: Results, plan: ClientPlan) -> None:
+    print("client: chat completions through a real openai.OpenAI client against one loopback server")
+    print("(tests/loopback.py, in a process of its own); each subject's process times every call of a bare client")
+    print(
+        f"and of the instrumented one, in interleaved blocks of {plan.calls} calls ({plan.rounds} rounds x "
+        f"{plan.blocks} blocks: {plan.per_subject():,} calls per client and workload)"
+    )
+    print("figure = us per call, the lowest round median; added = instrumented - bare; by round = the same")
+    print("difference round by round, its median [lowest, highest]: the noise; mean = the added time taken from")
+    print("the lowest round means (which also hold the rare slow call, e.g. one that waited for a background thread);")
+    print("CPU = the process's CPU time per call, every thread, up to the end of the subject's background work on")
+    print("the block (W&B's thread, logfire's flush: untimed for the wall figures), the lowest round; x logfire = the")
+    print("ratio of the added times (wall, CPU)")
+    print()
+    _header(
+        f"{'workload / subject':<28} {'bare us':>8} {'instr. us':>9} {'added us':>8} "
+        f"{'by round [lowest, highest]':>28} {'mean added':>10} {'CPU added':>9} {'x logfire':>12}"
+    )
+    for key, label in CLIENT_WORKLOADS:
+        print(label)
+        peer = client_added(results, "client-logfire", key)
+        for name in CLIENT_SUBJECTS:
+            r = results.get(name)
+            if r is None:
+                continue
+            shown = CLIENT_LABELS[name]
+            if "skipped" in r:
+                print(f"  {shown:<26} skipped: {r['skipped']}")
+                continue
+            a = client_added(results, name, key)
+            if a is None:
+                continue
+            paired = (
+                f"{fmt_us(a['paired_median'], True)} [{fmt_us(a['paired_min'], True)}, {fmt_us(a['paired_max'], True)}]"
+            )
+            vs = "-"
+            if peer and peer["added"] > 0 and peer["added_cpu"] > 0:
+                vs = f"{a['added'] / peer['added']:.2f}, {a['added_cpu'] / peer['added_cpu']:.2f}"
+            print(
+                f"  {shown:<26} {fmt_us(a['bare']):>8} {fmt_us(a['instrumented']):>9} {fmt_us(a['added'], True):>8} "
+                f"{paired:>28} {fmt_us(a['added_mean'], True):>10} {fmt_us(a['added_cpu'], True):>9} {vs:>12}"
+            )
+    print()
+    print("recorded:")
+    for name in CLIENT_SUBJECTS:
+        r = results.get(name)
+        if r and "recorded" in r:
+            print(f"  {CLIENT_LABELS[name]}: {r['recorded']}")
+    print("configuration:")
+    for name in CLIENT_SUBJECTS:
+        r = results.get(name)
+        if r and "config" in r:
+            print(f"  {CLIENT_LABELS[name]} {r.get('version', '')}: {r['config']}")
     print()
 
 

@@ -1,11 +1,14 @@
 """The issue's targets, checked on the figures of this run (`bench.py --peers`, `--scaling`,
-`--import-time`; the in-process table checks its own, in `bench.py`)."""
+`--import-time`, `--client`; the in-process table checks its own, in `bench.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from report import Results, fmt_mb, fmt_ns, ns_of, with_finish, workload
+from instrumented import LABELS as CLIENT_LABELS
+from instrumented import WORKLOADS as CLIENT_WORKLOADS
+from instrumented import added as client_added
+from report import Results, fmt_mb, fmt_ns, fmt_us, ns_of, with_finish, workload
 from subjects import LABELS, PEER_NAMES
 
 
@@ -14,7 +17,13 @@ def _measured(scaling: Results, prefix: str) -> list[dict[str, Any]]:
     return [r for n, r in scaling.items() if n.startswith(prefix) and "ns" in r]
 
 
-def print_targets(peers: Results | None, scaling: Results | None, imports: dict[str, Any] | None, quick: bool) -> None:
+def print_targets(
+    peers: Results | None,
+    scaling: Results | None,
+    imports: dict[str, Any] | None,
+    quick: bool,
+    client: Results | None = None,
+) -> None:
     """The issue's targets, from the figures of this run."""
     lines: list[tuple[str, bool | None, str]] = []
     peers = peers or {}
@@ -110,8 +119,44 @@ def print_targets(peers: Results | None, scaling: Results | None, imports: dict[
                  f"(loop + finish) / calls {fmt_ns(with_finish(lo))} -> {fmt_ns(with_finish(hi))} ns "
                  f"(the loop alone {fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])})")
             )  # fmt: skip
+    if client:
+        lines.extend(_client_targets(client))
     print("targets" + (" (quick run: too few calls for the figures to mean anything)" if quick else "") + ":")
     for label, ok, detail in lines:
         tag = "n/a " if ok is None else "PASS" if ok else "MISS"
         print(f"  [{tag}] {label}: {detail}")
     print()
+
+
+def _client_targets(client: Results) -> list[tuple[str, bool | None, str]]:
+    """Issue 12: an instrumented OpenAI call adds at most a tenth of what logfire's instrument_openai adds."""
+    lines: list[tuple[str, bool | None, str]] = []
+    for key, label in CLIENT_WORKLOADS:
+        what = f"instrumented OpenAI client, {label}: tracked's added time at most a tenth of logfire's"
+        ours, peer = client_added(client, "client-tracked", key), client_added(client, "client-logfire", key)
+        if ours is None or peer is None or peer["added"] <= 0:
+            why = [
+                f"{CLIENT_LABELS[n]} " + (client[n].get("skipped", "has no figures") if n in client else "not run")
+                for n in ("client-tracked", "client-logfire")
+                if client_added(client, n, key) is None
+            ]
+            lines.append((what, None, "; ".join(why) or "logfire added no time"))
+            continue
+        ratio = ours["added"] / peer["added"]
+        others = []
+        for name in ("client-tracked-local", "client-tracked-noexp"):
+            a = client_added(client, name, key)
+            if a is not None:
+                vs = a["added"] / peer["added"]
+                others.append(f"{CLIENT_LABELS[name]} {fmt_us(a['added'], True)} us = {vs:.2f}x")
+        paired = f"{ours['paired_median'] / peer['paired_median']:.2f}x" if peer["paired_median"] > 0 else "-"
+        mean = f"{ours['added_mean'] / peer['added_mean']:.2f}x" if peer["added_mean"] > 0 else "-"
+        cpu = f"{ours['added_cpu'] / peer['added_cpu']:.2f}x" if peer["added_cpu"] > 0 else "-"
+        lines.append(
+            (what, ratio <= 0.1,
+             f"tracked {fmt_us(ours['added'], True)} us, logfire {fmt_us(peer['added'], True)} us per call = "
+             f"{ratio:.2f}x (bare call {fmt_us(ours['bare'])} / {fmt_us(peer['bare'])} us; by round {paired}; "
+             f"mean {mean}; CPU {fmt_us(ours['added_cpu'], True)} / {fmt_us(peer['added_cpu'], True)} us = {cpu})"
+             + (f"; {', '.join(others)}" if others else ""))
+        )  # fmt: skip
+    return lines

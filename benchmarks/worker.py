@@ -6,7 +6,8 @@
 Run it through `bench.py`, which starts one process per subject (`run_subject`) with a sandboxed
 environment (`subject_env`) and prints the tables. A subject is a hand-written minimum, tracked, or
 one peer (logfire, Langfuse, Weave, MLflow tracing, Opik) in its local configuration (`subjects.py`,
-`peers/`), or one point of tracked's scaling (`scaling.py`). The benchmark modules import nothing
+`peers/`), one point of tracked's scaling (`scaling.py`), or an instrumented OpenAI client against
+the loopback server (`instrumented.py`). The benchmark modules import nothing
 but the standard library at the top, so a subject's process holds only that subject's SDK: its
 import time and memory are its own.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import instrumented
 import scaling
 from experiment import experiment_workload
 from harness import FULL, QUICK, build_blocks, make_response, measure, memory_after, rss
@@ -162,6 +164,8 @@ def subject_main(name: str, quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     if name.startswith("scale-"):
         return scaling.run_point(name, quick)
+    if name.startswith("client-"):
+        return instrumented.run_point(name, quick)
 
     if name not in KITS:
         return {"subject": name, "skipped": "unknown subject"}

@@ -132,3 +132,22 @@ def test_bench_scaling_and_import_time_quick_run(tmp_path):
         assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
     for line in out.splitlines():
         assert "skipped" not in line, out
+
+
+def test_bench_client_quick_runs(tmp_path):
+    """--client: instrumented openai clients against the loopback server; a missing peer is skipped, not an error."""
+    out = _run_bench(tmp_path, "--client")
+    for text in (
+        "client: chat completions through a real openai.OpenAI client",
+        "chat completion",
+        "streamed chat completion, include_usage, every chunk read",
+        "tracked, local store only",
+        "tracked, no experiment",
+        "LLM calls in the experiment",
+        "instrumented OpenAI client, chat completion: tracked's added time at most a tenth of logfire's",
+    ):
+        assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
+    rows = [line for line in out.splitlines() if line.startswith("  tracked     ")]  # the table's, one per workload
+    assert len(rows) == 2 and not any("skipped" in line for line in rows), out
+    logfire = [line for line in out.splitlines() if line.startswith("  logfire     ")]
+    assert len(logfire) == 2, out  # figures, or `skipped: not installed ...` where logfire is missing
