@@ -108,9 +108,6 @@ def serve() -> None:
         def add(self, entry: Any) -> None:
             Tally.count += 1
 
-    # The handler writes a response's headers and body separately: with Nagle's algorithm on, the
-    # body waits for the client's delayed ACK (40 ms a call here), which would be all we measured.
-    loopback._Handler.disable_nagle_algorithm = True
     lb = loopback.Loopback()
     lb._server.ledger = Tally()
     lb._server.handle_error = lambda request, address: None  # a client leaving at the end is no error
