@@ -449,6 +449,7 @@ def test_a_request_inside_a_tracked_call_is_its_child(lb, tmp_path):
     assert sorted(r["name"] for r in records if r["parent_id"] == parent["id"]) == [
         "anthropic.messages.create", "openai.chat.completions.create", "openai.chat.completions.create",
     ]  # fmt: skip
+    assert captured["nested"].rows[0]["model"] == "gpt-4o-mini"  # the returned response's, as without instrumenting
 
 
 def test_a_library_name_instruments_its_clients_made_before_and_after(lb, tmp_path):

@@ -426,3 +426,26 @@ def test_a_call_started_after_its_experiment_finished_warns(tmp_path):
     with pytest.warns(tracked.TrackedWarning, match="started after its experiment 'gone' had finished"):
         assert ctx.run(straggler) == 1
     assert exp.final_summary["total/calls"] == 0
+
+
+@pytest.mark.parametrize("leave", [False, True], ids=["read whole", "left early"])
+def test_a_generator_yielding_chunks_without_usage_is_one_llm_call_of_unknown_cost(lb, tmp_path, leave):
+    """Uninstrumented, a generator yielding OpenAI chunks without their usage is an LLM call of unknown cost, not $0."""
+    c = lb.openai()
+
+    @tracked.tracked(name="ask")
+    def ask(include_usage: bool):
+        extra = {"stream_options": {"include_usage": True}} if include_usage else {}
+        yield from c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
+
+    with pytest.warns(tracked.TrackedWarning, match="tokens and cost are unknown"):
+        with tracked.experiment("chunks", dir=tmp_path, wandb=False) as exp:
+            if leave:
+                for _ in ask(True):
+                    break
+            else:
+                assert list(ask(False))
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert summary["total/cost_usd"] is None and summary["total/cost_complete"] is False
+    c.close()

@@ -322,12 +322,15 @@ class Call:
                     kids.append(cell.pop())
                 except IndexError:  # taken back by a child that found the slot closed: late
                     pass
+        measured_model = None
         if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
             if from_result and own is not None:
                 measured = attrs.get("_measured")
                 if measured is not None and id(result) in measured:
-                    own = None  # the response a child measured (an instrumented request), not a report
+                    # The response a child measured (an instrumented request), not a report; its
+                    # model still names this call's.
+                    measured_model, own = own.model, None
         cost_source = None
         local = False
         if own is not None:
@@ -373,7 +376,7 @@ class Call:
                 unpriced = 1 if cost is None else 0
                 attrs["_leaf"] = True  # an LLM call itself: counted per model by its experiment
         else:
-            model = spec_model or (arg_model if type(arg_model) is str else None)
+            model = spec_model or measured_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider
             if kids:
                 tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls, unpriced, priced, n_local = sums

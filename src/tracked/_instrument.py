@@ -31,6 +31,7 @@ from .usage import extract, merge
 from .usage._client import ClientSpec, Endpoint, request_options, watch_parsed
 from .usage._registry import CLIENTS
 from .usage._types import Usage
+from .usage.streams import FINAL, stream_item
 
 __all__ = ["adopt", "instrument", "uninstrument"]
 
@@ -397,14 +398,8 @@ def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any])
 
 def _final_usage(item: Any) -> bool:
     """Whether a stream item carries the stream's final usage (a stream left after it is complete
-    for usage): OpenAI's usage chunk or Responses' final event, Anthropic's `message_delta`,
-    Ollama's `done` item."""
-    kind = getattr(item, "type", None)
-    if kind is not None:
-        return kind in ("message_delta", "response.completed", "response.incomplete", "response.failed")
-    if getattr(item, "done", None) is True:
-        return True
-    return getattr(item, "usage", None) is not None and hasattr(item, "choices")
+    for usage): `usage.streams.stream_item`."""
+    return stream_item(item) == FINAL
 
 
 def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None = None) -> None:

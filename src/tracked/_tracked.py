@@ -11,11 +11,12 @@ from typing import Any, TypeVar, overload
 
 import wrapt
 
-from ._call import Call
+from ._call import _KIDS, UNKNOWN, Call
 from ._capture import Reply, capture_arguments, output_of
 from ._config import config, internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, _open, lane
 from .usage import Usage, extract, merge
+from .usage.streams import FINAL, NOT_AN_ITEM, stream_item
 
 __all__ = ["tracked"]
 
@@ -259,6 +260,7 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
     stream: Usage | None = None
     reply = Reply() if call.inputs is not None else None  # capture_io: what it yields
     n = 0
+    seen = NOT_AN_ITEM  # whether it yielded a provider's stream items, and the one with the final usage
     sent: Any = None
     thrown: BaseException | None = None
     result: Any = None
@@ -279,6 +281,7 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
+            seen = max(seen, stream_item(item))
             if reply is not None:
                 reply.item(item)
             n += 1
@@ -305,10 +308,33 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
                 raise
             finally:
                 _current.reset(token)
-                _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance, reply)
+                usage = _stream_usage(call, seen, stream, done)
+                _end(call, spec, latency, _final_usage(usage, result), args, kwargs, instance, reply)
         else:
-            _end(call, spec, latency, _final_usage(stream, result), args, kwargs, instance, reply)
+            usage = _stream_usage(call, seen, stream, done)
+            _end(call, spec, latency, _final_usage(usage, result), args, kwargs, instance, reply)
     return result
+
+
+def _stream_usage(call: Call, seen: int, stream: Usage | None, done: bool) -> Usage | None:
+    """The usage of a generator that yielded a provider's stream items: what they showed, or, if
+    its final usage item never came (no usage asked for, or left before it) and no call inside
+    measured it, unknown (one LLM call of unknown tokens and cost), with one warning."""
+    if seen == NOT_AN_ITEM or (seen == FINAL and stream is not None):
+        return stream
+    kids = call.__dict__.get(_KIDS)
+    if kids:  # an instrumented request inside measured the stream
+        return stream
+    call.usage_unknown = True
+    call.incomplete = not done
+    call._own = UNKNOWN
+    how = "its stream had no usage" if done else "it was left before its stream's usage came"
+    warn_once(
+        ("usage-unknown", call.name),
+        f"tracked: {call.name}: {how}, so its tokens and cost are unknown (not 0); an OpenAI chat stream "
+        "reports usage with stream_options={'include_usage': True}, or tracked.instrument() asks for it",
+    )
+    return None
 
 
 def _final_usage(stream: Usage | None, result: Any) -> Any:
@@ -326,6 +352,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
     stream: Usage | None = None
     reply = Reply() if call.inputs is not None else None  # capture_io: what it yields
     n = 0
+    seen = NOT_AN_ITEM  # whether it yielded a provider's stream items, and the one with the final usage
     sent: Any = None
     thrown: BaseException | None = None
     done = False
@@ -344,6 +371,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
+            seen = max(seen, stream_item(item))
             if reply is not None:
                 reply.item(item)
             n += 1
@@ -369,7 +397,7 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
                 finally:
                     _current.reset(token)
         finally:
-            _end(call, spec, latency, stream, args, kwargs, instance, reply)
+            _end(call, spec, latency, _stream_usage(call, seen, stream, done), args, kwargs, instance, reply)
 
 
 _SYNC, _ASYNC, _GEN, _ASYNCGEN = "sync", "async", "gen", "asyncgen"
