@@ -198,6 +198,10 @@ def test_log_result_with_result_objects_makes_rows_and_totals(tmp_path):
     assert summary["total/tokens_out"] == 60
     assert summary["total/cost_usd"] == pytest.approx(0.007)
     assert summary["total/llm_calls"] == 0  # not measured: not invented
+    # Its reported usage counts under its model (the config's), with no LLM call either.
+    assert summary["model/gpt-4o-mini/tokens_in"] == 600
+    assert summary["model/gpt-4o-mini/cost_usd"] == pytest.approx(0.007)
+    assert summary["model/gpt-4o-mini/llm_calls"] == 0
     assert summary["latency_s/mean"] == pytest.approx(1.0)
     assert summary["metadata/accuracy/mean"] == pytest.approx(2 / 3)
     assert summary["metadata/confidence/mean"] == pytest.approx(0.7)

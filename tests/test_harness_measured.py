@@ -243,3 +243,20 @@ def test_calls_from_plain_threads_and_asyncio_tasks_belong_to_the_next_result(la
     assert summary["total/llm_calls"] == ledger["llm_calls"] == 7
     assert summary["total/tokens_in"] == ledger["tokens_in"]
     assert summary["total/tokens_out"] == ledger["tokens_out"]
+
+
+def test_a_results_latency_is_measured_from_its_first_call(lab, server):
+    """A result's row latency runs from its first measured call to log_result, not the 0.01 s the result reports."""
+    tracker = ExperimentTracker(instrument=True)
+    path = tracker.start_experiment(ExperimentConfig(experiment_name="timing", strategy="debate", provider="ollama"))
+    server.set_delay(0.02)
+    try:
+        import time
+
+        time.sleep(0.5)  # before the first call: not the result's time
+        tracker.log_result(lab.run_strategy("debate", "p0"))  # 7 calls of at least 0.02 s each
+    finally:
+        server.set_delay(0)
+    tracker.finish_experiment()
+    (row,) = read_experiment(path).rows
+    assert 7 * 0.02 <= row["latency_s"] < 0.5

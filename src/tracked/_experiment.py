@@ -332,6 +332,8 @@ class Experiment:
         )
         call.metrics = metrics
         call._row = True
+        if tokens_in or tokens_out or cost_usd:
+            call.__dict__["_leaf"] = True  # its reported usage counts under its model too
         self._on_call_end(call)
         self._seal(call)
 

@@ -41,11 +41,11 @@ class Results:
         kids = call.__dict__.get(_KIDS)
         return bool(kids) and kids is not _CLOSED
 
-    def end(self, metrics: dict[str, Any], report: Usage | None, latency_s: float | None) -> bool:
+    def end(self, metrics: dict[str, Any], report: Usage | None) -> bool:
         """End the open result with `metrics` if calls were measured for it; returns whether it did.
 
-        `report` is what the result says of its own usage (checked against the measured figures);
-        `latency_s` the result's own latency (else the time since the previous result)."""
+        `report` is what the result says of its own usage (checked against the measured figures).
+        Its latency is measured: from the start of the first call made for it to now."""
         call = self.open
         if call is None or not self._measured(call):
             return False
@@ -53,7 +53,7 @@ class Results:
         call._own = report if report is not None and report.reported else None
         call.metrics = metrics or None
         call._lane = lane()
-        call._finish(perf_counter() - call._t0 if latency_s is None else latency_s, None, None, None, None)
+        call._finish(perf_counter() - call.__dict__.get("_first", call._t0), None, None, None, None)
         self.exp._on_call_end(call)
         self.exp._seal(call)
         return True
@@ -82,6 +82,6 @@ class Results:
         self.exp._adopt = None
         if call is not None and self._measured(call):
             call._lane = lane()
-            call._finish(perf_counter() - call._t0, None, None, None, None)
+            call._finish(perf_counter() - call.__dict__.get("_first", call._t0), None, None, None, None)
             self.exp._on_call_end(call)
             self.exp._seal(call)

@@ -100,9 +100,12 @@ class Rows:
         return row
 
     def add_model(self, call: Call) -> None:
-        """An LLM call (one that measured its own usage), counted under its model."""
+        """An LLM call (one that measured its own usage), or a result of the older tracker that
+        reported its own, counted under its model."""
         with self.lock:
-            self.totals.add_model(call.model, call.tokens_in, call.tokens_out, call.cost_usd)
+            self.totals.add_model(
+                call.model, call.tokens_in, call.tokens_out, call.cost_usd, call.llm_calls, call.unpriced_calls
+            )
 
     def add_late(self, call: Call) -> None:
         """A nested call that ended after its parent had returned: its usage counts in the totals,

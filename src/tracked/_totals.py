@@ -190,12 +190,23 @@ class Totals:
         self.by_model: dict[str, _Group] = {}
         self.metric_sums: dict[str, list[Any]] = {}
 
-    def add_model(self, model: str | None, tokens_in: int, tokens_out: int, cost_usd: float | None) -> None:
-        """Count one LLM call (a call that measured its own usage) under its model."""
+    def add_model(
+        self,
+        model: str | None,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | None,
+        llm_calls: int = 1,
+        unpriced: int | None = None,
+    ) -> None:
+        """Count usage under its model: one LLM call (a call that measured its own usage), or a
+        result of the older tracker that reported tokens without a measured call (`llm_calls` 0)."""
         group = self.by_model.get(model or "unknown")
         if group is None:
             group = self.by_model[model or "unknown"] = _Group()
-        group.add_usage(1, tokens_in, tokens_out, cost_usd, 1 if cost_usd is None else 0)
+        if unpriced is None:
+            unpriced = 1 if cost_usd is None else 0
+        group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
 
     def add_call(
         self,

@@ -102,8 +102,10 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     if exp is not None and (parent is None or parent.experiment is not exp):
         adopt = exp._adopt
         if adopt is not None:
-            # The older tracker collects the calls made for one result under it (`_results`).
+            # The older tracker collects the calls made for one result under it (`_results`),
+            # whose time runs from the first of them.
             call.parent = adopt
+            adopt.__dict__.setdefault("_first", call._t0)
         else:
             # A top-level call of this experiment: one row. It closes the previous row of this
             # thread or task, so that `exp.log()` between the two joined the previous one.

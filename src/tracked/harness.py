@@ -131,7 +131,18 @@ class ExperimentTracker:
 
     def log_result(self, result: Any) -> None:
         """Log a result (an object or a dict with latency_s, tokens_in, tokens_out, cost_usd, output,
-        metadata) as a row. Right after a `@tracked` call it joins that call's row instead."""
+        metadata) as one row.
+
+        The calls made since the previous result (through instrumented clients or `@tracked`
+        functions) are its children: the row's tokens, cost and `llm_calls` are what they measured,
+        its latency runs from the first of them, and the result's own figures are a report (kept
+        as `reported_*` on the call record when more than 1% off, with one warning). With nothing
+        measured, the row holds the result's own figures and counts no LLM call (one warning).
+        Inside a `@tracked` call, that call becomes the row and the result's output joins it.
+
+        Raises:
+            RuntimeError: before `start_experiment()` or after `finish_experiment()`.
+        """
         exp = self.experiment
         if exp is None or exp.finished:
             raise RuntimeError("log_result() needs start_experiment() first")
@@ -163,7 +174,7 @@ class ExperimentTracker:
         model = get(result, "model")
         model = model if isinstance(model, str) else None
         report = Usage(tokens_in, tokens_out, None, None, model, None, cost_usd)
-        if results.end(extras, report, latency_s):
+        if results.end(extras, report):
             return  # the calls measured for it are its children
         # One result per call: a second one after the same call is a row of its own.
         joined = exp.join_last_row(extras, unless=self._joined)
@@ -176,8 +187,9 @@ class ExperimentTracker:
             warn_once(
                 "harness.unmeasured",
                 "log_result: no LLM call was measured for this result, so its row holds the tokens and "
-                "cost the result reports and llm_calls counts no call for it; call tracked.instrument() "
-                "(or get_tracker(instrument=True)) before start_experiment to measure every LLM call",
+                "cost the result reports and llm_calls counts no call for it; LLM calls are measured when "
+                "they go through a client instrumented with tracked.instrument() (or get_tracker(instrument=True)) "
+                "or through a @tracked function",
             )
         exp.add_result(
             extras,
