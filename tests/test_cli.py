@@ -516,7 +516,8 @@ def test_sync_replays_an_experiment_into_an_offline_wandb_run(capsys, tmp_path, 
     )
     assert sorted(run.tags) == ["benchmark:tombench", "strategy:debate"]
     assert {k: run.config[k] for k in ("strategy", "model", "temperature")} == local.config["config"]
-    assert run.config["_tracked"]["host"] == socket.gethostname()
+    assert run.config["_tracked"]["version"] == tracked.__version__
+    assert local.config["system"]["host"] == socket.gethostname()
     assert len(run.history) == 3
     for row, stored in zip(run.history, local.rows, strict=True):
         for key in ("call", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "accuracy"):

@@ -48,7 +48,7 @@ def test_child_is_grouped_under_the_parents_name_and_inherits_config_and_tags(tm
     assert run.config["temperature"] == 0.7
     assert run.config["strategy"] == "debate"
     assert run.tags == ["study", "shared", "arm"]
-    assert run.config["_tracked"]["parents"] == ["study"]
+    assert run.config["_tracked"]["parents"] == "study"
     local = read_experiment(child.path).config
     assert local["group"] == "study"
     assert local["config"] == {"provider": "ollama", "temperature": 0.7, "strategy": "debate"}
@@ -88,7 +88,7 @@ def test_grandchild_is_in_the_roots_group_with_its_parents_name_as_job_type(tmp_
     assert run.job_type == "middle"
     assert run.config["a"] == 3 and run.config["b"] == 2
     assert run.tags == ["r", "m"]
-    assert run.config["_tracked"]["parents"] == ["root", "middle"]
+    assert run.config["_tracked"]["parents"] == "root/middle"
     assert has_no_run(root) and has_no_run(middle)
     assert len(run_dirs(tmp_path)) == 1
     assert root.final_summary["total/calls"] == 1
@@ -305,3 +305,16 @@ def test_strategy_comparison_grouped_under_a_parent(tmp_path):
     assert summary["total/llm_calls"] == total_llm
     assert summary["accuracy/mean"] == pytest.approx(sum(scores.values()) / 3)
     assert [c["name"] for c in summary["children"]] == [f"tombench_{s}" for s in strategies]
+
+
+def test_a_child_inherits_its_ancestors_notes_before_its_own(tmp_path):
+    """A child's notes are its ancestors' notes followed by its own, in its W&B run and local store."""
+    with tracked.experiment("study", dir=tmp_path, notes="Does debate help on false beliefs?"):
+        with tracked.experiment("debate", notes="3 debaters, 2 rounds") as child:
+            tracked.current_experiment().log({"accuracy": 1})
+        with tracked.experiment("single") as plain:
+            tracked.current_experiment().log({"accuracy": 0})
+    assert child.notes == "Does debate help on false beliefs?\n\n3 debaters, 2 rounds"
+    assert plain.notes == "Does debate help on false beliefs?"
+    assert wandb_run(child).notes == child.notes
+    assert read_experiment(child.path).config["notes"] == child.notes

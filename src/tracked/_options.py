@@ -107,9 +107,12 @@ def status_for(exc: BaseException | None) -> str:
 
 def inherit(exp: Experiment, parent: Experiment) -> None:
     """What a child experiment takes from its parent: config and tags (the child wins on a key),
-    project, entity, dir, the sinks the parent turned off; the root's group."""
+    notes (the parent's, then its own), project, entity, dir, the sinks the parent turned off; the
+    root's group."""
     exp.config = {**parent.config, **exp.config}
     exp._tags = check_tags([*parent._tags, *exp._tags])
+    if parent._notes:  # the ancestors' notes (the research question), then its own
+        exp._notes = f"{parent._notes}\n\n{exp._notes}" if exp._notes else parent._notes
     if exp.project is None:
         exp.project = parent.project
     if exp.entity is None:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from .._config import config, warn_once
 from .protocol import RunEnd, RunInfo
 
-__all__ = ["CALL_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode"]
+__all__ = ["CALL_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode", "wandb_system"]
 
 CALL_COLUMNS = (
     "id",
@@ -37,6 +37,23 @@ CALL_COLUMNS = (
     "llm_calls",
     "error",
 )
+
+
+def wandb_system(system: Mapping[str, Any]) -> dict[str, Any]:
+    """What W&B's config keeps of the system information: tracked's and the price data's versions,
+    the git commit and dirty flag, and the parent experiments as one path. W&B records the host,
+    Python and platform itself; those, the pid and argv stay in the local store's `config.json`
+    (in W&B's run comparer they would make every run differ)."""
+    versions = system.get("versions") or {}
+    out: dict[str, Any] = {"version": versions.get("tracked"), "price_data": versions.get("genai-prices")}
+    git = system.get("git") or {}
+    if git:
+        out["git_commit"] = git.get("commit")
+        out["git_dirty"] = git.get("dirty")
+    parents = system.get("parents")
+    if parents:
+        out["parents"] = "/".join(parents)
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def has_credentials() -> bool:
@@ -133,7 +150,7 @@ class WandbSink:
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
         config = dict(run.config)
         if run.system is not None:
-            config["_tracked"] = run.system
+            config["_tracked"] = wandb_system(run.system)
         # W&B's environment is read now, for each experiment, and passed explicitly: wandb keeps
         # the settings it read first for the life of the process.
         kwargs: dict[str, Any] = {
