@@ -150,7 +150,12 @@ def test_demo_writes_three_offline_wandb_runs_in_the_parents_group(demo):
         assert [row["accuracy"] for row in run.history] == [row["accuracy"] for row in child.rows]
         assert run.summary["total/calls"] == N_TASKS
         assert run.summary["total/llm_calls"] == N_TASKS * LLM_CALLS_PER_TASK[strategy]
+        assert run.summary["accuracy/mean"] == pytest.approx(child.summary["accuracy/mean"])
+        assert "accuracy" not in run.summary  # not the last task's 0 or 1
         assert run.exit_code == 0
+    # Sorted by the runs table's accuracy/mean column, the strategies rank as their means do.
+    ranked = sorted(STRATEGIES, key=lambda s: runs[f"demo_{s}"].summary["accuracy/mean"], reverse=True)
+    assert ranked == sorted(STRATEGIES, key=lambda s: stored[f"demo_{s}"].summary["accuracy/mean"], reverse=True)
 
 
 def test_demo_reports_offline_mode_on_stderr(demo):

@@ -256,8 +256,12 @@ def test_summary_json_has_totals_and_status():
     assert summary["total/tokens_out"] == 8
     assert summary["total/cost_usd"] == pytest.approx(0.75)
     assert summary["total/unpriced_calls"] == 0
-    assert {"latency_s/mean", "latency_s/p50", "latency_s/p95", "work/calls", "work/latency_s/p50"} <= summary.keys()
+    assert {"latency_s/mean", "latency_s/p50", "latency_s/p95"} <= summary.keys()
+    assert not any(k.startswith("work/") for k in summary)  # one call name: total/* says it all
+    assert summary["cost_usd/mean"] == pytest.approx(0.375)
     assert summary["accuracy/mean"] == 0.5
+    assert summary["accuracy/n"] == 2
+    assert summary["accuracy/stderr"] == pytest.approx(0.5)  # sd 0.7071 / sqrt(2)
     assert summary["winner"] == "debate"
     assert summary["finished_at"] >= summary["started_at"]
 

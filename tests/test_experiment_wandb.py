@@ -122,13 +122,20 @@ def test_every_row_is_one_whole_history_step_equal_to_the_local_row():
     local = read_experiment(exp.path).rows
     assert len(run.history) == len(local) == 5
     assert [h["_step"] for h in run.history] == [0, 1, 2, 3, 4]
+    spent = 0.0
     for h, row in zip(run.history, local, strict=True):
         expected = comparable(row)
-        assert h.keys() == expected.keys()
+        own = {k: v for k, v in h.items() if not k.startswith(("running/", "call/"))}
+        assert own.keys() == expected.keys()
         for key, value in expected.items():
             assert h[key] == pytest.approx(value), key
+        spent += row.get("cost_usd") or 0.0
+        assert h["running/cost_usd"] == pytest.approx(spent)  # running cost: accuracy against dollars spent
     assert run.history[1]["accuracy"] == pytest.approx(0.1) and run.history[1]["judge"] == 1
+    assert run.history[3]["running/accuracy/mean"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
     assert run.history[4]["call"] == "strategy" and run.history[4]["llm_calls"] == 2
+    # A second top-level call name: from then on each name's figures have keys of their own.
+    assert run.history[4]["call/strategy/llm_calls"] == 2 and "call/work/llm_calls" not in run.history[3]
 
 
 def _check_interleaved_history(exp: tracked.Experiment, n_threads: int, per_thread: int) -> None:
@@ -237,7 +244,9 @@ def test_totals_and_user_summary_are_in_the_run_summary_and_summary_json():
     for key in ("latency_s/mean", "latency_s/p50", "latency_s/p95", "work/latency_s/p95"):
         assert run.summary[key] == pytest.approx(live[key]) == pytest.approx(local[key])
     assert run.summary["best"] == local["best"] == "debate"
-    assert run.summary["status"] == local["status"] == "finished"
+    # Bookkeeping under tracked/ in W&B (which shows its own State, Name, Created, Runtime).
+    assert run.summary["tracked/status"] == local["status"] == "finished"
+    assert "status" not in run.summary and "started_at" not in run.summary
 
 
 def test_calls_table_in_the_run_summary_lists_every_call_with_parent_ids():
@@ -448,7 +457,7 @@ def test_exception_exit_gives_exit_code_1_and_keeps_the_rows():
     run = wandb_run(exp)
     assert run.exit_code == 1
     assert [(h["tokens_in"], h.get("accuracy")) for h in run.history] == [(1, 0.25), (2, None)]
-    assert run.summary["status"] == "failed"
+    assert run.summary["tracked/status"] == "failed"
     summary = json.loads((exp.path / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert summary["total/calls"] == 2
@@ -615,3 +624,25 @@ def test_wandb_prints_no_weave_advertisement(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "ran ok" in done.stdout
     assert "Weave" not in done.stderr and "Detected [" not in done.stderr
+
+
+def test_every_history_key_is_defined_with_no_automatic_summary():
+    """Every history key is defined with no automatic summary: the runs table shows only explicit aggregates."""
+    with tracked.experiment("defined") as exp:
+        for i in range(3):
+            work(i + 1)
+            exp.log({"accuracy": i % 2, "nested": {"x": i}, "is_ok": i == 1, "task_id": 7 + i, "label": f"t{i}"})
+        strategy(1)  # a second call name: per-name keys too
+    run = wandb_run(exp)
+    keys = {k for h in run.history for k in h if not k.startswith("_")}
+    assert {"accuracy", "nested/x", "running/cost_usd", "running/accuracy/mean", "call/strategy/llm_calls"} <= keys
+    for key in keys:
+        assert run.metrics.get(key, run.metrics.get(key.replace("/", "."))) == ["none"], key
+    assert not keys & run.summary.keys()  # no last-row value stands for the run
+    assert run.summary["accuracy/mean"] == pytest.approx(1 / 3)
+    assert run.summary["accuracy/n"] == 3
+    assert run.summary["accuracy/stderr"] == pytest.approx(math.sqrt((1 / 3) * (2 / 3) * 3 / 2 / 3))
+    assert run.summary["is_ok/mean"] == pytest.approx(1 / 3)  # booleans as 0/1
+    assert not any(k.startswith(("task_id/", "label/")) for k in run.summary)  # identifiers and strings: none
+    assert run.summary["cost_usd/mean"] == pytest.approx(exp.final_summary["total/cost_usd"] / 4)
+    assert run.summary["work/calls"] == 3 and run.summary["strategy/calls"] == 1

@@ -180,7 +180,7 @@ def assert_matches_ledger(lb: Loopback, exp: tracked.Experiment, name: str) -> N
     assert summary["total/tokens_out"] == want_out
     assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9, abs=1e-15)
     assert summary["total/cost_complete"] is True
-    assert summary[f"{name}/calls"] == 1
+    assert f"{name}/calls" not in summary  # one call name: its block would repeat total/*
 
 
 @pytest.mark.parametrize("case", list(SYNC))

@@ -162,21 +162,27 @@ def test_a_late_child_is_flagged_warned_once_and_its_parents_row_is_kept(tmp_pat
             llm(1000, 100)
             futures.append(pool.submit(later))
 
+        @tracked.tracked
+        def judge() -> None:
+            llm(10, 1)
+
         with pytest.warns(tracked.TrackedWarning, match="llm ended after step") as caught:
             with tracked.experiment("late_flag", dir=tmp_path, wandb=False) as exp:
                 step()
                 step()
+                judge()  # a second call name: per-name figures are in the summary
                 release.set()
                 for f in futures:
                     f.result()
     assert len([w for w in caught if "ended after" in str(w.message)]) == 1
     summary = exp.final_summary
-    assert summary["total/llm_calls"] == 4
-    assert summary["total/tokens_in"] == 4000
+    assert summary["total/llm_calls"] == 5
+    assert summary["total/tokens_in"] == 4010
     assert summary["step/llm_calls"] == 4  # the late calls count under the row they belong to
-    assert summary["total/calls"] == 2
+    assert summary["judge/llm_calls"] == 1
+    assert summary["total/calls"] == 3
     stored = read_experiment(exp.path)
-    assert [r["llm_calls"] for r in stored.rows] == [1, 1]  # each step's row as it was when it returned
+    assert [r["llm_calls"] for r in stored.rows] == [1, 1, 1]  # each step's row as it was when it returned
     late = [c for c in stored.calls if c.get("late")]
     assert len(late) == 2 and all(c["name"] == "llm" for c in late)
     check_totals(exp)

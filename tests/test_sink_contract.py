@@ -61,7 +61,8 @@ def read_wandb(exp: tracked.Experiment, captured: Any) -> ReadBack:
         notes=run.notes,
         tags=run.tags,
         files=files,
-        summary=run.summary,
+        # W&B keeps the run's bookkeeping (status, times, sinks) under `tracked/`: read back as the others have it.
+        summary={k.removeprefix("tracked/"): v for k, v in run.summary.items()},
     )
 
 

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._call import Call
-from ._totals import ROW_FIELDS, Totals
-from ._values import is_number
+from ._totals import ROW_FIELDS, Totals, metric_value
 from .sinks import SinkSet
 
 __all__ = ["MAX_WAITING_ROWS", "Row", "Rows", "call_row"]
@@ -92,6 +91,8 @@ class Rows:
                 call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
                 call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
             )  # fmt: skip
+            if call.ttft_s is not None:
+                self.totals.add_ttft(call.ttft_s)
             self.count_metrics({}, call.metrics or {})
             self._open[row.step] = row
         # Outside the lock: the write is one syscall that other threads need not wait for. Metrics
@@ -132,11 +133,12 @@ class Rows:
     def count_metrics(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Keep the metric means right when a row's metrics are set or replaced (holding `lock`)."""
         for key, value in new.items():
-            before = old.get(key)
-            if is_number(before):
+            before = metric_value(key, old.get(key))
+            if before is not None:
                 self.totals.add_metric(key, before, -1)
-            if is_number(value):
-                self.totals.add_metric(key, value)
+            after = metric_value(key, value)
+            if after is not None:
+                self.totals.add_metric(key, after)
 
     def join(self, row: Any, metrics: dict[str, Any]) -> bool:
         """Metrics logged after a top-level call returned join its row, unless it was sealed."""

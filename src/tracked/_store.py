@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import TrackedWarning
-from ._totals import ROW_FIELDS, Totals
+from ._totals import ROW_FIELDS, Totals, metric_value
 from ._values import is_number
 
 __all__ = [
@@ -254,8 +254,9 @@ def totals_of(experiments: list[StoredExperiment]) -> dict[str, Any]:
             totals.add_row(row)
         for row in exp.rows:
             for key, value in row.items():
-                if key not in ROW_FIELDS and is_number(value) and not (isinstance(value, float) and math.isinf(value)):
-                    totals.add_metric(key, float(value))
+                metric = metric_value(key, value)
+                if metric is not None and not math.isinf(metric):
+                    totals.add_metric(key, metric)
     return totals.as_dict()
 
 

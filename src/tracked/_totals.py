@@ -104,6 +104,17 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+def metric_value(key: str, value: Any) -> float | None:
+    """The value a user metric counts with in the aggregates (`<m>/mean`, `/n`, `/stderr`): a
+    number, or a boolean as 0/1; None for strings, NaN, identifiers (`id`, `*_id`) and tracked's
+    own row fields."""
+    if key in ROW_FIELDS or key == "id" or key.endswith("_id"):
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    return float(value) if is_number(value) else None
+
+
 class _Group:
     __slots__ = ("calls", "cost_usd", "errors", "latencies", "llm_calls", "tokens_in", "tokens_out", "unpriced_calls")
 
@@ -189,6 +200,7 @@ class Totals:
         self.by_name: dict[str, _Group] = {}
         self.by_model: dict[str, _Group] = {}
         self.metric_sums: dict[str, list[Any]] = {}
+        self.ttfts = Quantiles()  # time to first token of the rows that streamed
 
     def add_model(
         self,
@@ -249,22 +261,29 @@ class Totals:
         unpriced = row.get("unpriced_calls")
         if unpriced is None:
             unpriced = 1 if llm_calls and not is_number(cost) else 0
+        ttft = row.get("ttft_s")
+        if is_number(ttft):
+            self.add_ttft(float(ttft))
         self.add_call(
             str(row.get("call") or "result"), float(latency), bool(row.get("error")), llm_calls,
             int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
             float(cost) if is_number(cost) else None, int(unpriced),
         )  # fmt: skip
 
+    def add_ttft(self, ttft_s: float) -> None:
+        self.ttfts.add(ttft_s)
+
     def add_metric(self, key: str, value: float, sign: int = 1) -> None:
         """Count a metric value (`sign=-1` takes one back, when a row's value is replaced).
 
-        Infinities are counted apart from the finite sum, so that taking one back is exact.
+        Infinities are counted apart from the finite sums, so that taking one back is exact.
         """
         slot = self.metric_sums.get(key)
         if slot is None:
-            slot = self.metric_sums[key] = [0.0, 0, 0, 0]  # finite sum, count, +inf, -inf
+            slot = self.metric_sums[key] = [0.0, 0, 0, 0, 0.0]  # finite sum, count, +inf, -inf, sum of squares
         if math.isfinite(value):
             slot[0] += sign * value
+            slot[4] += sign * value * value
         elif value > 0:
             slot[2] += sign
         else:
@@ -280,33 +299,48 @@ class Totals:
                     mine = mine_by[name] = _Group()
                 mine.merge(group)
         for key, theirs in other.metric_sums.items():
-            sums = self.metric_sums.setdefault(key, [0.0, 0, 0, 0])
-            for i in range(4):
+            sums = self.metric_sums.setdefault(key, [0.0, 0, 0, 0, 0.0])
+            for i in range(5):
                 sums[i] += theirs[i]
+        self.ttfts.merge(other.ttfts)
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary: `total/...`, `latency_s/...`, per call name, and `<metric>/mean`.
+        """The summary: `total/...`, `latency_s/...` and `ttft_s/...` (mean, p50, p95), `cost_usd/mean`
+        (per top-level call), per call name when there are two or more, per model, and for each user
+        metric `<metric>/mean`, `/n` and `/stderr` (the standard error of the mean).
 
         `total/cost_complete` is False when any LLM call has no cost (an unpriced model, or usage
         that could not be read): `total/cost_usd` is then the cost of the others only."""
         out = self.all.figures("total/")
         out["total/cost_complete"] = self.all.unpriced_calls == 0
         out.update(self.all.latency("latency_s/"))
-        for name, group in sorted(self.by_name.items()):
-            out.update(group.figures(f"{name}/"))
-            out.update(group.latency(f"{name}/latency_s/"))
+        if self.ttfts.count:
+            q = self.ttfts
+            out.update({"ttft_s/mean": q.mean(), "ttft_s/p50": q.quantile(0.5), "ttft_s/p95": q.quantile(0.95)})
+        if self.all.calls:
+            cost = self.all.known_cost()
+            out["cost_usd/mean"] = None if cost is None else cost / self.all.calls  # cost per top-level call
+        if len(self.by_name) > 1:  # one name's block would repeat total/*
+            for name, group in sorted(self.by_name.items()):
+                out.update(group.figures(f"{name}/"))
+                out.update(group.latency(f"{name}/latency_s/"))
         for model, group in sorted(self.by_model.items()):
             key = model_key(model)
             out[f"model/{key}/name"] = model
             for figure in ("llm_calls", "tokens_in", "tokens_out", "unpriced_calls"):
                 out[f"model/{key}/{figure}"] = getattr(group, figure)
             out[f"model/{key}/cost_usd"] = group.known_cost()
-        for key, (total, count, pos_inf, neg_inf) in sorted(self.metric_sums.items()):
+        for key, (total, count, pos_inf, neg_inf, squares) in sorted(self.metric_sums.items()):
             if count:
+                out[f"{key}/n"] = count
                 if pos_inf and neg_inf:
                     out[f"{key}/mean"] = math.nan
                 elif pos_inf or neg_inf:
                     out[f"{key}/mean"] = math.inf if pos_inf else -math.inf
                 else:
-                    out[f"{key}/mean"] = total / count
+                    mean = total / count
+                    out[f"{key}/mean"] = mean
+                    if count > 1:  # the standard error of the mean, from the sample variance
+                        variance = max(squares - count * mean * mean, 0.0) / (count - 1)
+                        out[f"{key}/stderr"] = math.sqrt(variance / count)
         return out

@@ -119,6 +119,9 @@ class WandbRun:
     files: list[str] = field(default_factory=list)
     exit_code: int | None = None
     dir: Path | None = None
+    #: Metric definitions (`run.define_metric`): name -> the summaries W&B keeps of it
+    #: (["none"] when it keeps none, so the runs table shows no last value for it).
+    metrics: dict[str, list[str]] = field(default_factory=dict)
 
     def table(self, key: str = "calls") -> list[dict[str, Any]]:
         """The rows of a table stored in the summary (by default the calls table)."""
@@ -167,6 +170,10 @@ def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
             run.files.extend(f.path for f in record.files.files)
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
+        elif kind == "metric":
+            m = record.metric
+            name = m.name or m.glob_name
+            run.metrics[name] = [f.name for f, on in m.summary.ListFields() if on]
     return run
 
 

@@ -9,6 +9,7 @@ through this same sink.
 
 from __future__ import annotations
 
+import math
 import netrc
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
+from .._totals import metric_value
 from .protocol import RunEnd, RunInfo
 
 __all__ = ["CALL_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode", "wandb_system"]
@@ -37,6 +39,22 @@ CALL_COLUMNS = (
     "llm_calls",
     "error",
 )
+
+
+#: Summary keys about the run rather than its results, kept under `tracked/` in W&B's summary
+#: (W&B shows its own State, Name, Created and Runtime): they stay as they are in `summary.json`.
+BOOKKEEPING = frozenset({"status", "name", "started_at", "finished_at", "sinks", "wandb", "children", "workers"})
+
+
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The keys of a logged row as W&B's history names them: nested dicts as dotted leaves."""
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.extend(_leaves(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def wandb_system(system: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,6 +153,10 @@ class WandbSink:
         self.adopted = adopted is not None
         self._table: list[list[Any]] = []
         self.table_truncated = 0
+        self._defined: set[str] = set()  # history keys given a metric definition
+        self._names: list[str] = []  # the top-level call names seen, in order
+        self._running_cost = 0.0
+        self._running: dict[str, list[float]] = {}  # metric -> [sum, n]
 
     @classmethod
     def create(cls, run: RunInfo) -> WandbSink | None:
@@ -244,7 +266,42 @@ class WandbSink:
     # --- what the experiment sends ----------------------------------------------------------
 
     def write_row(self, step: int, row: Mapping[str, Any]) -> None:
-        self.start().log({k: v for k, v in row.items() if v is not None})
+        run = self.start()
+        data = self._history(row)
+        new = [key for key in _leaves(data) if key not in self._defined]
+        for key in new:
+            # No automatic summary: the runs table would show the last row's value as the
+            # experiment's. The summary gets explicit aggregates at the end instead.
+            run.define_metric(key, summary="none")
+            self._defined.add(key)
+        run.log(data)
+
+    def _history(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A row as W&B's history holds it: with the running cost (`running/cost_usd`) and running
+        means of the user's metrics (`running/<m>/mean`), and with two or more top-level call
+        names, each name's figures under its own keys (`call/<name>/<figure>`) so that it can be
+        charted alone."""
+        data = {k: v for k, v in row.items() if v is not None}
+        cost = row.get("cost_usd")
+        if isinstance(cost, (int, float)):
+            self._running_cost += cost
+        data["running/cost_usd"] = self._running_cost
+        metrics = {k: m for k, v in row.items() if (m := metric_value(k, v)) is not None}
+        for key, value in metrics.items():
+            if math.isfinite(value):
+                slot = self._running.setdefault(key, [0.0, 0])
+                slot[0] += value
+                slot[1] += 1
+                data[f"running/{key}/mean"] = slot[0] / slot[1]
+        name = row.get("call")
+        if isinstance(name, str):
+            if name not in self._names:
+                self._names.append(name)
+            if len(self._names) > 1:
+                for key in ("latency_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", *metrics):
+                    if key in data:  # (`<name>/...` in the summary is that name's aggregate)
+                        data[f"call/{name}/{key}"] = data[key]
+        return data
 
     def join(self, step: int, metrics: Mapping[str, Any]) -> None:
         pass  # a background sink gets whole rows
@@ -290,7 +347,9 @@ class WandbSink:
         run = self.start()
         table = None
         try:
-            run.summary.update({k: v for k, v in end.summary.items() if v is not None})
+            run.summary.update(
+                {(f"tracked/{k}" if k in BOOKKEEPING else k): v for k, v in end.summary.items() if v is not None}
+            )
             if self._table:
                 table = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
                 run.summary["calls"] = table
