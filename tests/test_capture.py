@@ -651,7 +651,7 @@ def test_tool_calls_and_images_in_the_messages_sent_are_summarised():
         "messages": [
             {"role": "user", "content": "What is this?\n[image]"},
             {"role": "assistant", "content": '[tool call] get_weather({"city": "Paris"})'},
-            {"role": "tool", "content": "sunny"},
+            {"role": "tool", "content": "[tool result] sunny"},
         ]
     }
     claude_body = {

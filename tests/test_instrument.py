@@ -668,6 +668,24 @@ def test_totals_per_model_and_compare_by_model(lb, tmp_path, capsys):
     assert rows["gpt-4o-mini"]["llm_calls"] == 3
 
 
+def test_compare_by_model_leaves_an_unpriced_models_cost_unknown(lb, tmp_path, capsys):
+    """`compare --by model --json` and `--csv` give a model with no price a null cost, not 0.0."""
+    from tracked import cli
+
+    c = made(lb.openai())
+    tracked.instrument(c, provider="openai")
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        with tracked.experiment("unpriced", dir=tmp_path, wandb=False):
+            c.chat.completions.create(model="unknown-qq", messages=MESSAGES)
+    capsys.readouterr()
+    assert cli.main(["compare", str(tmp_path), "--by", "model", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["model"] == "unknown-qq" and row["cost_usd"] is None and row["unpriced_calls"] == 1
+    assert cli.main(["compare", str(tmp_path), "--by", "model", "--csv"]) == 0
+    header, line = capsys.readouterr().out.strip().splitlines()
+    assert dict(zip(header.split(","), line.split(","), strict=True))["cost_usd"] == ""
+
+
 def test_model_names_become_safe_wandb_keys():
     """A model name with dots and colons is one clean key segment."""
     from tracked._totals import model_key

@@ -449,3 +449,87 @@ def test_a_generator_yielding_chunks_without_usage_is_one_llm_call_of_unknown_co
     assert summary["total/llm_calls"] == 1
     assert summary["total/cost_usd"] is None and summary["total/cost_complete"] is False
     c.close()
+
+
+def test_a_tracked_call_still_running_when_the_experiment_ends_keeps_its_finished_llm_calls(lb, tmp_path):
+    """A strategy still running in an unwaited pool at the block's exit: its finished LLM call counts, warned."""
+    import threading
+
+    c = client(lb, "openai", True)
+    pool = tracked.ThreadPoolExecutor(1)
+    called, release = threading.Event(), threading.Event()
+
+    @tracked.tracked
+    def strategy() -> None:
+        create("openai", c, False)
+        called.set()
+        release.wait(5)
+
+    try:
+        with pytest.warns(tracked.TrackedWarning) as caught:
+            with tracked.experiment("cut", dir=tmp_path, wandb=False) as exp:
+                future = pool.submit(strategy)
+                assert called.wait(5)
+            release.set()
+            future.result()
+    finally:
+        pool.shutdown()
+    (sent,) = lb.ledger.sent
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert (summary["total/tokens_in"], summary["total/tokens_out"]) == sent.tokens()
+    assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9)
+    assert summary["total/cost_complete"] is True
+    assert any("still running when experiment 'cut' finished" in str(w.message) for w in caught)
+    c.close()
+
+
+@pytest.mark.parametrize("inner", ["plain call", "uninstrumented stream"])
+def test_a_generator_suspended_when_the_experiment_ends_is_counted(lb, tmp_path, inner):
+    """A tracked generator held unfinished past the block: its finished call counts, or its stream as unknown."""
+    c = lb.openai()
+    if inner == "plain call":
+        tracked.instrument(c, provider="openai")
+
+    @tracked.tracked
+    def gen():
+        if inner == "plain call":
+            yield create("openai", c, False)
+        else:
+            yield from create("openai", c, True)
+
+    with pytest.warns(tracked.TrackedWarning, match="still running when experiment"):
+        with tracked.experiment("held", dir=tmp_path, wandb=False) as exp:
+            g = gen()
+            next(g)
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    if inner == "plain call":
+        (sent,) = lb.ledger.sent
+        assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9)
+    else:
+        assert summary["total/cost_usd"] is None and summary["total/cost_complete"] is False
+    g.close()
+    c.close()
+
+
+def test_an_async_generator_passing_an_instrumented_stream_on_counts_it_once(lb, tmp_path):
+    """An async tracked generator yielding an instrumented stream's chunks, left early, is one LLM call, not two."""
+
+    @tracked.tracked(name="relay")
+    async def relay(c: Any):
+        async for chunk in await acreate("openai", c, True):
+            yield chunk
+
+    async def main() -> tracked.Experiment:
+        c = client(lb, "openai", True, async_=True)
+        async with tracked.experiment("relay", dir=tmp_path, wandb=False) as exp:
+            async for _ in relay(c):
+                break
+            await asyncio.sleep(0.05)
+        await c.close()
+        return exp
+
+    with pytest.warns(tracked.TrackedWarning):
+        exp = asyncio.run(main())
+    assert exp.final_summary["total/llm_calls"] == 1 == len(lb.ledger.sent)

@@ -108,6 +108,7 @@ class Call:
     error_message: str | None = None
     output: Any = None
     _row: Any = None  # the experiment's row state when this is a top-level call
+    _outer: bool = False  # a top-level call of its experiment (a row, or a child of the older tracker's result)
     _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
 
     def __init__(self, name: str, parent: Call | None, experiment: Experiment | None, t0: float) -> None:
@@ -312,16 +313,7 @@ class Call:
         if from_result:
             own = extract(result)
         attrs = self.__dict__
-        cells = attrs.setdefault(_KIDS, _CLOSED)
-        kids: list[tuple[Any, ...]] | None = None
-        if cells is not _CLOSED:  # children handed up: close the slot, then take their items
-            attrs[_KIDS] = _CLOSED
-            kids = []
-            for cell in cells:
-                try:
-                    kids.append(cell.pop())
-                except IndexError:  # taken back by a child that found the slot closed: late
-                    pass
+        kids = self._close_kids()
         measured_model = None
         if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
@@ -416,6 +408,35 @@ class Call:
                         pass  # it did
                     else:
                         self._ended_late(parent)
+
+    def _close_kids(self) -> list[tuple[Any, ...]] | None:
+        """Close the slot children hand their figures up in, and take what was handed up: the
+        figures of each child that ended (None when none did). A child ending later is late."""
+        attrs = self.__dict__
+        cells = attrs.setdefault(_KIDS, _CLOSED)
+        if cells is _CLOSED:
+            return None
+        attrs[_KIDS] = _CLOSED  # children handed up: close the slot, then take their items
+        kids = []
+        for cell in cells:
+            try:
+                kids.append(cell.pop())
+            except IndexError:  # taken back by a child that found the slot closed: late
+                pass
+        return kids
+
+    def _cut_short(self) -> tuple[Any, ...] | None:
+        """This top-level call is still running as its experiment finishes: the figures of the
+        children that had ended (and, for a generator that yielded a provider's stream items, one
+        LLM call of unknown usage), summed as `Totals.add_late` takes them, or None."""
+        kids = self._close_kids()
+        if kids:
+            sums = tuple(map(sum, zip(*kids, strict=True)))
+            return sums[0], sums[1], None if not sums[7] else sums[4], sums[5], sums[6]
+        attrs = self.__dict__
+        if attrs.get("_seen") and not attrs.get("_streaming_child"):
+            return 0, 0, None, 1, 1
+        return None
 
     def _ended_late(self, parent: Call) -> None:
         """This call ended after its parent had returned: the parent's figures stay as they were,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from . import _lifecycle
 from ._call import Call, check_metrics
-from ._config import internal_error
+from ._config import internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
@@ -99,6 +99,7 @@ class Experiment:
         # The older tracker's open result: calls that would be top-level rows become its children.
         self._adopt: Call | None = None
         self._results: Results | None = None
+        self._running: dict[int, Call] = {}  # top-level calls not ended yet
         self.summarised = False
 
     # --- the three ways to use it --------------------------------------------------------
@@ -265,6 +266,10 @@ class Experiment:
 
     def _on_call_end(self, call: Call) -> None:
         """Every call of this experiment ends here; top-level ones (`call._row` set) are rows."""
+        if call._outer:
+            self._running.pop(id(call), None)
+        if self.summarised:
+            return  # cut short when the experiment finished, and counted then (or warned about)
         sinks = self._sinks
         sinks.add_call(call)
         if "_leaf" in call.__dict__:
@@ -393,6 +398,7 @@ class Experiment:
                 if merged:
                     self.summary["workers"] = merged
             end_open_requests(self)
+            self._cut_short_running()
             if self._results is not None:
                 self._results.close()
             self._rows.seal_all()
@@ -407,6 +413,24 @@ class Experiment:
             _lifecycle.unregister(self)
             if self.parent is not None:
                 self.parent._absorb(self)
+
+    def _cut_short_running(self) -> None:
+        """Top-level calls still running as the experiment finishes (work in a thread or task it
+        did not wait for): the LLM calls they had made count in the totals, and a warning says
+        that what they do after does not."""
+        for call in list(self._running.values()):
+            figures = call._cut_short()
+            if figures is None:
+                continue
+            tokens_in, tokens_out, cost, llm_calls, unpriced = figures
+            name = "result" if call._row is None else call.name
+            with self._rows.lock:
+                self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced)
+            warn_once(
+                ("cut-short", call.name),
+                f"tracked: {call.name} was still running when experiment {self.name!r} finished: the LLM calls "
+                "it had made are counted, what it does after is not; wait for the work an experiment starts",
+            )
 
     def _final_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {

@@ -285,6 +285,8 @@ class _Recorder:
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
         self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
         self.iterating = False  # the code is waiting for the stream's next item
+        if stream and call.parent is not None:  # a generator passing this stream on does not read it
+            call.parent.__dict__["_streaming_child"] = True
         self.reply: Reply | None = None  # capture_io: the reply text, read as the code iterates
         if call.experiment is not None:
             _open_requests[id(self)] = self

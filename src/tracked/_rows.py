@@ -42,8 +42,8 @@ def call_row(call: Call) -> dict[str, Any]:
     data: dict[str, Any] = {
         "call": call.name,
         "latency_s": call.latency_s,
-        "tokens_in": call.tokens_in,
-        "tokens_out": call.tokens_out,
+        "tokens_in": None if call.usage_unknown else call.tokens_in,  # unknown, not 0
+        "tokens_out": None if call.usage_unknown else call.tokens_out,
         "cost_usd": call.cost_usd,
         "llm_calls": call.llm_calls,
         "error": 1 if call.error_type else 0,

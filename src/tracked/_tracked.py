@@ -118,6 +118,8 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
                     internal_error("closing a row", exc)
             call._row = True
             call._lane = here
+        call._outer = True  # still running when its experiment finishes, it is cut short there
+        exp._running[id(call)] = call
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
             call.inputs = _capture_inputs(spec, instance is not None, args, kwargs)
@@ -283,7 +285,9 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
-            seen = max(seen, stream_item(item))
+            kind = stream_item(item)
+            if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
+                seen = call.__dict__["_seen"] = kind
             if reply is not None:
                 reply.item(item)
             n += 1
@@ -324,17 +328,19 @@ def _stream_usage(call: Call, seen: int, stream: Usage | None, done: bool) -> Us
     measured it, unknown (one LLM call of unknown tokens and cost), with one warning."""
     if seen == NOT_AN_ITEM or (seen == FINAL and stream is not None):
         return stream
-    kids = call.__dict__.get(_KIDS)
-    if kids:  # an instrumented request inside measured the stream
+    attrs = call.__dict__
+    if attrs.get(_KIDS) or attrs.get("_streaming_child"):  # an instrumented request inside measures it
         return stream
+    if call.experiment is not None and call.experiment.summarised:
+        return stream  # cut short (and counted) when its experiment finished
     call.usage_unknown = True
     call.incomplete = not done
     call._own = UNKNOWN
     how = "its stream had no usage" if done else "it was left before its stream's usage came"
     warn_once(
         ("usage-unknown", call.name),
-        f"tracked: {call.name}: {how}, so its tokens and cost are unknown (not 0); an OpenAI chat stream "
-        "reports usage with stream_options={'include_usage': True}, or tracked.instrument() asks for it",
+        f"tracked: {call.name}: {how}, so its tokens and cost are unknown (not 0); tracked.instrument() on the "
+        "client measures each request (and asks an OpenAI chat stream for its usage)",
     )
     return None
 
@@ -373,7 +379,9 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
-            seen = max(seen, stream_item(item))
+            kind = stream_item(item)
+            if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
+                seen = call.__dict__["_seen"] = kind
             if reply is not None:
                 reply.item(item)
             n += 1

@@ -148,13 +148,13 @@ def model_rows(experiments: list[StoredExperiment], group: str | None) -> list[d
         }
         for key, name in names.items():
             row = rows.setdefault(str(name), {"model": str(name), "experiments": 0, "llm_calls": 0, "tokens_in": 0,
-                                              "tokens_out": 0, "cost_usd": 0.0, "unpriced_calls": 0})  # fmt: skip
+                                              "tokens_out": 0, "cost_usd": None, "unpriced_calls": 0})  # fmt: skip
             row["experiments"] += 1
             for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
                 value = summary.get(f"model/{key}/{figure}")
-                if is_number(value):
-                    row[figure] += value
-    return sorted(rows.values(), key=lambda r: -r["cost_usd"])
+                if is_number(value):  # a cost none of the runs knows stays None: unknown, not 0
+                    row[figure] = (row[figure] or 0) + value
+    return sorted(rows.values(), key=lambda r: -(r["cost_usd"] or 0.0))
 
 
 def render_models(rows: list[dict[str, Any]]) -> Any:

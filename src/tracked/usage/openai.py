@@ -266,8 +266,11 @@ def _tool_calls(msg: Any) -> list[str]:
 
 def _chat_message(msg: Any) -> dict[str, str]:
     text = part_text(get(msg, "content"), _part)
+    role = get(msg, "role")
+    if role in ("tool", "function"):  # a tool's result, written as Anthropic's tool_result blocks are
+        text = "[tool result] " + text
     lines = ([text] if text else []) + _tool_calls(msg)
-    return message(get(msg, "role"), "\n".join(lines))
+    return message(role, "\n".join(lines))
 
 
 def _responses_item(item: Any) -> dict[str, str] | None:
@@ -276,7 +279,7 @@ def _responses_item(item: Any) -> dict[str, str] | None:
     if kind == "function_call":
         return message("assistant", tool_call(get(item, "name"), get(item, "arguments")))
     if kind == "function_call_output":
-        return message("tool", part_text(get(item, "output"), _part))
+        return message("tool", "[tool result] " + part_text(get(item, "output"), _part))
     if kind == "reasoning":
         return None
     if kind in ("", "message") or get(item, "role") is not None:
