@@ -36,7 +36,7 @@ def strategy(n: int) -> int:
 
 def comparable(row: dict) -> dict:
     """A local row as W&B should have it: no timestamp, no None values."""
-    return {k: v for k, v in row.items() if k not in ("_timestamp", "_join") and v is not None}
+    return {k: v for k, v in row.items() if k not in ("_timestamp", "_join", "call_id") and v is not None}
 
 
 # --- the run and its metadata ---------------------------------------------------------------
@@ -646,3 +646,37 @@ def test_every_history_key_is_defined_with_no_automatic_summary():
     assert not any(k.startswith(("task_id/", "label/")) for k in run.summary)  # identifiers and strings: none
     assert run.summary["cost_usd/mean"] == pytest.approx(exp.final_summary["total/cost_usd"] / 4)
     assert run.summary["work/calls"] == 3 and run.summary["strategy/calls"] == 1
+
+
+def test_the_calls_and_tasks_tables_read_as_a_researcher_needs(tmp_path):
+    """The calls table's LLM rows sum to the totals; the tasks table has a row per task with its metrics and text."""
+    tracked.configure(capture_io=True)
+
+    @tracked.tracked(name="solve")
+    def solve(task_id: int, question: str) -> str:
+        strategy(task_id)  # two nested LLM calls
+        tracked.current_call().log({"retries": task_id % 2})
+        return f"answer {task_id}"
+
+    with tracked.experiment("tables", dir=tmp_path) as exp:
+        for i in range(3):
+            solve(i, f"question {i}")
+            exp.log({"task_id": 100 + i, "accuracy": i % 2})
+    run = wandb_run(exp)
+    summary = exp.final_summary
+    calls = run.table("calls")
+    llm_rows = [c for c in calls if c["llm"]]
+    assert len(llm_rows) == summary["total/llm_calls"] == 6
+    assert sum(c["tokens_in"] for c in llm_rows) == summary["total/tokens_in"]
+    assert sum(c["cost_usd"] for c in llm_rows) == pytest.approx(summary["total/cost_usd"])
+    assert sorted({c["depth"] for c in calls}) == [0, 1, 2]  # solve > strategy > llm
+    assert all(c["depth"] == 2 for c in llm_rows)
+    assert [c["metrics/retries"] for c in calls if c["name"] == "solve"] == [0, 1, 0]
+    assert calls[0]["start_time"].startswith("20") and "T" in calls[0]["start_time"]  # a date, not epoch seconds
+    tasks = run.table("tasks")
+    assert [t["step"] for t in tasks] == [0, 1, 2]
+    assert [t["task_id"] for t in tasks] == [100, 101, 102]
+    assert [t["accuracy"] for t in tasks] == [0, 1, 0]
+    assert [t["output"] for t in tasks] == ["answer 0", "answer 1", "answer 2"]
+    assert all("question" in t["input"] for t in tasks)
+    assert [t["llm_calls"] for t in tasks] == [2, 2, 2]

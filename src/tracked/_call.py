@@ -522,6 +522,8 @@ class Call:
             rec["cache_write_1h_tokens"] = self.cache_write_1h_tokens
         if self.web_searches:
             rec["web_searches"] = self.web_searches
+        if "_leaf" in self.__dict__:
+            rec["llm"] = True  # measured its own usage: the LLM calls' records sum to the totals
         if self.incomplete:
             rec["incomplete"] = True
         if self.usage_unknown:

@@ -41,6 +41,7 @@ def call_row(call: Call) -> dict[str, Any]:
     """The row of a top-level call: its name, figures, error and metrics."""
     data: dict[str, Any] = {
         "call": call.name,
+        "call_id": call.id,  # its record in calls.jsonl
         "latency_s": call.latency_s,
         "tokens_in": None if call.usage_unknown else call.tokens_in,  # unknown, not 0
         "tokens_out": None if call.usage_unknown else call.tokens_out,

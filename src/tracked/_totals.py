@@ -12,7 +12,7 @@ from ._values import is_number
 
 #: Row columns written by tracked itself; every other numeric column of a row is a custom metric.
 ROW_FIELDS = frozenset(
-    {"_step", "_timestamp", "_join", "call", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd",
+    {"_step", "_timestamp", "_join", "call", "call_id", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd",
      "llm_calls", "unpriced_calls", "error", "error_type", "model", "output", "strategy", "provider",
      "timestamp", "worker"}
 )  # fmt: skip

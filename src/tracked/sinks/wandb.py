@@ -9,36 +9,38 @@ through this same sink.
 
 from __future__ import annotations
 
+import json
 import math
 import netrc
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
-from .._totals import metric_value
+from .._totals import ROW_FIELDS, metric_value
 from .protocol import RunEnd, RunInfo
 
-__all__ = ["CALL_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode", "wandb_system"]
+__all__ = [
+    "CALL_COLUMNS", "TASK_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode", "wandb_system",
+]  # fmt: skip
 
+#: The calls table: every call, nested ones included; `depth` 0 is a top-level call, and the rows
+#: with `llm` true (calls that measured their own usage) sum to the run's totals.
 CALL_COLUMNS = (
-    "id",
-    "parent_id",
-    "name",
-    "start_time",
-    "latency_s",
-    "ttft_s",
-    "model",
-    "provider",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "llm_calls",
-    "error",
-)
+    "id", "parent_id", "depth", "name", "llm", "start_time", "latency_s", "ttft_s", "model", "provider",
+    "tokens_in", "tokens_out", "cost_usd", "cost_source", "llm_calls", "error", "error_message", "input", "output",
+)  # fmt: skip
+#: The tasks table: one row per top-level call (a task), with its step, the user's metrics (between
+#: `output` and `latency_s`) and the captured text, so that a task can be compared across runs.
+TASK_COLUMNS = ("step", "task_id", "call", "input", "output")
+TASK_FIGURES = (
+    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "model", "error_type",
+    "error_message", "start_time",
+)  # fmt: skip
 
 
 #: Summary keys about the run rather than its results, kept under `tracked/` in W&B's summary
@@ -151,8 +153,11 @@ class WandbSink:
         self._init_kwargs: dict[str, Any] | None = None
         self.run: Any = adopted
         self.adopted = adopted is not None
-        self._table: list[list[Any]] = []
+        self._calls: list[dict[str, Any]] = []  # the calls table's rows, up to `table_max_rows`
+        self._tasks: list[dict[str, Any]] = []  # the tasks table's rows, up to `table_max_rows`
+        self._tops: dict[str, Mapping[str, Any]] = {}  # top-level call records, by id, for the tasks
         self.table_truncated = 0
+        self.tasks_truncated = 0
         self._defined: set[str] = set()  # history keys given a metric definition
         self._names: list[str] = []  # the top-level call names seen, in order
         self._running_cost = 0.0
@@ -267,6 +272,11 @@ class WandbSink:
 
     def write_row(self, step: int, row: Mapping[str, Any]) -> None:
         run = self.start()
+        if "call" in row:  # a top-level call: a task
+            if len(self._tasks) < config.table_max_rows:
+                self._tasks.append({"step": step, **row})
+            else:
+                self.tasks_truncated += 1
         data = self._history(row)
         new = [key for key in _leaves(data) if key not in self._defined]
         for key in new:
@@ -281,7 +291,7 @@ class WandbSink:
         means of the user's metrics (`running/<m>/mean`), and with two or more top-level call
         names, each name's figures under its own keys (`call/<name>/<figure>`) so that it can be
         charted alone."""
-        data = {k: v for k, v in row.items() if v is not None}
+        data = {k: v for k, v in row.items() if v is not None and k != "call_id"}
         cost = row.get("cost_usd")
         if isinstance(cost, (int, float)):
             self._running_cost += cost
@@ -307,11 +317,20 @@ class WandbSink:
         pass  # a background sink gets whole rows
 
     def write_calls(self, records: Sequence[Mapping[str, Any]]) -> None:
-        room = config.table_max_rows - len(self._table)
-        if room < len(records):
-            self.table_truncated += len(records) - max(room, 0)
-            records = records[: max(room, 0)]
-        self._table.extend([rec.get(c) for c in CALL_COLUMNS] for rec in records)
+        limit = config.table_max_rows
+        for rec in records:
+            if rec.get("parent_id") is None and len(self._tops) < limit:
+                self._tops[rec["id"]] = rec
+            if len(self._calls) >= limit:
+                self.table_truncated += 1
+                continue
+            row = {c: rec.get(c) for c in CALL_COLUMNS}
+            row["llm"] = bool(rec.get("llm"))
+            row["start_time"] = _date(rec.get("start_time"))
+            row["input"], row["output"] = _text(rec.get("inputs")), _text(rec.get("output"))
+            for key, value in (rec.get("metrics") or {}).items():  # the call's own metrics
+                row[f"metrics/{key}"] = value
+            self._calls.append(row)
 
     def set_notes(self, notes: str | None) -> None:
         if self.run is not None:
@@ -345,33 +364,103 @@ class WandbSink:
         import wandb
 
         run = self.start()
-        table = None
+        tables = []
         try:
             run.summary.update(
                 {(f"tracked/{k}" if k in BOOKKEEPING else k): v for k, v in end.summary.items() if v is not None}
             )
-            if self._table:
-                table = wandb.Table(columns=list(CALL_COLUMNS), data=self._table)
-                run.summary["calls"] = table
+            for key, (columns, rows) in (("calls", self._calls_table()), ("tasks", self._tasks_table())):
+                if rows:
+                    table = wandb.Table(columns=list[str | int](columns), data=rows, allow_mixed_types=True)
+                    run.summary[key] = table
+                    tables.append(table)
+            for key, left_out in (("calls", self.table_truncated), ("tasks", self.tasks_truncated)):
+                if left_out:  # the rest are in the local store's calls.jsonl and results.jsonl
+                    run.summary[f"tracked/{key}_table_left_out"] = left_out
         finally:
             # The run is ended even when the summary could not be written.
             if not self.adopted:
                 run.finish(exit_code=end.exit_code)
-        if table is not None:
+        for table in tables:
             _forget_table(table)
         extra: dict[str, Any] = {"wandb": self.info()}
         if self.table_truncated:
             extra["calls_table_truncated"] = self.table_truncated
+        if self.tasks_truncated:
+            extra["tasks_table_truncated"] = self.tasks_truncated
         return extra
 
+    def _calls_table(self) -> tuple[list[str], list[list[Any]]]:
+        parents: dict[str, str] = {row["id"]: row["parent_id"] for row in self._calls}
+        depths: dict[str, int] = {}
+
+        def depth(call_id: str) -> int:
+            path = []
+            node = call_id
+            while node not in depths:
+                parent = parents.get(node)
+                if parent is None:  # top-level, or a parent whose record was left out of the table
+                    depths[node] = 0
+                    break
+                path.append(node)
+                node = parent
+            for node in reversed(path):
+                depths[node] = depths[parents[node]] + 1
+            return depths[call_id]
+
+        extra = sorted({k for row in self._calls for k in row if k not in CALL_COLUMNS})
+        columns = [*CALL_COLUMNS, *extra]
+        rows = []
+        for row in self._calls:
+            row["depth"] = depth(row["id"])
+            rows.append([row.get(c) for c in columns])
+        return columns, rows
+
+    def _tasks_table(self) -> tuple[list[str], list[list[Any]]]:
+        metrics = sorted({k for row in self._tasks for k in row if k not in ROW_FIELDS and k != "step"})
+        columns = [*TASK_COLUMNS, *metrics, *TASK_FIGURES]
+        rows = []
+        for task in self._tasks:
+            rec = self._tops.get(task.get("call_id") or "") or {}
+            values = {
+                **task,
+                "task_id": next((task[k] for k in ("task_id", "task", "id") if k in task), None),
+                "input": _text(rec.get("inputs")),
+                "output": _text(rec.get("output")) if rec.get("output") is not None else _text(task.get("output")),
+                "error_message": rec.get("error_message"),
+                "start_time": _date(rec.get("start_time")),
+            }
+            rows.append([values.get(c) for c in columns])
+        return columns, rows
+
     def close(self) -> None:
-        """After the end: the calls table is not kept in memory."""
-        self._table = []
+        """After the end: the tables are not kept in memory."""
+        self._calls, self._tasks, self._tops = [], [], {}
 
     def references(self) -> Mapping[str, Any]:
         if self.run is None:
             return {}
         return {"wandb_id": self.run.id, "wandb_mode": self.mode}
+
+
+def _date(epoch: Any) -> str | None:
+    """A start time (seconds since the epoch) as an ISO 8601 date, as a table shows it."""
+    if not isinstance(epoch, (int, float)):
+        return None
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _text(value: Any) -> str | None:
+    """Captured text for a table cell: the messages sent one per line (`role: content`), a reply
+    as it is, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    messages = value.get("messages") if isinstance(value, Mapping) else None
+    if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages):
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
+    return json.dumps(value, default=repr, ensure_ascii=False)
 
 
 def _no_weave_suggestion(wandb: Any) -> None:
