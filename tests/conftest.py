@@ -51,3 +51,14 @@ def clean_state(tmp_path, monkeypatch):
     for exp in list(_context._open):
         exp.finish()
     assert tracked.current_experiment() is None
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A loopback server speaking the providers' wire formats to the real clients, with a ledger of
+    what it sent (`tests/loopback.py`): one per test module."""
+    from loopback import Loopback
+
+    lb = Loopback()
+    yield lb
+    lb.close()

@@ -32,13 +32,6 @@ TURNS = CHAT[1:]  # the conversation without its system prompt (Anthropic's and 
 KEY = "sk-proj-" + "Abc123XyZ" * 5  # looks like an OpenAI key
 
 
-@pytest.fixture(scope="module")
-def server():
-    lb = Loopback()
-    yield lb
-    lb.close()
-
-
 _made: list[Any] = []  # sync clients made by a test, closed after it
 
 

@@ -84,13 +84,6 @@ class Harness:
         )
 
 
-@pytest.fixture(scope="module")
-def server():
-    lb = Loopback()
-    yield lb
-    lb.close()
-
-
 @pytest.fixture
 def lab(server, monkeypatch):
     """A fresh tracker, the ledger emptied, and every library uninstrumented afterwards."""

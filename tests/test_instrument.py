@@ -26,13 +26,6 @@ CLAUDE = "claude-haiku-4-5"
 MESSAGES = [{"role": "user", "content": "Where will Sally look for the marble?"}]
 
 
-@pytest.fixture(scope="module")
-def server():
-    lb = Loopback()
-    yield lb
-    lb.close()
-
-
 _made: list[Any] = []  # sync clients made by a test, closed after it
 
 

@@ -28,13 +28,6 @@ GATEWAY_CACHE = "read=300,write5m=1000"  # the chat API has no field for 1-hour 
 GPT = "gpt-5.6-sol"  # priced for cache reads and cache writes apart from input
 
 
-@pytest.fixture(scope="module")
-def server():
-    lb = Loopback()
-    yield lb
-    lb.close()
-
-
 _made: list[Any] = []
 
 

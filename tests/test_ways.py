@@ -208,13 +208,6 @@ def cases(table: dict[str, tuple[Any, bool]]) -> list[Any]:
 # --- fixtures and the check --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    lb = Loopback()
-    yield lb
-    lb.close()
-
-
 @pytest.fixture
 def lb(server):
     server.ledger.clear()
