@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -569,3 +570,51 @@ def test_totals_recomputed_from_stored_rows_agree_with_the_summary(tmp_path):
     for key in ("calls", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls", "cost_complete"):
         assert recomputed[f"total/{key}"] == pytest.approx(summary[f"total/{key}"]), key
     assert summary["total/llm_calls"] == 1
+
+
+def test_guide_wandb_log_after_log_result_lands_in_that_results_row(monkeypatch, tmp_path):
+    """The guide's Example 2: `wandb.log({...})` and `wandb.save(...)` after `log_result` join that result's row."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_ENABLED", "true")
+    notes_file = tmp_path / "notes.txt"
+    notes_file.write_text("layer 15 looks best")
+    config = ExperimentConfig(
+        experiment_name="introspection_happiness_layer15", strategy="introspection", provider="mlx",
+        group="introspection", tags=["concept:happiness"], notes="Which layer?", job_type="probe", layer=15,
+    )  # fmt: skip
+    tracker = get_tracker(use_wandb=True)
+    path = tracker.start_experiment(config)
+    assert wandb.run is not None
+    tracker.log_result(StrategyResult(0.2, 30, 5, 0.0, "I feel content", {"introspection_correct": 1}))
+    wandb.log({"detection_accuracy": 1, "confidence": 0.8, "layer": 15})
+    wandb.save(str(notes_file))
+    tracker.log({"concept_score": 0.5})
+    summary = tracker.finish_experiment()
+    assert wandb.run is None  # no longer current once the experiment finished
+
+    (row,) = read_experiment(path).rows
+    assert (row["detection_accuracy"], row["confidence"], row["layer"], row["concept_score"]) == (1, 0.8, 15, 0.5)
+    run = read_wandb_run(summary["wandb"]["dir"])
+    (step,) = run.history
+    assert step["detection_accuracy"] == 1 and step["concept_score"] == 0.5 and step["output"] == "I feel content"
+    assert (run.group, run.tags, run.notes, run.job_type) == (
+        "introspection",
+        ["concept:happiness"],
+        "Which layer?",
+        "probe",
+    )
+    assert "group" not in run.config and run.config["layer"] == 15
+    assert "notes.txt" in {Path(f).name for f in run.files}
+    assert run.summary["detection_accuracy/mean"] == 1
+
+
+def test_tracker_log_before_any_result_is_a_row_of_its_own():
+    """`tracker.log` with no result to join is a row of its own; outside an experiment it raises."""
+    tracker = ExperimentTracker()
+    with pytest.raises(RuntimeError, match="start_experiment"):
+        tracker.log({"x": 1})
+    path = tracker.start_experiment(ExperimentConfig(experiment_name="early", strategy="s", provider="p"))
+    tracker.log({"warmup": 1})
+    tracker.finish_experiment()
+    assert [r.get("warmup") for r in read_experiment(path).rows] == [1]

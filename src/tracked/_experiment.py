@@ -320,10 +320,11 @@ class Experiment:
         cost_usd: float | None,
         llm_calls: int,
         unpriced: int = 0,
-    ) -> None:
+    ) -> Call:
         """A row for a result measured elsewhere (the older tracker's `log_result`), counted in
         the totals like a call named "result". `cost_usd` None is unknown; `unpriced` counts it
-        as a figure of unknown cost; `metrics` are checked values."""
+        as a figure of unknown cost; `metrics` are checked values. Returns the row's call, open for
+        metrics until it is sealed (`_seal`)."""
         call = Call("result", None, self, time.perf_counter())
         call._set_figures(
             latency_s=latency_s,
@@ -340,7 +341,7 @@ class Experiment:
         if tokens_in or tokens_out or cost_usd:
             call.__dict__["_leaf"] = True  # its reported usage counts under its model too
         self._on_call_end(call)
-        self._seal(call)
+        return call
 
     # --- opening and closing ----------------------------------------------------------------
 

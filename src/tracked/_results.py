@@ -41,22 +41,22 @@ class Results:
         kids = call.__dict__.get(_KIDS)
         return bool(kids) and kids is not _CLOSED
 
-    def end(self, metrics: dict[str, Any], report: Usage | None) -> bool:
-        """End the open result with `metrics` if calls were measured for it; returns whether it did.
+    def end(self, metrics: dict[str, Any], report: Usage | None) -> Call | None:
+        """End the open result with `metrics` if calls were measured for it; returns its row's
+        call (open for more metrics until `Experiment._seal`), or None.
 
         `report` is what the result says of its own usage (checked against the measured figures).
         Its latency is measured: from the start of the first call made for it to now."""
         call = self.open
         if call is None or not self._measured(call):
-            return False
+            return None
         self._begin()  # calls starting from now on belong to the next result
         call._own = report if report is not None and report.reported else None
         call.metrics = metrics or None
         call._lane = lane()
         call._finish(perf_counter() - call.__dict__.get("_first", call._t0), None, None, None, None)
         self.exp._on_call_end(call)
-        self.exp._seal(call)
-        return True
+        return call
 
     def promote_current(self) -> Call | None:
         """`log_result` inside a tracked call: the outermost call below the open result becomes

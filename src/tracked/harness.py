@@ -28,20 +28,23 @@ A `log_result` made inside a `@tracked` call makes that call the row.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from ._call import check_metrics
 from ._config import warn_once
 from ._context import current_call
 from ._experiment import Experiment
 from ._instrument import instrument as _instrument
+from ._options import check_str, check_tags
 from ._values import clean
 from .usage import Usage
 from .usage.values import cost, count, get
 
 if TYPE_CHECKING:
     from ._call import Call
+    from .sinks.wandb import WandbSink
 
 __all__ = ["ExperimentConfig", "ExperimentTracker", "get_tracker", "wandb_enabled"]
 
@@ -54,7 +57,12 @@ def wandb_enabled() -> bool:
 
 
 class ExperimentConfig:
-    """What an experiment is: its name, strategy, provider, model, temperature, and any extra field."""
+    """What an experiment is: its name, strategy, provider, model, temperature, and any extra field
+    (the run's config); and how W&B files the run: `group`, `tags`, `notes`, `job_type` (not config).
+
+    Raises:
+        ValueError: a missing name, or a W&B field W&B would refuse (see `experiment(...)`).
+    """
 
     def __init__(
         self,
@@ -63,10 +71,19 @@ class ExperimentConfig:
         provider: str,
         model: str | None = None,
         temperature: float | None = None,
+        *,
+        group: str | None = None,
+        tags: Any = None,
+        notes: str | None = None,
+        job_type: str | None = None,
         **extra: Any,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
+        self.group = check_str("group", group)
+        self.tags = check_tags(tags)
+        self.notes = check_str("notes", notes)
+        self.job_type = check_str("job_type", job_type)
         self.experiment_name = experiment_name
         self.strategy = strategy
         self.provider = provider
@@ -110,6 +127,8 @@ class ExperimentTracker:
         self.dir = dir
         self.experiment: Experiment | None = None
         self.config: ExperimentConfig | None = None
+        self._last: Call | None = None  # the last result's row, open for `log` until the next result
+        self._globals: Any = None  # undoes wandb's current run
         self._joined: Call | None = None  # the tracked call the last result joined
 
     def start_experiment(self, config: ExperimentConfig) -> Path | None:
@@ -119,14 +138,23 @@ class ExperimentTracker:
         if self.experiment is not None and not self.experiment.finished:
             self.experiment.finish()
         self.config = config
+        self._last = None
         self.experiment = Experiment(
             config.experiment_name,
             project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
             config=config.to_dict(),
+            group=config.group,
+            tags=config.tags,
+            notes=config.notes,
+            job_type=config.job_type,
             dir=self.dir,
             wandb=self.use_wandb,
         ).start()
         self.experiment.collect_results()
+        if self.use_wandb:
+            # As the older tracker's `wandb.init` did: the run is wandb's current run, so the
+            # guide's `wandb.log(...)` after `log_result` joins that result's row.
+            self._globals = make_current(self.experiment, log=self.log)
         return self.experiment.path
 
     def log_result(self, result: Any) -> None:
@@ -160,6 +188,9 @@ class ExperimentTracker:
                 extras[key] = value
         extras = {k: clean(v, "log_result") for k, v in extras.items()}
         results = exp.collect_results()
+        last, self._last = self._last, None
+        if last is not None:  # the previous result's row is complete
+            exp._seal(last)
         if current_call() is not None:
             # Inside a tracked call: that call is the result's row, its own measurements win; the
             # result's output and metadata join it.
@@ -174,8 +205,10 @@ class ExperimentTracker:
         model = get(result, "model")
         model = model if isinstance(model, str) else None
         report = Usage(tokens_in, tokens_out, None, None, model, None, cost_usd)
-        if results.end(extras, report):
-            return  # the calls measured for it are its children
+        row = results.end(extras, report)
+        if row is not None:
+            self._last = row  # the calls measured for it are its children
+            return
         # One result per call: a second one after the same call is a row of its own.
         joined = exp.join_last_row(extras, unless=self._joined)
         if joined is not None:
@@ -191,7 +224,7 @@ class ExperimentTracker:
                 "they go through a client instrumented with tracked.instrument() (or get_tracker(instrument=True)) "
                 "or through a @tracked function",
             )
-        exp.add_result(
+        self._last = exp.add_result(
             extras,
             latency_s=latency_s or 0.0,
             model=model if model is not None else self.config.model if self.config else None,
@@ -202,13 +235,64 @@ class ExperimentTracker:
             unpriced=1 if cost_usd is None and (tokens_in or tokens_out) else 0,
         )
 
+    def log(self, metrics: Mapping[str, Any]) -> None:
+        """Log metrics for the last result: they join its row (the preferred form of the guide's
+        `wandb.log({...})` after `log_result`); before any result, or once its row is complete,
+        they are a row of their own.
+
+        Raises:
+            RuntimeError: before `start_experiment()` or after `finish_experiment()`.
+        """
+        exp = self.experiment
+        if exp is None or exp.finished:
+            raise RuntimeError("log() needs start_experiment() first")
+        checked = {k: clean(v, "log") for k, v in check_metrics(metrics, "tracker.log").items()}
+        last = self._last
+        if last is None or not exp._join(last, checked):
+            exp.log(checked)
+
     def finish_experiment(self) -> dict[str, Any] | None:
         """Close the experiment; returns its summary (totals and status)."""
         exp, self.experiment = self.experiment, None
         if exp is None:
             return None
+        if self._globals is not None:
+            self._globals, undo = None, self._globals
+            undo()
+        self._last = None
         exp.finish()
         return getattr(exp, "final_summary", None)
+
+
+def make_current(exp: Experiment, *, log: Callable[[Mapping[str, Any]], None]) -> Callable[[], None] | None:
+    """Make `exp`'s W&B run wandb's current run (`wandb.run`, `wandb.config`, `wandb.summary`),
+    with `wandb.log` calling `log` and `wandb.save` calling `exp.save`, as the older tracker's own
+    `wandb.init` did. Returns what undoes it, or None when the experiment has no W&B run."""
+    sink = cast("WandbSink | None", exp._sinks.background.get("wandb"))  # None: W&B off, or failed
+    if sink is None:
+        return None
+    try:
+        run = sink.start()  # now, on this thread: the guide calls wandb.log right after log_result
+        from wandb.sdk.lib import module
+    except Exception as exc:
+        warn_once(("wandb-current", type(exc)), f"tracked: the W&B run could not be made wandb's current run ({exc!r})")
+        return None
+
+    def wandb_log(data: Mapping[str, Any], step: Any = None, commit: Any = None, *args: Any, **kwargs: Any) -> None:
+        log(data)
+
+    def wandb_save(glob_str: Any = None, base_path: Any = None, policy: Any = "live", *args: Any, **kw: Any) -> None:
+        exp.save(glob_str)
+
+    module.set_global(run=run, config=run.config, summary=run.summary, log=wandb_log, save=wandb_save)  # type: ignore[no-untyped-call]
+
+    def undo() -> None:
+        import wandb
+
+        if getattr(wandb, "run", None) is run:
+            module.unset_globals()  # type: ignore[no-untyped-call]
+
+    return undo
 
 
 _tracker: ExperimentTracker | None = None
