@@ -319,7 +319,7 @@ def test_sigterm_finishes_as_interrupted_and_dies_of_sigterm(tmp_path, wandb_on)
         assert summary["sinks"] == {"local": "ok", "wandb": "ok"}
         run = read_wandb_run(summary["wandb"]["dir"])
         assert run.exit_code == 1
-        assert run.summary["status"] == "interrupted"
+        assert run.summary["tracked/status"] == "interrupted"
         rows = [r["idx"] for r in read_rows(path / "results.jsonl")]
         assert [h["idx"] for h in run.history] == rows
 

@@ -680,3 +680,26 @@ def test_the_calls_and_tasks_tables_read_as_a_researcher_needs(tmp_path):
     assert [t["output"] for t in tasks] == ["answer 0", "answer 1", "answer 2"]
     assert all("question" in t["input"] for t in tasks)
     assert [t["llm_calls"] for t in tasks] == [2, 2, 2]
+
+
+def test_a_top_level_experiment_ends_with_one_line_on_stderr_unless_quiet(tmp_path):
+    """A top-level experiment ends with one stderr line: what it measured, where, how to upload; quiet turns it off."""
+    code = """
+        import tracked
+        @tracked.tracked
+        def ask():
+            tracked.current_call().add_usage(tokens_in=10, tokens_out=5, model="gpt-4o-mini")
+        with tracked.experiment("study"):
+            with tracked.experiment("debate"):
+                ask()
+            with tracked.experiment("single"):
+                ask()
+    """
+    done = run_python(code, tmp_path, WANDB_SILENT="false")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("tracked: study finished: 2 calls, 2 LLM calls, $0.0000")
+    assert f"local store {tmp_path / 'experiments'}" in line
+    assert "W&B 2 runs, offline" in line and f"tracked sync {tmp_path / 'experiments'}" in line
+    quiet = run_python(code, tmp_path, TRACKED_QUIET="1")
+    assert quiet.returncode == 0 and quiet.stderr == ""

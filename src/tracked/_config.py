@@ -28,6 +28,7 @@ class _Config:
         "io_max_chars",
         "local_providers",
         "prices",
+        "quiet",
         "raise_internal_errors",
         "table_max_rows",
         "wandb_init_timeout_s",
@@ -41,6 +42,8 @@ class _Config:
         self.io_max_chars = 2000
         self.wandb_init_timeout_s = 30.0
         self.table_max_rows = 10_000
+        # Off: a top-level experiment ends with one line on stderr saying where its runs are.
+        self.quiet = os.environ.get("TRACKED_QUIET", "").strip().lower() in _TRUTHY
         # Internal errors are swallowed with a warning; tests turn this on to see them.
         self.raise_internal_errors = False
         # Bumped whenever prices change, so cached price lookups know they are stale.
@@ -70,6 +73,7 @@ def configure(
     io_max_chars: int | None = None,
     wandb_init_timeout_s: float | None = None,
     table_max_rows: int | None = None,
+    quiet: bool | None = None,
 ) -> None:
     """Change process-wide settings; only the arguments given are changed.
 
@@ -87,7 +91,9 @@ def configure(
             secrets redacted.
         io_max_chars: Length (characters) at which each captured string is cut.
         wandb_init_timeout_s: How long an online `wandb.init` may take before falling back to offline.
-        table_max_rows: Calls kept in memory for the W&B calls table; the rest are in `calls.jsonl`.
+        table_max_rows: Rows kept for each W&B table (calls, tasks); the rest are in the local store.
+        quiet: True leaves out the line a top-level experiment prints on stderr when it ends (where
+            its local store and W&B run are, and how to upload an offline run); also `TRACKED_QUIET=1`.
 
     Example:
         >>> import tracked
@@ -124,6 +130,8 @@ def configure(
         if not isinstance(table_max_rows, int) or table_max_rows < 0:
             raise ValueError("table_max_rows must be a non-negative int")
         config.table_max_rows = table_max_rows
+    if quiet is not None:
+        config.quiet = bool(quiet)
 
 
 _warned: set[Any] = set()

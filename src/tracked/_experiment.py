@@ -12,6 +12,7 @@ import asyncio
 import functools
 import inspect
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 from . import _lifecycle
 from ._call import Call, check_metrics
+from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
 from ._instrument import end_open_requests
@@ -27,7 +29,7 @@ from ._results import Results
 from ._rows import Rows
 from ._sysinfo import system_info
 from ._totals import Totals
-from ._values import clean, redact
+from ._values import clean, cost_text, redact
 from ._workers import ExperimentHandle, merge_workers
 from .sinks import RunInfo, SinkSet
 
@@ -407,6 +409,8 @@ class Experiment:
             self.summarised = True  # a call ending from now on is in none of its figures
             only_children = bool(self.children) and self._rows.count == 0
             self.final_summary = self._sinks.finish(summary, status, only_children=only_children)
+            if self.parent is None and self._worker_of is None and not settings.quiet:
+                print(self._end_line(), file=sys.stderr)
         except Exception as exc:
             internal_error("finishing an experiment", exc)
         finally:
@@ -414,6 +418,29 @@ class Experiment:
             _lifecycle.unregister(self)
             if self.parent is not None:
                 self.parent._absorb(self)
+
+    def _end_line(self) -> str:
+        """One line for stderr: what the experiment measured, where its local store and W&B runs
+        are, and how to upload runs written offline."""
+        s = self.final_summary
+        cost = cost_text(s.get("total/cost_usd"), s.get("total/unpriced_calls"))
+        parts = [
+            f"tracked: {self.name} {self.status}: {s.get('total/calls', 0):,} calls, "
+            f"{s.get('total/llm_calls', 0):,} LLM calls, {cost}"
+        ]
+        if self.path is not None:
+            parts.append(f"local store {self.path}")
+        runs = [s["wandb"]] if isinstance(s.get("wandb"), dict) and s["wandb"].get("id") else []
+        runs += [{"id": c["wandb_id"], "mode": c.get("wandb_mode")} for c in self.children if c.get("wandb_id")]
+        offline = [r for r in runs if r.get("mode") == "offline"]
+        if len(runs) == 1 and runs[0].get("url"):
+            parts.append(f"W&B {runs[0]['url']}")
+        elif runs:
+            parts.append(f"W&B {len(runs)} run{'s' if len(runs) > 1 else ''}" + (", offline" if offline else ""))
+        if offline:
+            where = self.path.parent if self.path is not None else None
+            parts.append(f"upload with `tracked sync {where}`" if where else "upload with `wandb sync --sync-all`")
+        return "; ".join(parts)
 
     def _cut_short_running(self) -> None:
         """Top-level calls still running as the experiment finishes (work in a thread or task it

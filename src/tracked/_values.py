@@ -121,3 +121,23 @@ def is_number(value: Any) -> TypeGuard[int | float]:
         and not isinstance(value, bool)
         and not (isinstance(value, float) and math.isnan(value))
     )
+
+
+def money(value: Any) -> str:
+    """A cost in USD as people read it: "$0.000123", "$1.2345", "$1,234.57"; "-" when not a number."""
+    if not is_number(value):
+        return "-"
+    if value == 0:
+        return "$0"
+    return f"${value:.6f}" if value < 0.01 else f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def cost_text(value: Any, unpriced: Any) -> str:
+    """A cost that says what it leaves out: "$0.0031 + 3 unpriced", "unknown (3 unpriced)"; never
+    "$0" for calls whose cost is unknown."""
+    n = int(unpriced) if is_number(unpriced) else 0
+    if n <= 0:
+        return money(value)
+    if is_number(value) and value > 0:
+        return f"{money(value)} + {n:,} unpriced"
+    return f"unknown ({n:,} unpriced)"

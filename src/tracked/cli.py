@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._config import configure
 from ._store import StoredExperiment, find_experiments, totals_of
-from ._values import is_number
+from ._values import cost_text, is_number
 
 __all__ = ["main"]
 
@@ -38,25 +39,6 @@ def _console(stderr: bool = False) -> Any:
     # Piped output (CI logs, files) gets a wide table rather than rich's 80 columns.
     width = None if stream.isatty() else 160
     return Console(stderr=stderr, highlight=False, width=width)
-
-
-def _money(value: Any) -> str:
-    if not is_number(value):
-        return "-"
-    if value == 0:
-        return "$0"
-    return f"${value:.6f}" if value < 0.01 else f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
-
-
-def _cost(value: Any, unpriced: Any) -> str:
-    """A cost that says what it leaves out: "$0.0031 + 3 unpriced", "unknown (3 unpriced)"; never
-    "$0" for calls whose cost is unknown."""
-    n = int(unpriced) if is_number(unpriced) else 0
-    if n <= 0:
-        return _money(value)
-    if is_number(value) and value > 0:
-        return f"{_money(value)} + {n:,} unpriced"
-    return f"unknown ({n:,} unpriced)"
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -166,7 +148,7 @@ def render_models(rows: list[dict[str, Any]]) -> Any:
     for row in rows:
         table.add_row(
             escape(row["model"]), str(row["experiments"]), _num(row["llm_calls"]), _num(row["tokens_in"]),
-            _num(row["tokens_out"]), _cost(row["cost_usd"], row["unpriced_calls"]),
+            _num(row["tokens_out"]), cost_text(row["cost_usd"], row["unpriced_calls"]),
         )  # fmt: skip
     return table
 
@@ -199,7 +181,7 @@ def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None
     for row in rows:
         table.add_row(
             escape(str(row[by])), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
-            _num(row["tokens_in"]), _num(row["tokens_out"]), _cost(row["cost_usd"], row.get("unpriced_calls")),
+            _num(row["tokens_in"]), _num(row["tokens_out"]), cost_text(row["cost_usd"], row.get("unpriced_calls")),
             _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
             *(_num(row[c]) for c in metric_cols),
         )  # fmt: skip
@@ -303,7 +285,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), escape(exp.name),
             f"[{colour.get(status, 'white')}]{escape(status)}[/]", escape(exp.group or ""),
             _num(totals.get("total/calls", 0)),
-            _cost(totals.get("total/cost_usd"), totals.get("total/unpriced_calls")), escape(exp.path.name),
+            cost_text(totals.get("total/cost_usd"), totals.get("total/unpriced_calls")), escape(exp.path.name),
         )  # fmt: skip
     _console().print(table)
     return 0
@@ -337,6 +319,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
+    configure(quiet=True)  # the demo ends with its own footer, which says where the runs are
     console = _console()
     start = time.perf_counter()
     with Progress(

@@ -87,13 +87,10 @@ def has_credentials() -> bool:
     return bool(auth and auth[2])
 
 
-_told_offline = False
-
-
 def resolve_mode(requested: bool | None) -> str:
     """ "disabled", "offline" or "online": `wandb=False` or WANDB_MODE=disabled turn W&B off;
-    WANDB_MODE wins otherwise; else online when credentials exist, else offline. Never prompts."""
-    global _told_offline
+    WANDB_MODE wins otherwise; else online when credentials exist, else offline (the line a
+    top-level experiment prints when it ends says how to upload). Never prompts."""
     if requested is False:
         return "disabled"
     env = os.environ.get("WANDB_MODE", "").strip().lower()
@@ -105,13 +102,6 @@ def resolve_mode(requested: bool | None) -> str:
         return "online"
     if has_credentials():
         return "online"
-    if not _told_offline:
-        _told_offline = True
-        print(
-            "tracked: no W&B credentials, so runs are written offline; upload them later with "
-            "`wandb sync --sync-all` (or `tracked sync`)",
-            file=sys.stderr,
-        )
     return "offline"
 
 
@@ -369,11 +359,19 @@ class WandbSink:
             run.summary.update(
                 {(f"tracked/{k}" if k in BOOKKEEPING else k): v for k, v in end.summary.items() if v is not None}
             )
-            for key, (columns, rows) in (("calls", self._calls_table()), ("tasks", self._tasks_table())):
-                if rows:
-                    table = wandb.Table(columns=list[str | int](columns), data=rows, allow_mixed_types=True)
-                    run.summary[key] = table
-                    tables.append(table)
+            for key, build in (("calls", self._calls_table), ("tasks", self._tasks_table)):
+                try:
+                    columns, rows = build()
+                    if rows:
+                        table = wandb.Table(columns=list[str | int](columns), data=rows, allow_mixed_types=True)
+                        run.summary[key] = table
+                        tables.append(table)
+                except Exception as exc:  # the run, its rows and summary are kept without this table
+                    warn_once(
+                        ("wandb-table", key, type(exc)),
+                        f"tracked: the W&B {key} table could not be written ({type(exc).__name__}: {exc}); "
+                        "the run keeps its rows and summary",
+                    )
             for key, left_out in (("calls", self.table_truncated), ("tasks", self.tasks_truncated)):
                 if left_out:  # the rest are in the local store's calls.jsonl and results.jsonl
                     run.summary[f"tracked/{key}_table_left_out"] = left_out
