@@ -332,10 +332,8 @@ def test_saved_file_is_a_copy_in_local_files_and_in_the_wandb_run(tmp_path):
     assert local_copy.read_text() == "version 1"
     assert not local_copy.is_symlink()
     run = wandb_run(exp)
-    assert "prompt.txt" in run.files
-    run_copy = run.dir / "files" / "prompt.txt"
-    assert run_copy.read_text() == "version 1"
-    assert not run_copy.is_symlink()
+    assert run.saved() == {"prompt.txt": b"version 1"}  # in the run's files artifact
+    assert not run.artifacts[f"run-{run.id}-files"]["prompt.txt"].is_symlink()
     assert src.read_text() == "version 2"
 
 
@@ -347,9 +345,7 @@ def test_saved_file_without_local_store_is_a_copy_in_the_wandb_run(tmp_path):
         exp.save(src)
         src.write_text("edited")
     run = wandb_run(exp)
-    run_copy = run.dir / "files" / "notes.md"
-    assert run_copy.read_text() == "original"
-    assert not run_copy.is_symlink()
+    assert run.saved() == {"notes.md": b"original"}
     assert exp.path is None
 
 
@@ -703,3 +699,24 @@ def test_a_top_level_experiment_ends_with_one_line_on_stderr_unless_quiet(tmp_pa
     assert "W&B 2 runs, offline" in line and f"tracked sync {tmp_path / 'experiments'}" in line
     quiet = run_python(code, tmp_path, TRACKED_QUIET="1")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_saved_files_keep_their_relative_paths_literally_and_apart_from_wandbs_own(tmp_path):
+    """Two files of one name in two folders, a name with glob characters and a requirements.txt are kept as given."""
+    for rel, text in (("a/notes.json", "A"), ("b/notes.json", "B"), ("happy[1].pkl", "P"), ("requirements.txt", "R")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("O")
+    with tracked.experiment("saving") as exp:
+        for rel in ("a/notes.json", "b/notes.json", "happy[1].pkl", "requirements.txt"):
+            exp.save(rel)
+        exp.save(outside)
+    want = {"a/notes.json": b"A", "b/notes.json": b"B", "happy[1].pkl": b"P", "requirements.txt": b"R",
+            outside.resolve().relative_to("/").as_posix(): b"O"}  # fmt: skip
+    run = wandb_run(exp)
+    assert run.saved() == want
+    for name, content in want.items():
+        assert (exp.path / "files" / name).read_bytes() == content
+    own = run.dir / "files" / "requirements.txt"  # W&B's own list of the environment's packages, untouched
+    assert not own.exists() or own.read_bytes() != b"R"

@@ -53,8 +53,7 @@ def read_local(exp: tracked.Experiment, captured: Any) -> ReadBack:
 def read_wandb(exp: tracked.Experiment, captured: Any) -> ReadBack:
     run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     assert run.dir is not None
-    listed = [run.dir / "files" / name for name in run.files]
-    files = {p.name: p.read_bytes() for p in listed if p.is_file()}
+    files = run.saved()
     return ReadBack(
         rows=[_public(r) for r in sorted(run.history, key=lambda r: r["_step"])],
         call_ids=[c["id"] for c in run.table("calls")] if "calls" in run.summary else [],

@@ -211,11 +211,18 @@ class Experiment:
         self._sinks.set_tags(list(self._tags))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Keep a copy of a file with the run (in the local store's `files/` and the W&B run)."""
+        """Keep a copy of a file, as it is now, with the run: in the local store's `files/` and in
+        the W&B run's files artifact (`run-<id>-files`), under its path relative to the working
+        directory (`results/a.json`; a file outside it under its absolute path without the root),
+        so that two files of the same name do not collide.
+
+        Raises:
+            FileNotFoundError: `path` is not a file.
+        """
         src = Path(path)
         if not src.is_file():
             raise FileNotFoundError(f"exp.save: no such file: {src}")
-        self._sinks.save(src, src.name)
+        self._sinks.save(src, saved_name(src))
 
     def handle(self) -> ExperimentHandle:
         """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork or
@@ -487,6 +494,16 @@ class Experiment:
         """In a forked child: this experiment belongs to the parent process; nothing is written."""
         self.finished = True
         self._sinks.forget()
+
+
+def saved_name(path: Path) -> str:
+    """The name a saved file is kept under: its path relative to the working directory, else its
+    absolute path without the root (`/data/x/notes.json` is `data/x/notes.json`)."""
+    full = path.resolve()
+    try:
+        return full.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return full.relative_to(full.anchor).as_posix()
 
 
 def _load_price_data() -> None:

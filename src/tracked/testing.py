@@ -122,6 +122,14 @@ class WandbRun:
     #: Metric definitions (`run.define_metric`): name -> the summaries W&B keeps of it
     #: (["none"] when it keeps none, so the runs table shows no last value for it).
     metrics: dict[str, list[str]] = field(default_factory=dict)
+    #: Artifacts the run logged: name -> {path in the artifact: the local file it was made from}
+    #: (the saved files are in `run-<id>-files`).
+    artifacts: dict[str, dict[str, Path]] = field(default_factory=dict)
+
+    def saved(self) -> dict[str, bytes]:
+        """The files saved with `exp.save`, by their path in the run's files artifact."""
+        files = self.artifacts.get(f"run-{self.id}-files", {})
+        return {name: path.read_bytes() for name, path in files.items()}
 
     def table(self, key: str = "calls") -> list[dict[str, Any]]:
         """The rows of a table stored in the summary (by default the calls table)."""
@@ -170,6 +178,9 @@ def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
             run.files.extend(f.path for f in record.files.files)
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
+        elif kind == "artifact":
+            a = record.artifact
+            run.artifacts[a.name] = {e.path: Path(e.local_path) for e in a.manifest.contents}
         elif kind == "metric":
             m = record.metric
             name = m.name or m.glob_name

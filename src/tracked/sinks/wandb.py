@@ -146,6 +146,7 @@ class WandbSink:
         self._calls: list[dict[str, Any]] = []  # the calls table's rows, up to `table_max_rows`
         self._tasks: list[dict[str, Any]] = []  # the tasks table's rows, up to `table_max_rows`
         self._tops: dict[str, Mapping[str, Any]] = {}  # top-level call records, by id, for the tasks
+        self._files: dict[str, Path] = {}  # saved files: name in the artifact -> the copy to add
         self.table_truncated = 0
         self.tasks_truncated = 0
         self._defined: set[str] = set()  # history keys given a metric definition
@@ -335,13 +336,10 @@ class WandbSink:
             self._init_kwargs["tags"] = list(tags)
 
     def save(self, path: Path, name: str) -> None:
-        import shutil
-
-        run = self.start()
-        dest = Path(run.dir) / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dest)  # a copy in the run's files, not a symlink to the user's file
-        run.save(str(dest), base_path=run.dir, policy="now")
+        """Kept for the run's files artifact, logged at the end: under its relative path, taken
+        literally (no glob), apart from W&B's own run files. `path` is a copy that stays as it is."""
+        self.start()
+        self._files[name] = path
 
     def flush(self) -> None:
         pass  # its queue is worked through before finish
@@ -372,6 +370,8 @@ class WandbSink:
                         f"tracked: the W&B {key} table could not be written ({type(exc).__name__}: {exc}); "
                         "the run keeps its rows and summary",
                     )
+            if self._files:
+                self._log_files(run)
             for key, left_out in (("calls", self.table_truncated), ("tasks", self.tasks_truncated)):
                 if left_out:  # the rest are in the local store's calls.jsonl and results.jsonl
                     run.summary[f"tracked/{key}_table_left_out"] = left_out
@@ -387,6 +387,22 @@ class WandbSink:
         if self.tasks_truncated:
             extra["tasks_table_truncated"] = self.tasks_truncated
         return extra
+
+    def _log_files(self, run: Any) -> None:
+        """The saved files as one artifact of the run (`run-<id>-files`, type `run-files`)."""
+        import wandb
+
+        try:
+            artifact = wandb.Artifact(f"run-{run.id}-files", type="run-files")
+            for name, path in self._files.items():
+                artifact.add_file(str(path), name=name, policy="immutable")
+            run.log_artifact(artifact)
+        except Exception as exc:
+            warn_once(
+                ("wandb-files", type(exc)),
+                f"tracked: the saved files could not be added to the W&B run ({type(exc).__name__}: {exc}); "
+                "the local store keeps them",
+            )
 
     def _calls_table(self) -> tuple[list[str], list[list[Any]]]:
         parents: dict[str, str] = {row["id"]: row["parent_id"] for row in self._calls}
@@ -433,7 +449,7 @@ class WandbSink:
 
     def close(self) -> None:
         """After the end: the tables are not kept in memory."""
-        self._calls, self._tasks, self._tops = [], [], {}
+        self._calls, self._tasks, self._tops, self._files = [], [], {}, {}
 
     def references(self) -> Mapping[str, Any]:
         if self.run is None:
