@@ -720,3 +720,16 @@ def test_saved_files_keep_their_relative_paths_literally_and_apart_from_wandbs_o
         assert (exp.path / "files" / name).read_bytes() == content
     own = run.dir / "files" / "requirements.txt"  # W&B's own list of the environment's packages, untouched
     assert not own.exists() or own.read_bytes() != b"R"
+
+
+def test_a_run_starts_with_its_experiment_not_with_its_first_row():
+    """W&B's Created is the experiment's start, even when the first row comes two seconds later."""
+    import time
+
+    with tracked.experiment("slow_start") as exp:
+        started = time.time()
+        time.sleep(2.0)  # loading a benchmark, warming a model...
+        work(1)
+    run = wandb_run(exp)
+    assert run.started_at is not None
+    assert started - 0.1 <= run.started_at < started + 1.5  # well before the first row, 2 s in

@@ -153,6 +153,8 @@ class Experiment:
         self.parent = parent
         if parent is not None:
             inherit(self, parent)
+            if parent._rows.count == 0:
+                parent._sinks.child_opened()
         if self._local_requested is None:
             self._local_requested = True
         if parent is None and self._worker_of is None:

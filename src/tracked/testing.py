@@ -119,6 +119,8 @@ class WandbRun:
     files: list[str] = field(default_factory=list)
     exit_code: int | None = None
     dir: Path | None = None
+    #: When the run started (seconds since the epoch): W&B's Created.
+    started_at: float | None = None
     #: Metric definitions (`run.define_metric`): name -> the summaries W&B keeps of it
     #: (["none"] when it keeps none, so the runs table shows no last value for it).
     metrics: dict[str, list[str]] = field(default_factory=dict)
@@ -164,6 +166,8 @@ def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
             run.id, run.name, run.project, run.entity = r.run_id, r.display_name, r.project, r.entity
             run.group, run.job_type, run.notes = r.run_group, r.job_type, r.notes
             run.tags = list(r.tags)
+            if r.HasField("start_time"):
+                run.started_at = r.start_time.seconds + r.start_time.nanos / 1e9
             run.config.update({k: v for k, v in _items(r.config.update).items() if k != "_wandb"})
         elif kind == "config":
             run.config.update({k: v for k, v in _items(record.config.update).items() if k != "_wandb"})

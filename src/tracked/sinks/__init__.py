@@ -110,6 +110,24 @@ class SinkSet:
         self._calls_thread.start()
         for thread in self._threads.values():
             thread.start()
+        # A run starts with its experiment (its Created and Runtime are the experiment's), made on
+        # the sink's own thread; unless the experiment turns out to be a parent that only opens
+        # children (see `Sink.start_soon`).
+        self._to_background("start", None)
+
+    def child_opened(self) -> None:
+        """A child experiment started inside this one: a sink waiting to start a run that has no
+        rows yet leaves it to the end (a parent that only opens children gets no run)."""
+        for sink in self.background.values():
+            hint = getattr(sink, "child_opened", None)
+            if hint is not None:
+                hint()
+
+    def _nudge(self) -> None:
+        for sink in self.background.values():
+            nudge = getattr(sink, "nudge", None)
+            if nudge is not None:
+                nudge()
 
     def get(self, name: str) -> Any:
         """The opened sink of that name (active or failed), or None."""
@@ -136,6 +154,8 @@ class SinkSet:
 
     def emit(self, step: int, row: Mapping[str, Any]) -> None:
         """A complete row, in step order, to the background sinks."""
+        if step == 0:
+            self._nudge()  # a run waiting for its grace period starts now
         self._to_background("row", (step, row))
 
     def add_call(self, call: Any) -> None:
@@ -248,6 +268,7 @@ class SinkSet:
         """End every sink and return the summary as written: every call record delivered, the
         durable sinks flushed, the background sinks finished (their keys added), then the durable
         ones finished with every sink's status under `sinks`."""
+        self._nudge()
         if not self._calls_thread.stop():
             warn_once(
                 ("calls-stuck", id(self)),
@@ -314,6 +335,10 @@ def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
             return  # failed: its queue is drained without calling it again
         if kind == "row":
             sink.write_row(*payload)
+        elif kind == "start":
+            start_soon = getattr(sink, "start_soon", None)
+            if start_soon is not None:
+                start_soon()
         elif kind == "calls":
             sink.write_calls(payload)
         elif kind == "notes":

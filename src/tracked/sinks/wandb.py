@@ -14,6 +14,8 @@ import math
 import netrc
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +44,10 @@ TASK_FIGURES = (
     "error_message", "start_time",
 )  # fmt: skip
 
+
+#: How long a new experiment's run waits to start for a child experiment to open (which makes it a
+#: parent of grouped runs, with no run of its own unless it logs rows): its Created is this late at most.
+START_GRACE_S = 0.25
 
 #: Summary keys about the run rather than its results, kept under `tracked/` in W&B's summary
 #: (W&B shows its own State, Name, Created and Runtime): they stay as they are in `summary.json`.
@@ -147,6 +153,8 @@ class WandbSink:
         self._tasks: list[dict[str, Any]] = []  # the tasks table's rows, up to `table_max_rows`
         self._tops: dict[str, Mapping[str, Any]] = {}  # top-level call records, by id, for the tasks
         self._files: dict[str, Path] = {}  # saved files: name in the artifact -> the copy to add
+        self._woken = threading.Event()  # a row or the end came: no more waiting to start the run
+        self._children_first = False  # a child experiment opened before any row: maybe no run
         self.table_truncated = 0
         self.tasks_truncated = 0
         self._defined: set[str] = set()  # history keys given a metric definition
@@ -240,6 +248,30 @@ class WandbSink:
         run.tags = tuple(tags)
         if kwargs.get("notes") and not run.notes:
             run.notes = kwargs["notes"]
+
+    def start_soon(self) -> None:
+        """On the sink's thread, as the experiment starts: start the run now, so that W&B's Created
+        and Runtime are the experiment's. The only wait is `START_GRACE_S` for a first child
+        experiment: a parent that opens a child before any row of its own gets no run (its
+        children have theirs); a row or the end cuts the wait short."""
+        if self.run is not None:
+            return
+        began = time.monotonic()
+        import wandb  # noqa: F401  (the first import takes a while: during the wait, not after it)
+
+        self._woken.wait(max(0.0, START_GRACE_S - (time.monotonic() - began)))
+        if not self._children_first:
+            self.start()
+
+    def nudge(self) -> None:
+        """A first row, or the end (any thread): a run waiting to start does not wait longer."""
+        self._woken.set()
+
+    def child_opened(self) -> None:
+        """A child experiment opened (any thread): before any row, this run is left to the end."""
+        if not self._woken.is_set():
+            self._children_first = True
+            self._woken.set()
 
     @property
     def started(self) -> bool:
