@@ -50,7 +50,7 @@ def grid(name: str, root: Path, *, goal: str = "maximize", strategies=STRATEGIES
         {
             "program": str(PROGRAM),
             "method": "grid",
-            "metric": {"name": "accuracy", "goal": goal},
+            "metric": {"name": "accuracy/mean", "goal": goal},
             "parameters": {"strategy": {"values": list(strategies)}, "temperature": {"values": list(temperatures)}},
         },
     )
@@ -68,9 +68,15 @@ def sweep(path: Path, root: Path, *args: str) -> int:
     return cli.main(["sweep", str(path), "--dir", str(root), *args])
 
 
+def sweep_dir(root: Path, name: str) -> Path:
+    """The one state directory of the sweep named `name` (`sweeps/<name>-<digest of its file>`)."""
+    (found,) = (root / "sweeps").glob(f"{name}-*")
+    return found
+
+
 def state(root: Path, name: str) -> dict:
     """The sweep's state file."""
-    return json.loads((root / "sweeps" / name / "state.json").read_text())
+    return json.loads((sweep_dir(root, name) / "state.json").read_text())
 
 
 def experiment_dirs(root: Path) -> list[Path]:
@@ -118,8 +124,10 @@ def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_gr
         by_trial[sweep_meta["trial"]] = exp
         assert exp.config["group"] == "g"
         assert sweep_meta["name"] == "g"
-        assert sweep_meta["metric"] == "accuracy" and sweep_meta["goal"] == "maximize"
-        assert exp.config["config"] == sweep_meta["params"]  # the parameters won over the code's defaults
+        assert sweep_meta["metric"] == "accuracy/mean" and sweep_meta["goal"] == "maximize"
+        # The parameters won over the code's defaults; the sweep's name and the trial are in the config.
+        assert exp.config["config"] == {**sweep_meta["params"], "sweep_name": "g", "sweep_trial": sweep_meta["trial"]}
+        assert exp.config["name"] == ",".join(f"{k}={v}" for k, v in sweep_meta["params"].items())
         assert exp.summary["status"] == "finished"
         # W&B's default command: ${env} ${interpreter} ${program} ${args}
         params = sweep_meta["params"]
@@ -203,7 +211,7 @@ def test_random_sweep_with_count_samples_within_bounds_and_resumes_to_a_larger_c
         {
             "program": str(PROGRAM),
             "method": "random",
-            "metric": {"name": "accuracy", "goal": "maximize"},
+            "metric": {"name": "accuracy/mean", "goal": "maximize"},
             "parameters": {"strategy": {"values": ["single", "debate"]}, "temperature": {"min": 0.1, "max": 0.9}},
         },
     )
@@ -217,7 +225,8 @@ def test_random_sweep_with_count_samples_within_bounds_and_resumes_to_a_larger_c
         assert t["params"]["strategy"] in ("single", "debate")
     for d in experiment_dirs(tmp_path):
         exp = read_experiment(d)
-        assert exp.config["group"] == "rnd" and exp.config["config"] == exp.config["sweep"]["params"]
+        assert exp.config["group"] == "rnd"
+        assert {k: exp.config["config"][k] for k in exp.config["sweep"]["params"]} == exp.config["sweep"]["params"]
 
     assert sweep(path, tmp_path, "--count", "3") == 0
     assert len(state(tmp_path, "rnd")["trials"]) == 3 and len(experiment_dirs(tmp_path)) == 3
@@ -234,7 +243,7 @@ def test_bayes_sweep_reads_each_trials_metric_from_its_summary_with_the_files_go
         {
             "program": str(PROGRAM),
             "method": "bayes",
-            "metric": {"name": "accuracy", "goal": "minimize"},
+            "metric": {"name": "accuracy/mean", "goal": "minimize"},
             "parameters": {"strategy": {"values": STRATEGIES}, "temperature": {"min": 0.1, "max": 0.9}},
         },
     )
@@ -247,7 +256,7 @@ def test_bayes_sweep_reads_each_trials_metric_from_its_summary_with_the_files_go
         assert t["metric"] is not None
         exp = read_experiment(tmp_path / "experiments" / t["experiment"])
         assert t["metric"] == exp.summary["accuracy/mean"]
-        assert exp.config["sweep"]["goal"] == "minimize" and exp.config["sweep"]["metric"] == "accuracy"
+        assert exp.config["sweep"]["goal"] == "minimize" and exp.config["sweep"]["metric"] == "accuracy/mean"
         assert exp.config["group"] == "bay"
         assert 0.1 <= exp.config["config"]["temperature"] <= 0.9
 
@@ -328,7 +337,7 @@ def test_command_list_form_runs_each_trial_with_the_macros_expanded(
         {
             "program": str(prog),
             "method": "grid",
-            "metric": {"name": "accuracy", "goal": "maximize"},
+            "metric": {"name": "accuracy/mean", "goal": "maximize"},
             "command": command,
             "parameters": {"strategy": {"values": ["single", "debate"]}, "temperature": {"value": 0.5}},
         },
@@ -340,7 +349,7 @@ def test_command_list_form_runs_each_trial_with_the_macros_expanded(
     for t in trials:
         record = json.loads((out / f"{t['id']}.json").read_text())
         params = t["params"]
-        assert record["config"] == params
+        assert record["config"] == {**params, "sweep_name": "cmd", "sweep_trial": t["id"]}
         if expected_argv == "json_file":
             assert record["file"] == params
         else:
@@ -454,7 +463,7 @@ def test_failed_trials_are_recorded_with_their_log_and_not_repeated(tmp_path, no
     assert [t["status"] for t in trials] == ["failed", "failed"]
     assert all(t["exit_code"] == 1 for t in trials)
     for t in trials:
-        assert "boom-output" in (tmp_path / "sweeps" / "bad" / "logs" / f"{t['id']}.log").read_text()
+        assert "boom-output" in (sweep_dir(tmp_path, "bad") / "logs" / f"{t['id']}.log").read_text()
     sweep(path, tmp_path)
     assert state(tmp_path, "bad")["trials"] == trials
 
@@ -549,7 +558,7 @@ def interrupt(tmp_path: Path) -> tuple[Path, dict, int]:
         {
             "program": str(prog),
             "method": "grid",
-            "metric": {"name": "accuracy", "goal": "maximize"},
+            "metric": {"name": "accuracy/mean", "goal": "maximize"},
             "parameters": {"strategy": {"values": ["a", "b"]}},
         },
     )
@@ -646,9 +655,10 @@ def test_experiment_under_sweep_env_takes_the_parameters_and_the_sweeps_group(tm
         assert exp.config["temperature"] == 0.1
         assert exp.config["strategy"] == "single"
         assert exp.group == "s"
+        assert exp.name == "temperature=0.1"  # a trial is named by its parameters
     record = read_experiment(exp.path).config
     assert record["group"] == "s"
-    assert record["config"] == {"temperature": 0.1, "strategy": "single"}
+    assert record["config"] == {"temperature": 0.1, "strategy": "single", "sweep_name": "s", "sweep_trial": "t1"}
     assert record["sweep"] == {
         "name": "s",
         "trial": "t1",
@@ -672,3 +682,33 @@ def test_example_program_runs_alone_with_its_default_config(tmp_path):
     assert exp.config["group"] is None and "sweep" not in exp.config
     assert exp.summary["status"] == "finished"
     assert isinstance(exp.summary["accuracy/mean"], float)
+
+
+@pytest.mark.slow
+def test_a_per_row_metric_as_the_objective_warns_once(tmp_path, no_wandb):
+    """A sweep file whose metric is logged per row warns that W&B would score each run by its best row."""
+    path = write_sweep(tmp_path, "rowwise", {
+        "program": str(PROGRAM), "method": "grid", "metric": {"name": "accuracy", "goal": "maximize"},
+        "parameters": {"strategy": {"values": ["single", "debate"]}},
+    })  # fmt: skip
+    with pytest.warns(tracked.TrackedWarning, match="'accuracy' is logged per row") as caught:
+        assert sweep(path, tmp_path) == 0
+    assert len([w for w in caught if "logged per row" in str(w.message)]) == 1
+    assert all(t["metric"] is not None for t in state(tmp_path, "rowwise")["trials"])  # read as its mean
+
+
+@pytest.mark.slow
+def test_an_edited_sweep_file_is_a_new_sweep(tmp_path, no_wandb, capsys):
+    """Editing a finished sweep's file starts a new sweep (said so), which runs its whole new grid."""
+    path = grid("edit", tmp_path, strategies=["single"], temperatures=[0.3, 0.9])
+    assert sweep(path, tmp_path) == 0
+    grid("edit", tmp_path, strategies=["single", "debate"], temperatures=[0.3, 0.9])  # same name, a new grid
+    capsys.readouterr()
+    assert sweep(path, tmp_path) == 0
+    out = flat(capsys.readouterr().out)
+    assert "differs from the file of the earlier sweep" in out and "4/4" in out
+    (old, new) = sorted(
+        (tmp_path / "sweeps").glob("edit-*"), key=lambda p: len(json.loads((p / "state.json").read_text())["trials"])
+    )
+    assert len(json.loads((old / "state.json").read_text())["trials"]) == 2
+    assert len(json.loads((new / "state.json").read_text())["trials"]) == 4

@@ -149,10 +149,18 @@ def join_sweep(exp: Experiment) -> None:
         return
     if isinstance(values, dict):
         exp.config.update(clean(values, "config"))
+        # Trials are told apart by their parameters: the run is named by them, as W&B names a
+        # sweep's runs by nothing more telling.
+        if values:
+            exp.name = shorten(",".join(f"{k}={v}" for k, v in values.items()), LIMITS["name"])
     if isinstance(sweep, dict):
         exp.sweep = {**sweep, "params": values}
-        if exp.group is None and isinstance(sweep.get("name"), str):
-            exp.group = shorten(sweep["name"], LIMITS["group"])
+        if isinstance(sweep.get("name"), str):
+            exp.config["sweep_name"] = sweep["name"]
+            if exp.group is None:
+                exp.group = shorten(sweep["name"], LIMITS["group"])
+        if isinstance(sweep.get("trial"), str):
+            exp.config["sweep_trial"] = sweep["trial"]
 
 
 def parents_of(exp: Experiment) -> list[str]:

@@ -9,6 +9,7 @@ kept in `<dir>/sweeps/<name>/state.json`: running the same command again resumes
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -24,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._store import experiment_dirs, load_experiment
+from ._config import warn_once
+from ._store import EXPERIMENTS, experiment_dirs, load_experiment
 
 __all__ = ["SweepError", "SweepSpec", "load_sweep", "run_sweep", "trial_env"]
 
@@ -50,6 +52,12 @@ class SweepSpec:
     metric: str | None
     goal: str
     raw: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """8 hex digits of the file's content as read (key order aside): its state's key."""
+        text = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _fail(path: Path, key: str, expected: str, got: Any = None) -> SweepError:
@@ -257,6 +265,20 @@ def _trial_metric(spec: SweepSpec, store: Path, trial: Trial) -> tuple[float | N
     return best
 
 
+def _check_objective(spec: SweepSpec, path: Path) -> None:
+    """Warn once when the sweep's metric is logged per row: W&B's sweep engine (under `wandb
+    agent`) scores a run by the best value in its history, not by its mean."""
+    if spec.metric is None or spec.metric.endswith(("/mean", "/n", "/stderr")):
+        return
+    exp = load_experiment(path)
+    if any(spec.metric in row for row in exp.rows):
+        warn_once(
+            ("sweep-objective", spec.metric),
+            f"tracked sweep: the metric {spec.metric!r} is logged per row; under `wandb agent`, W&B scores a "
+            f"run by its best row (a single correct task scores 1.0): name `{spec.metric}/mean` in the sweep file",
+        )
+
+
 def _sweep_runs(spec: SweepSpec, trials: list[Trial]) -> list[Any]:
     from sweeps import RunState, SweepRun
 
@@ -305,6 +327,7 @@ def run_sweep(
     store: Path,
     on_progress: Callable[[int, int | None, Trial | None], None] | None = None,
     stdout: Any = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SweepState:
     """Run (or resume) a sweep until `count` trials have finished (grid: until the grid is done)."""
     spec = load_sweep(path)
@@ -315,7 +338,15 @@ def run_sweep(
     if spec.method != "grid" and count is None:
         raise SweepError(f"{path}: a {spec.method} sweep never ends by itself: give --count N")
     store.mkdir(parents=True, exist_ok=True)
-    state_path = store / "sweeps" / spec.name / "state.json"
+    # The state is the file's, as it is: an edited file is a new sweep (same name and group).
+    state_path = store / "sweeps" / f"{spec.name}-{spec.digest}" / "state.json"
+    earlier = [p.name for p in (store / "sweeps").glob(f"{spec.name}-*") if p.name != state_path.parent.name]
+    if earlier and not state_path.exists():
+        notice = (
+            f"tracked sweep: {path} differs from the file of the earlier sweep(s) {', '.join(sorted(earlier))}: "
+            f"starting a new one ({state_path.parent.name}) in the same group"
+        )
+        (on_notice or (lambda text: print(text, file=stdout or sys.stdout)))(notice)
     logs = state_path.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     state = SweepState.load(state_path, spec)
@@ -368,6 +399,8 @@ def run_sweep(
                 trial.seconds = round(time.monotonic() - started, 3)
                 trial.status = "finished" if code == 0 else "failed"
                 trial.metric, trial.experiment = _trial_metric(spec, store, trial)
+                if trial.experiment is not None:
+                    _check_objective(spec, store / EXPERIMENTS / trial.experiment)
                 state.save(state_path)
                 if on_progress:
                     on_progress(done(), total, trial)

@@ -156,7 +156,7 @@ def render_models(rows: list[dict[str, Any]]) -> Any:
 def _sort_rows(rows: list[dict[str, Any]], metric: str | None, goal: str) -> list[dict[str, Any]]:
     if metric is None:
         return rows
-    key = f"{metric}_mean"
+    key = f"{metric.removesuffix('/mean')}_mean"  # a sweep's objective may name the summary key
 
     def rank(row: dict[str, Any]) -> float:
         value = row.get(key)
@@ -373,7 +373,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 if trial is not None:
                     bar.console.print(escape(describe(trial)))
 
-            state = run_sweep(path, count=args.count, parallel=args.parallel, store=store, on_progress=progress)
+            state = run_sweep(
+                path, count=args.count, parallel=args.parallel, store=store, on_progress=progress,
+                on_notice=lambda text: bar.console.print(text, markup=False),
+            )  # fmt: skip
     except SweepError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
