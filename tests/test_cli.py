@@ -519,7 +519,7 @@ def test_sync_replays_an_experiment_into_an_offline_wandb_run(capsys, tmp_path, 
     assert run.config["_tracked"]["version"] == tracked.__version__
     assert local.config["system"]["host"] == socket.gethostname()
     assert len(run.history) == 3
-    for row, stored in zip(run.history, local.rows, strict=True):
+    for row, stored in zip(run.rows(), local.rows, strict=True):
         for key in ("call", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "accuracy"):
             assert row[key] == stored[key]
     assert [row["accuracy"] for row in run.history] == [1, 0, 1]
@@ -558,7 +558,7 @@ def test_sync_replays_an_older_tracker_experiment_into_hidden_layer(capsys, tmp_
     assert run.name == "old"
     assert run.config == {"strategy": "single", "provider": "ollama", "model": "llama3.2:latest", "temperature": 0.7}
     assert len(run.history) == 2
-    assert all(row["output"] == "basket" and row["metadata/accuracy"] == 1 for row in run.history)
+    assert all(row["output"] == "basket" and row["metadata/accuracy"] == 1 for row in run.rows())
     assert run.summary["total/calls"] == 2
     assert run.summary["total/tokens_in"] == 200
     assert run.summary["total/tokens_out"] == 20

@@ -122,8 +122,9 @@ def test_every_row_is_one_whole_history_step_equal_to_the_local_row():
     local = read_experiment(exp.path).rows
     assert len(run.history) == len(local) == 5
     assert [h["_step"] for h in run.history] == [0, 1, 2, 3, 4]
+    assert not any(isinstance(v, str) for h in run.history for v in h.values())  # text is in the tasks table
     spent = 0.0
-    for h, row in zip(run.history, local, strict=True):
+    for h, row in zip(run.rows(), local, strict=True):
         expected = comparable(row)
         own = {k: v for k, v in h.items() if not k.startswith(("running/", "call/"))}
         assert own.keys() == expected.keys()
@@ -133,17 +134,17 @@ def test_every_row_is_one_whole_history_step_equal_to_the_local_row():
         assert h["running/cost_usd"] == pytest.approx(spent)  # running cost: accuracy against dollars spent
     assert run.history[1]["accuracy"] == pytest.approx(0.1) and run.history[1]["judge"] == 1
     assert run.history[3]["running/accuracy/mean"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
-    assert run.history[4]["call"] == "strategy" and run.history[4]["llm_calls"] == 2
+    assert run.rows()[4]["call"] == "strategy" and run.history[4]["llm_calls"] == 2
     # A second top-level call name: from then on each name's figures have keys of their own.
     assert run.history[4]["call/strategy/llm_calls"] == 2 and "call/work/llm_calls" not in run.history[3]
 
 
 def _check_interleaved_history(exp: tracked.Experiment, n_threads: int, per_thread: int) -> None:
     run = wandb_run(exp)
-    assert len(run.history) == n_threads * per_thread
-    assert sorted(h["_step"] for h in run.history) == list(range(n_threads * per_thread))
+    assert len(run.rows()) == n_threads * per_thread
+    assert sorted(h["_step"] for h in run.rows()) == list(range(n_threads * per_thread))
     seen = set()
-    for h in run.history:
+    for h in run.rows():
         task = h["tokens_in"]
         assert h["call"] == "work"
         assert h["task"] == task, h  # logged inside the call
@@ -152,7 +153,7 @@ def _check_interleaved_history(exp: tracked.Experiment, n_threads: int, per_thre
         seen.add(task)
     assert seen == {100 * t + j + 1 for t in range(n_threads) for j in range(per_thread)}
     local = {r["_step"]: r for r in read_experiment(exp.path).rows}
-    for h in run.history:
+    for h in run.rows():
         assert local[h["_step"]]["accuracy"] == h["accuracy"]
 
 
@@ -561,8 +562,8 @@ def test_unloggable_values_reach_wandb_as_repr_with_one_warning_per_type():
     assert len(record) == 2
     assert exp.final_summary["sinks"]["wandb"] == "ok"
     run = wandb_run(exp)
-    assert [h["obj"] for h in run.history] == [repr(obj), repr(obj)]
-    assert [h["raw"] for h in run.history] == [repr(b"\x00bytes"), repr(b"more")]
+    assert [h["obj"] for h in run.rows()] == [repr(obj), repr(obj)]
+    assert [h["raw"] for h in run.rows()] == [repr(b"\x00bytes"), repr(b"more")]
 
 
 def test_unloggable_values_logged_on_the_call_reach_wandb_as_repr():
@@ -578,7 +579,7 @@ def test_unloggable_values_logged_on_the_call_reach_wandb_as_repr():
             odd()
             work(1)
     assert exp.final_summary["sinks"]["wandb"] == "ok"
-    assert wandb_run(exp).history[0]["obj"] == repr(obj)
+    assert wandb_run(exp).rows()[0]["obj"] == repr(obj)
 
 
 def test_nan_and_inf_reach_wandb_history_and_the_local_store():

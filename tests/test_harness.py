@@ -503,11 +503,11 @@ def test_wandb_enabled_true_writes_a_hidden_layer_run(monkeypatch):
         "temperature": None,
         "n_debaters": 3,
     }
-    assert [row["call"] for row in run.history] == ["result", "result"]
-    assert [row["llm_calls"] for row in run.history] == [0, 1]
-    assert [row["tokens_in"] for row in run.history] == [80, 120]
-    assert [row["metadata/accuracy"] for row in run.history] == [0, 1]
-    assert run.history[1]["output"] == "debate: answer to Should we invest in renewable energy?0"
+    assert [row["call"] for row in run.rows()] == ["result", "result"]
+    assert [row["llm_calls"] for row in run.rows()] == [0, 1]
+    assert [row["tokens_in"] for row in run.rows()] == [80, 120]
+    assert [row["metadata/accuracy"] for row in run.rows()] == [0, 1]
+    assert run.rows()[1]["output"] == "debate: answer to Should we invest in renewable energy?0"
     assert run.summary["total/calls"] == 2
     assert run.summary["total/tokens_in"] == 200
     assert run.summary["total/cost_usd"] == pytest.approx(0.004)
@@ -547,8 +547,8 @@ def test_guide_example_3_strategy_comparison(tmp_path):
         assert run.name == f"comparison_{strategy}"
         assert run.config["strategy"] == strategy
         assert run.config["provider"] == "ollama"
-        assert len(run.history) == 1
-        assert run.history[0]["output"] == f"{strategy}: answer to task0"
+        assert len(run.rows()) == 1
+        assert run.rows()[0]["output"] == f"{strategy}: answer to task0"
         assert run.summary["total/calls"] == 1
         assert math.isclose(run.summary["total/cost_usd"], 0.002)
         assert run.exit_code == 0
@@ -595,7 +595,7 @@ def test_guide_wandb_log_after_log_result_lands_in_that_results_row(monkeypatch,
     (row,) = read_experiment(path).rows
     assert (row["detection_accuracy"], row["confidence"], row["layer"], row["concept_score"]) == (1, 0.8, 15, 0.5)
     run = read_wandb_run(summary["wandb"]["dir"])
-    (step,) = run.history
+    (step,) = run.rows()
     assert step["detection_accuracy"] == 1 and step["concept_score"] == 0.5 and step["output"] == "I feel content"
     assert (run.group, run.tags, run.notes, run.job_type) == (
         "introspection",

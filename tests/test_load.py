@@ -226,7 +226,7 @@ def test_thousand_concurrent_asyncio_tasks_keep_exact_totals_parents_and_wandb_r
     assert sorted(h["k"] for h in run.history) == list(range(1, TASKS + 1))
     mixed = [
         h
-        for h in run.history
+        for h in run.rows()
         if h["call"] != "outer" or h["tokens_in"] != 2 * h["k"] or h["tokens_out"] != 2 or h["llm_calls"] != 2
     ]
     assert mixed == []

@@ -194,7 +194,7 @@ def test_children_in_pool_threads_each_get_their_own_run_and_rows(tmp_path):
     for i, child in enumerate(children):
         run = wandb_run(child)
         assert run.name == f"arm{i}" and run.group == "parallel" and run.config["arm"] == i
-        assert [(h["tokens_in"], h["accuracy"]) for h in run.history] == [(10 * i + j, 10 * i + j) for j in range(3)]
+        assert [(h["tokens_in"], h["accuracy"]) for h in run.rows()] == [(10 * i + j, 10 * i + j) for j in range(3)]
         assert [r["tokens_in"] for r in read_experiment(child.path).rows] == [10 * i + j for j in range(3)]
         assert child.final_summary["total/calls"] == 3
     assert has_no_run(parent)
@@ -228,7 +228,7 @@ def test_children_in_asyncio_tasks_each_get_their_own_run_and_rows(tmp_path):
     for i, child in enumerate(children):
         run = wandb_run(child)
         assert run.name == f"task{i}" and run.group == "async_parent" and run.config["task"] == i
-        assert [(h["tokens_in"], h["accuracy"]) for h in run.history] == [(10 * i + j, 10 * i + j) for j in range(3)]
+        assert [(h["tokens_in"], h["accuracy"]) for h in run.rows()] == [(10 * i + j, 10 * i + j) for j in range(3)]
     assert has_no_run(parent)
     assert parent.final_summary["total/calls"] == 3 * n
     assert len(parent.final_summary["children"]) == n
@@ -286,16 +286,16 @@ def test_strategy_comparison_grouped_under_a_parent(tmp_path):
         assert run.tags == [f"strategy:{strategy}"]
         assert run.exit_code == 0
         assert len(run.history) == len(tasks)
-        assert all(h["call"] == "run_strategy" for h in run.history)
-        assert [h["llm_calls"] for h in run.history] == [llm_calls_per_task[strategy]] * len(tasks)
-        assert all(h["accuracy"] == scores[strategy] for h in run.history)
-        assert all(h["cost_usd"] == 0 and h["error"] == 0 for h in run.history)
+        assert all(h["call"] == "run_strategy" for h in run.rows())
+        assert [h["llm_calls"] for h in run.rows()] == [llm_calls_per_task[strategy]] * len(tasks)
+        assert all(h["accuracy"] == scores[strategy] for h in run.rows())
+        assert all(h["cost_usd"] == 0 and h["error"] == 0 for h in run.rows())
         n_llm = llm_calls_per_task[strategy] * len(tasks)
         total_llm += n_llm
         assert run.summary["total/calls"] == len(tasks)
         assert run.summary["total/llm_calls"] == n_llm
         assert run.summary["total/tokens_out"] == 2 * n_llm
-        assert run.summary["total/tokens_in"] == sum(h["tokens_in"] for h in run.history)
+        assert run.summary["total/tokens_in"] == sum(h["tokens_in"] for h in run.rows())
         assert run.summary["total/cost_usd"] == 0
         assert run.summary["total/unpriced_calls"] == 0
         assert run.summary["accuracy/mean"] == pytest.approx(scores[strategy])

@@ -55,7 +55,7 @@ def read_wandb(exp: tracked.Experiment, captured: Any) -> ReadBack:
     assert run.dir is not None
     files = run.saved()
     return ReadBack(
-        rows=[_public(r) for r in sorted(run.history, key=lambda r: r["_step"])],
+        rows=[_public(r) for r in sorted(run.rows(), key=lambda r: r["_step"])],
         call_ids=[c["id"] for c in run.table("calls")] if "calls" in run.summary else [],
         notes=run.notes,
         tags=run.tags,

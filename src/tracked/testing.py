@@ -128,6 +128,17 @@ class WandbRun:
     #: (the saved files are in `run-<id>-files`).
     artifacts: dict[str, dict[str, Path]] = field(default_factory=dict)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The run's rows as the local store has them: each history step (numbers only) with the
+        text of that step from the `tasks` table (call name, output, model, error type, string metrics)."""
+        tasks = {t["step"]: t for t in self.table("tasks")} if "tasks" in self.summary else {}
+        out = []
+        for step in self.history:
+            task = tasks.get(step.get("_step"), {})
+            text = {k: v for k, v in task.items() if isinstance(v, str) and k not in _TABLE_ONLY}
+            out.append({**step, **text})
+        return out
+
     def saved(self) -> dict[str, bytes]:
         """The files saved with `exp.save`, by their path in the run's files artifact."""
         files = self.artifacts.get(f"run-{self.id}-files", {})
@@ -139,6 +150,10 @@ class WandbRun:
         assert self.dir is not None
         data = json.loads((self.dir / "files" / ref["path"]).read_text())
         return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
+
+
+# Columns of the tasks table that are not columns of a row.
+_TABLE_ONLY = frozenset({"input", "start_time", "error_message", "task_id"})
 
 
 def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:

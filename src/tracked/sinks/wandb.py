@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
-from .._totals import ROW_FIELDS, metric_value
+from .._totals import metric_value
 from .protocol import RunEnd, RunInfo
 
 __all__ = [
@@ -295,7 +295,7 @@ class WandbSink:
 
     def write_row(self, step: int, row: Mapping[str, Any]) -> None:
         run = self.start()
-        if "call" in row:  # a top-level call: a task
+        if "call" in row or "latency_s" in row:  # a top-level call (or an older tracker's result): a task
             if len(self._tasks) < config.table_max_rows:
                 self._tasks.append({"step": step, **row})
             else:
@@ -310,11 +310,13 @@ class WandbSink:
         run.log(data)
 
     def _history(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A row as W&B's history holds it: with the running cost (`running/cost_usd`) and running
+        """A row as W&B's history holds it: its numbers (text goes to the tasks table), with the
+        running cost (`running/cost_usd`) and running
         means of the user's metrics (`running/<m>/mean`), and with two or more top-level call
         names, each name's figures under its own keys (`call/<name>/<figure>`) so that it can be
         charted alone."""
-        data = {k: v for k, v in row.items() if v is not None and k != "call_id"}
+        # Numbers only: text (a call's name, its output, a model, an error type) is in the tasks table.
+        data = {k: v for k, v in row.items() if v is not None and not isinstance(v, str) and k != "call_id"}
         cost = row.get("cost_usd")
         if isinstance(cost, (int, float)):
             self._running_cost += cost
@@ -463,7 +465,8 @@ class WandbSink:
         return columns, rows
 
     def _tasks_table(self) -> tuple[list[str], list[list[Any]]]:
-        metrics = sorted({k for row in self._tasks for k in row if k not in ROW_FIELDS and k != "step"})
+        fixed = {*TASK_COLUMNS, *TASK_FIGURES, "call_id", "error"}
+        metrics = sorted({k for row in self._tasks for k in row if k not in fixed and not k.startswith("_")})
         columns = [*TASK_COLUMNS, *metrics, *TASK_FIGURES]
         rows = []
         for task in self._tasks:
