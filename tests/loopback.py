@@ -454,6 +454,13 @@ class _Server(ThreadingHTTPServer):
         self.delay_s = 0.0
         self.fail_next = 0
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that leaves a stream early resets the connection: expected, not printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class Loopback:
     """The server, running on a thread: `url` is its base address (`http://127.0.0.1:<port>`)."""
