@@ -135,8 +135,8 @@ def test_every_row_is_one_whole_history_step_equal_to_the_local_row():
     assert run.history[1]["accuracy"] == pytest.approx(0.1) and run.history[1]["judge"] == 1
     assert run.history[3]["running/accuracy/mean"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
     assert run.rows()[4]["call"] == "strategy" and run.history[4]["llm_calls"] == 2
-    # A second top-level call name: from then on each name's figures have keys of their own.
-    assert run.history[4]["call/strategy/llm_calls"] == 2 and "call/work/llm_calls" not in run.history[3]
+    # Each top-level call name's figures have keys of their own, from the first row.
+    assert run.history[4]["call/strategy/llm_calls"] == 2 and run.history[1]["call/work/llm_calls"] == 1
 
 
 def _check_interleaved_history(exp: tracked.Experiment, n_threads: int, per_thread: int) -> None:
@@ -687,7 +687,7 @@ def test_a_top_level_experiment_ends_with_one_line_on_stderr_unless_quiet(tmp_pa
         def ask():
             tracked.current_call().add_usage(tokens_in=10, tokens_out=5, model="gpt-4o-mini")
         with tracked.experiment("study"):
-            with tracked.experiment("debate"):
+            with tracked.experiment("debate"), tracked.experiment("round_1"):  # a grandchild's run counts too
                 ask()
             with tracked.experiment("single"):
                 ask()
@@ -723,14 +723,27 @@ def test_saved_files_keep_their_relative_paths_literally_and_apart_from_wandbs_o
     assert not own.exists() or own.read_bytes() != b"R"
 
 
-def test_a_run_starts_with_its_experiment_not_with_its_first_row():
-    """W&B's Created is the experiment's start, even when the first row comes two seconds later."""
+def test_a_childs_run_starts_with_its_experiment_not_with_its_first_row():
+    """A child run's Created is its experiment's start, even when its first row comes two seconds later."""
     import time
 
-    with tracked.experiment("slow_start") as exp:
+    with tracked.experiment("study"), tracked.experiment("slow_start") as exp:
         started = time.time()
         time.sleep(2.0)  # loading a benchmark, warming a model...
         work(1)
     run = wandb_run(exp)
     assert run.started_at is not None
     assert started - 0.1 <= run.started_at < started + 1.5  # well before the first row, 2 s in
+
+
+def test_metric_names_with_dots_and_stars_get_no_last_value_summary():
+    """A metric named `acc.top1` or `f1*` is logged and defined like any other: no last-row value in the summary."""
+    with tracked.experiment("odd_names") as exp:
+        for i in range(3):
+            work(i + 1)
+            exp.log({"acc.top1": i, "f1*": i})
+    run = wandb_run(exp)
+    assert [h["acc.top1"] for h in run.history] == [0, 1, 2] and [h["f1*"] for h in run.history] == [0, 1, 2]
+    assert "acc.top1" not in run.summary and "f1*" not in run.summary
+    assert run.summary["acc.top1/mean"] == 1.0 and run.summary["f1*/mean"] == 1.0
+    assert exp.final_summary["sinks"]["wandb"] == "ok"

@@ -588,6 +588,11 @@ def test_guide_wandb_log_after_log_result_lands_in_that_results_row(monkeypatch,
     tracker.log_result(StrategyResult(0.2, 30, 5, 0.0, "I feel content", {"introspection_correct": 1}))
     wandb.log({"detection_accuracy": 1, "confidence": 0.8, "layer": 15})
     wandb.save(str(notes_file))
+    (tmp_path / "out").mkdir()
+    for name in ("a.json", "b.json"):
+        (tmp_path / "out" / name).write_text(name)
+    wandb.save("out/*.json")  # a glob, as wandb takes it
+    wandb.save("nothing/*.bin")  # matching nothing is not an error
     tracker.log({"concept_score": 0.5})
     summary = tracker.finish_experiment()
     assert wandb.run is None  # no longer current once the experiment finished
@@ -604,7 +609,8 @@ def test_guide_wandb_log_after_log_result_lands_in_that_results_row(monkeypatch,
         "probe",
     )
     assert "group" not in run.config and run.config["layer"] == 15
-    assert run.saved() == {"notes.txt": b"layer 15 looks best"}
+    assert run.saved() == {"notes.txt": b"layer 15 looks best", "out/a.json": b"a.json", "out/b.json": b"b.json"}
+    assert len(wandb_run_dirs(tmp_path)) == 1  # one run: the tracker's (not a second, empty one)
     assert run.summary["detection_accuracy/mean"] == 1
 
 

@@ -319,3 +319,16 @@ def test_a_child_inherits_its_ancestors_notes_before_its_own(tmp_path):
     assert plain.notes == "Does debate help on false beliefs?"
     assert wandb_run(child).notes == child.notes
     assert read_experiment(child.path).config["notes"] == child.notes
+
+
+def test_a_parent_with_set_up_before_its_children_still_gets_no_run(tmp_path):
+    """A parent that loads things for a while before opening its children gets no W&B run (its children have theirs)."""
+    import time
+
+    with tracked.experiment("comparison", dir=tmp_path, group="abl") as parent:
+        time.sleep(0.6)  # more than the children's start grace
+        for strategy in ("single", "debate"):
+            with tracked.experiment(strategy):
+                work(1)
+    assert len(run_dirs(tmp_path)) == 2
+    assert "id" not in parent.final_summary["wandb"]  # no run of its own

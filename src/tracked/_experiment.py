@@ -102,6 +102,7 @@ class Experiment:
         self._adopt: Call | None = None
         self._results: Results | None = None
         self._running: dict[int, Call] = {}  # top-level calls not ended yet
+        self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode
         self.summarised = False
 
     # --- the three ways to use it --------------------------------------------------------
@@ -440,7 +441,7 @@ class Experiment:
         if self.path is not None:
             parts.append(f"local store {self.path}")
         runs = [s["wandb"]] if isinstance(s.get("wandb"), dict) and s["wandb"].get("id") else []
-        runs += [{"id": c["wandb_id"], "mode": c.get("wandb_mode")} for c in self.children if c.get("wandb_id")]
+        runs += self._runs_below  # children's and their children's
         offline = [r for r in runs if r.get("mode") == "offline"]
         if len(runs) == 1 and runs[0].get("url"):
             parts.append(f"W&B {runs[0]['url']}")
@@ -491,6 +492,9 @@ class Experiment:
                 entry["dir"] = child.path.name
             entry.update(child._sinks.references())
             self.children.append(entry)
+            self._runs_below.extend(child._runs_below)
+            if entry.get("wandb_id"):
+                self._runs_below.append({"id": entry["wandb_id"], "mode": entry.get("wandb_mode")})
 
     def _after_fork(self) -> None:
         """In a forked child: this experiment belongs to the parent process; nothing is written."""

@@ -207,6 +207,7 @@ def trial_env(spec: SweepSpec, trial: str, params: dict[str, Any], store: Path) 
     env[ENV_PARAMS] = json.dumps(params)
     env[ENV_SWEEP] = json.dumps({"name": spec.name, "trial": trial, "metric": spec.metric, "goal": spec.goal})
     env["TRACKED_DIR"] = str(store)
+    env.setdefault("WANDB_DIR", str(store))  # the trials' W&B runs beside their local store, as the demo's
     return env
 
 

@@ -27,6 +27,7 @@ A `log_result` made inside a `@tracked` call makes that call the row.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -282,7 +283,10 @@ def make_current(exp: Experiment, *, log: Callable[[Mapping[str, Any]], None]) -
         log(data)
 
     def wandb_save(glob_str: Any = None, base_path: Any = None, policy: Any = "live", *args: Any, **kw: Any) -> None:
-        exp.save(glob_str)
+        # As wandb's: a glob of files (none matching is not an error), each kept with the run.
+        for name in sorted(glob.glob(str(glob_str))) if glob_str is not None else ():
+            if os.path.isfile(name):
+                exp.save(name)
 
     module.set_global(run=run, config=run.config, summary=run.summary, log=wandb_log, save=wandb_save)  # type: ignore[no-untyped-call]
 

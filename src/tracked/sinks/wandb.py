@@ -55,13 +55,15 @@ BOOKKEEPING = frozenset({"status", "name", "started_at", "finished_at", "sinks",
 
 
 def _leaves(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """The keys of a logged row as W&B's history names them: nested dicts as dotted leaves."""
+    """The keys of a logged row as `define_metric` names them: nested dicts as dotted leaves, a dot
+    inside a key escaped (`acc.top1` is `acc\\.top1`, else W&B reads it as a nested path)."""
     out: list[str] = []
     for key, value in data.items():
+        name = prefix + str(key).replace(".", "\\.")
         if isinstance(value, Mapping):
-            out.extend(_leaves(value, f"{prefix}{key}."))
+            out.extend(_leaves(value, f"{name}."))
         else:
-            out.append(f"{prefix}{key}")
+            out.append(name)
     return out
 
 
@@ -153,8 +155,10 @@ class WandbSink:
         self._tasks: list[dict[str, Any]] = []  # the tasks table's rows, up to `table_max_rows`
         self._tops: dict[str, Mapping[str, Any]] = {}  # top-level call records, by id, for the tasks
         self._files: dict[str, Path] = {}  # saved files: name in the artifact -> the copy to add
+        self._starting = threading.Lock()
         self._woken = threading.Event()  # a row or the end came: no more waiting to start the run
         self._children_first = False  # a child experiment opened before any row: maybe no run
+        self._eager = False  # a child experiment's run starts with it (a top-level one's at its first row)
         self.table_truncated = 0
         self.tasks_truncated = 0
         self._defined: set[str] = set()  # history keys given a metric definition
@@ -174,6 +178,10 @@ class WandbSink:
         return cls(mode, adopted=active_sweep_run())
 
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
+        # A child experiment is (almost always) a leaf: its run starts with it. A top-level one may
+        # be a parent that only opens children after some set-up, and such a parent gets no run of
+        # its own: its run starts with its first row.
+        self._eager = run.parent_dir is not None or bool(run.system and run.system.get("parents"))
         config = dict(run.config)
         if run.system is not None:
             config["_tracked"] = wandb_system(run.system)
@@ -204,6 +212,10 @@ class WandbSink:
     # --- the run ----------------------------------------------------------------------------
 
     def start(self) -> Any:
+        with self._starting:  # the sink's thread and the older tracker's (make_current) may both ask
+            return self._start()
+
+    def _start(self) -> Any:
         if self.run is not None:
             if self.adopted and self._init_kwargs is not None:
                 self._adopt(self.run)
@@ -254,7 +266,7 @@ class WandbSink:
         and Runtime are the experiment's. The only wait is `START_GRACE_S` for a first child
         experiment: a parent that opens a child before any row of its own gets no run (its
         children have theirs); a row or the end cuts the wait short."""
-        if self.run is not None:
+        if self.run is not None or not self._eager:
             return
         began = time.monotonic()
         import wandb  # noqa: F401  (the first import takes a while: during the wait, not after it)
@@ -301,20 +313,29 @@ class WandbSink:
             else:
                 self.tasks_truncated += 1
         data = self._history(row)
-        new = [key for key in _leaves(data) if key not in self._defined]
-        for key in new:
-            # No automatic summary: the runs table would show the last row's value as the
-            # experiment's. The summary gets explicit aggregates at the end instead.
-            run.define_metric(key, summary="none")
-            self._defined.add(key)
+        if not self._defined:
+            # No automatic summary for any key (the runs table would show the last row's value
+            # as the experiment's): a glob for all, which also covers names W&B cannot define one
+            # by one (with a `*`), and each key by name below. The summary gets explicit aggregates.
+            self._define(run, "*", hidden=False)
+        for key in _leaves(data):
+            if key not in self._defined and "*" not in key:
+                self._define(run, key, hidden=key.startswith("call/") and len(self._names) < 2)
         run.log(data)
+
+    def _define(self, run: Any, key: str, *, hidden: bool, overwrite: bool = False) -> None:
+        self._defined.add(key)
+        try:
+            run.define_metric(key, summary="none", hidden=hidden or None, overwrite=overwrite or None)
+        except Exception as exc:  # a name W&B cannot define: that key alone keeps W&B's summary
+            warn_once(("define-metric", type(exc)), f"tracked: W&B could not define the metric {key!r} ({exc})")
 
     def _history(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A row as W&B's history holds it: its numbers (text goes to the tasks table), with the
-        running cost (`running/cost_usd`) and running
-        means of the user's metrics (`running/<m>/mean`), and with two or more top-level call
-        names, each name's figures under its own keys (`call/<name>/<figure>`) so that it can be
-        charted alone."""
+        running cost (`running/cost_usd`), each call name's figures under its own keys
+        (`call/<name>/<figure>`, so that a strategy and its judge can be charted apart; hidden in the
+        app while there is only one name) and running means of the user's metrics
+        (`running/<m>/mean`)."""
         # Numbers only: text (a call's name, its output, a model, an error type) is in the tasks table.
         data = {k: v for k, v in row.items() if v is not None and not isinstance(v, str) and k != "call_id"}
         cost = row.get("cost_usd")
@@ -332,10 +353,12 @@ class WandbSink:
         if isinstance(name, str):
             if name not in self._names:
                 self._names.append(name)
-            if len(self._names) > 1:
-                for key in ("latency_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", *metrics):
-                    if key in data:  # (`<name>/...` in the summary is that name's aggregate)
-                        data[f"call/{name}/{key}"] = data[key]
+                if len(self._names) == 2:  # the per-name series hidden so far are shown from now on
+                    for key in [k for k in self._defined if k.startswith("call/")]:
+                        self._define(self.run, key, hidden=False, overwrite=True)
+            for key in ("latency_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", *metrics):
+                if key in data:  # (`<name>/...` in the summary is that name's aggregate)
+                    data[f"call/{name}/{key}"] = data[key]
         return data
 
     def join(self, step: int, metrics: Mapping[str, Any]) -> None:
