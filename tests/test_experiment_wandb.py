@@ -677,6 +677,7 @@ def test_the_calls_and_tasks_tables_read_as_a_researcher_needs(tmp_path):
     assert [t["output"] for t in tasks] == ["answer 0", "answer 1", "answer 2"]
     assert all("question" in t["input"] for t in tasks)
     assert [t["llm_calls"] for t in tasks] == [2, 2, 2]
+    assert [t["models"] for t in tasks] == ["test-model"] * 3  # the models of the LLM calls under each task
 
 
 def test_a_top_level_experiment_ends_with_one_line_on_stderr_unless_quiet(tmp_path):
@@ -747,3 +748,17 @@ def test_metric_names_with_dots_and_stars_get_no_last_value_summary():
     assert "acc.top1" not in run.summary and "f1*" not in run.summary
     assert run.summary["acc.top1/mean"] == 1.0 and run.summary["f1*/mean"] == 1.0
     assert exp.final_summary["sinks"]["wandb"] == "ok"
+
+
+def test_history_has_numbers_only_and_a_users_step_metric_leaves_the_tasks_step_alone():
+    """Nested text and lists stay out of W&B history (the tasks table has them); a metric named `step` is the user's."""
+    with tracked.experiment("numbers_only") as exp:
+        for i in range(2):
+            work(i + 1)
+            exp.log({"nested": {"s": "text", "x": i}, "scores": [1, 2], "ok": True, "step": 100 + i})
+    run = wandb_run(exp)
+    for h in run.history:
+        assert h["nested/x"] in (0, 1) and "nested/s" not in h and "scores" not in h and h["ok"] is True
+    tasks = run.table("tasks")
+    assert [t["step"] for t in tasks] == [0, 1]  # W&B's steps, not the user's metric
+    assert [h["step"] for h in run.history] == [100, 101]

@@ -153,7 +153,7 @@ class WandbRun:
 
 
 # Columns of the tasks table that are not columns of a row.
-_TABLE_ONLY = frozenset({"input", "start_time", "error_message", "task_id"})
+_TABLE_ONLY = frozenset({"input", "start_time", "error_message", "task_id", "models"})
 
 
 def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:

@@ -40,7 +40,7 @@ CALL_COLUMNS = (
 #: `output` and `latency_s`) and the captured text, so that a task can be compared across runs.
 TASK_COLUMNS = ("step", "task_id", "call", "input", "output")
 TASK_FIGURES = (
-    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "model", "error_type",
+    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "model", "models", "error_type",
     "error_message", "start_time",
 )  # fmt: skip
 
@@ -309,7 +309,7 @@ class WandbSink:
         run = self.start()
         if "call" in row or "latency_s" in row:  # a top-level call (or an older tracker's result): a task
             if len(self._tasks) < config.table_max_rows:
-                self._tasks.append({"step": step, **row})
+                self._tasks.append({**row, "_tracked_step": step})  # (a user's own `step` metric stays theirs)
             else:
                 self.tasks_truncated += 1
         data = self._history(row)
@@ -337,7 +337,7 @@ class WandbSink:
         app while there is only one name) and running means of the user's metrics
         (`running/<m>/mean`)."""
         # Numbers only: text (a call's name, its output, a model, an error type) is in the tasks table.
-        data = {k: v for k, v in row.items() if v is not None and not isinstance(v, str) and k != "call_id"}
+        data = _numbers({k: v for k, v in row.items() if k != "call_id"})
         cost = row.get("cost_usd")
         if isinstance(cost, (int, float)):
             self._running_cost += cost
@@ -487,15 +487,32 @@ class WandbSink:
             rows.append([row.get(c) for c in columns])
         return columns, rows
 
+    def _models_by_task(self) -> dict[str, set[str]]:
+        """The models of the LLM calls under each top-level call, from the calls kept for the table."""
+        parents = {row["id"]: row["parent_id"] for row in self._calls}
+        out: dict[str, set[str]] = {}
+        for row in self._calls:
+            if not row.get("llm") or not row.get("model"):
+                continue
+            node, seen = row["id"], 0
+            while parents.get(node) is not None and seen < 1000:  # up to its top-level call
+                node, seen = parents[node], seen + 1
+            out.setdefault(node, set()).add(row["model"])
+        return out
+
     def _tasks_table(self) -> tuple[list[str], list[list[Any]]]:
         fixed = {*TASK_COLUMNS, *TASK_FIGURES, "call_id", "error"}
         metrics = sorted({k for row in self._tasks for k in row if k not in fixed and not k.startswith("_")})
         columns = [*TASK_COLUMNS, *metrics, *TASK_FIGURES]
+        models = self._models_by_task()
         rows = []
         for task in self._tasks:
             rec = self._tops.get(task.get("call_id") or "") or {}
+            used = models.get(task.get("call_id") or "") or ({task["model"]} if task.get("model") else set())
             values = {
                 **task,
+                "step": task["_tracked_step"],
+                "models": ", ".join(sorted(used)) or None,
                 "task_id": next((task[k] for k in ("task_id", "task", "id") if k in task), None),
                 "input": _text(rec.get("inputs")),
                 "output": _text(rec.get("output")) if rec.get("output") is not None else _text(task.get("output")),
@@ -513,6 +530,20 @@ class WandbSink:
         if self.run is None:
             return {}
         return {"wandb_id": self.run.id, "wandb_mode": self.mode}
+
+
+def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a row goes to W&B's history: numbers and booleans, nested dicts of them; text and
+    lists (in the tasks table) and None left out."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            inner = _numbers(value)
+            if inner:
+                out[key] = inner
+        elif isinstance(value, (int, float)):  # bool is an int
+            out[key] = value
+    return out
 
 
 def _date(epoch: Any) -> str | None:
