@@ -11,27 +11,22 @@ ends when the stream is exhausted, closed, left early or collected; a stream lef
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import gc
 import importlib
 import importlib.util
-import inspect
 import sys
-import weakref
-from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
 from typing import Any
 
 from ._call import UNKNOWN, Call
 from ._capture import Reply, capture_request
 from ._config import config, internal_error, warn_once
+from ._streams import final_usage, items, stream_class, watch, when_closed
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
 from .usage._client import ClientSpec, Endpoint, request_options, watch_parsed
 from .usage._registry import CLIENTS
 from .usage._types import Usage
-from .usage.streams import FINAL, stream_item
 
 __all__ = ["adopt", "instrument", "uninstrument"]
 
@@ -308,7 +303,7 @@ class _Recorder:
             if found is not None:
                 self.usage = merge(self.usage, found)
                 if not self.final_seen:
-                    self.final_seen = _final_usage(item)
+                    self.final_seen = final_usage(item)
             if self.hide_usage_only and self.usage_only is not None and self.usage_only(item):
                 return False
         except Exception as exc:
@@ -388,85 +383,15 @@ def adopt(call: Call, spec: _Spec, result: Any, call_args: tuple[Any, Any, Any])
     if iterator is not None and hasattr(type(result), "__stream__"):  # OpenAI's and Anthropic's Stream
         # An instrumented client's stream: its own call reads the usage, this one ends with it.
         rec.measured_below = bool(getattr(result, "_tracked_watched", False))
-        _watch(result, rec)
+        watch(result, rec)
         return result
     frame = getattr(result, "gi_frame", None) or getattr(result, "ag_frame", None)
     module = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
-    if module.partition(".")[0] == "ollama" or module == __name__:
-        rec.measured_below = module == __name__  # an instrumented Ollama client's stream
-        return _items(result, rec)
+    ours = items.__module__  # where an instrumented client's stream generators come from
+    if module.partition(".")[0] == "ollama" or module == ours:
+        rec.measured_below = module == ours  # an instrumented Ollama client's stream
+        return items(result, rec)
     return None
-
-
-def _final_usage(item: Any) -> bool:
-    """Whether a stream item carries the stream's final usage (a stream left after it is complete
-    for usage): `usage.streams.stream_item`."""
-    return stream_item(item) == FINAL
-
-
-def _when_closed(obj: Any, name: str, rec: _Recorder, *, complete: bool | None = None) -> None:
-    """After `obj.<name>()` (a stream's or its HTTP response's close), the call ends: complete if
-    the stream's final usage had come (the SDKs close the response themselves at a stream's end),
-    else left early. The patched method holds `obj` weakly: no reference cycle keeps a stream
-    the code dropped alive until the garbage collector runs."""
-    close = getattr(obj, name, None)
-    if close is None or getattr(close, "__self__", None) is not obj:
-        return
-    method = weakref.WeakMethod(close)
-    if inspect.iscoroutinefunction(close):
-
-        async def aclosed(*args: Any, **kwargs: Any) -> Any:
-            try:
-                bound = method()
-                return None if bound is None else await bound(*args, **kwargs)
-            finally:
-                if not rec.iterating:
-                    rec.end(None, complete=rec.final_seen if complete is None else complete)
-
-        setattr(obj, name, aclosed)
-    else:
-
-        def closed(*args: Any, **kwargs: Any) -> Any:
-            try:
-                bound = method()
-                return None if bound is None else bound(*args, **kwargs)
-            finally:
-                if not rec.iterating:  # else the SDK closes it at the stream's end: the iteration ends the call
-                    rec.end(None, complete=rec.final_seen if complete is None else complete)
-
-        setattr(obj, name, closed)
-
-
-def _items(items: Any, rec: _Recorder) -> Any:
-    """A generator over a stream's items (Ollama's), read as the code iterates it; the call ends
-    when it is exhausted, closed, left, or dropped without being iterated at all."""
-    gen = _aiterate(items, rec) if hasattr(items, "__anext__") else _iterate(items, rec)
-    weakref.finalize(gen, rec.end, None, complete=False)  # a generator never started runs no finally
-    return gen
-
-
-def _watch(stream: Any, rec: _Recorder) -> None:
-    """Read an SDK stream object (OpenAI's or Anthropic's `Stream`/`AsyncStream`) as the code
-    iterates it; the object and its type stay the SDK's. The call ends when the stream is
-    exhausted, closed (also through its HTTP response, as the SDKs' stream helpers close it), left
-    early or collected."""
-    iterator = stream._iterator
-    frame = getattr(iterator, "gi_frame", None) or getattr(iterator, "ag_frame", None)
-    if frame is not None and frame.f_lasti <= 0 and frame.f_locals.get("self") is stream:  # not started
-        # OpenAI's stream makes its generator from itself: a cycle that keeps a stream the code
-        # left alive until the garbage collector runs. Made from a copy instead (as Anthropic's
-        # SDK does), a left stream ends as soon as the code drops it.
-        dup = copy.copy(stream)
-        del dup._iterator  # the copy must not hold the generator made from the stream
-        stream._iterator = iterator = dup.__stream__()
-    is_async = hasattr(iterator, "__anext__")
-    stream._iterator = _aiterate(iterator, rec) if is_async else _iterate(iterator, rec)
-    stream._tracked_watched = True
-    weakref.finalize(stream, rec.end, None, complete=False)  # dropped, iterated or not: the call ends
-    _when_closed(stream, "close", rec)
-    response = getattr(stream, "response", None)
-    if response is not None:
-        _when_closed(response, "aclose" if is_async else "close", rec)
 
 
 def _parsed(result: Any) -> Any:
@@ -481,114 +406,6 @@ def _parsed(result: Any) -> Any:
 
 
 # --- streams ------------------------------------------------------------------------------------
-
-
-def _stream_class(stream_cls: Any, rec: _Recorder, is_async: bool) -> Any:
-    """A subclass of the SDK's stream class that reads each item as the code takes it: for a raw
-    response (`with_raw_response`), whose stream `.parse()` makes later. Other streams are read in
-    place by `_watch`, keeping the SDK's own class."""
-    if is_async:
-
-        class TrackedAsyncStream(stream_cls):  # type: ignore[misc]
-            async def __stream__(self) -> AsyncIterator[Any]:
-                complete = False
-                try:
-                    async for item in super().__stream__():
-                        if rec.item(item):
-                            yield item
-                    complete = True
-                except BaseException as exc:
-                    if not isinstance(exc, GeneratorExit):
-                        rec.fail(exc)
-                    raise
-                finally:
-                    rec.end(None, complete=rec.final_seen if complete is None else complete)
-
-            async def close(self) -> None:
-                try:
-                    await super().close()
-                finally:
-                    rec.end(None, complete=False)
-
-        TrackedAsyncStream._tracked_stream = True
-        TrackedAsyncStream.__name__ = TrackedAsyncStream.__qualname__ = stream_cls.__name__
-        return TrackedAsyncStream
-
-    class TrackedStream(stream_cls):  # type: ignore[misc]
-        def __stream__(self) -> Iterator[Any]:
-            complete = False
-            try:
-                for item in super().__stream__():
-                    if rec.item(item):
-                        yield item
-                complete = True
-            except BaseException as exc:
-                if not isinstance(exc, GeneratorExit):
-                    rec.fail(exc)
-                raise
-            finally:
-                rec.end(None, complete=rec.final_seen if complete is None else complete)
-
-        def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                rec.end(None, complete=False)
-
-    TrackedStream._tracked_stream = True
-    TrackedStream.__name__ = TrackedStream.__qualname__ = stream_cls.__name__
-    return TrackedStream
-
-
-def _left(exc: BaseException) -> bool:
-    """Whether `exc`, raised where a stream is read, means the code left it (closed it, or its
-    task was cancelled) rather than that the request failed."""
-    return isinstance(exc, (GeneratorExit, asyncio.CancelledError))
-
-
-def _iterate(items: Iterator[Any], rec: _Recorder) -> Iterator[Any]:
-    complete = False
-    try:
-        rec.iterating = True
-        for item in items:
-            rec.iterating = False
-            if rec.item(item):
-                yield item
-            rec.iterating = True
-        complete = True
-    except BaseException as exc:
-        if not _left(exc):
-            rec.fail(exc)
-        raise
-    finally:
-        rec.iterating = False
-        rec.end(None, complete=complete)
-        if not complete:  # left early: the SDK's own generator (and its HTTP response) closed now
-            close = getattr(items, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    pass
-
-
-async def _aiterate(items: AsyncIterator[Any], rec: _Recorder) -> AsyncIterator[Any]:
-    complete = False
-    try:
-        rec.iterating = True
-        async for item in items:
-            rec.iterating = False
-            if rec.item(item):
-                yield item
-            rec.iterating = True
-        complete = True
-    except BaseException as exc:
-        if not _left(exc):
-            rec.fail(exc)
-        raise
-    finally:
-        rec.iterating = False
-        rec.end(None, complete=complete)
 
 
 # --- the wrappers -----------------------------------------------------------------------------
@@ -619,7 +436,7 @@ def _prepare(
                 rec.hide_usage_only = True
                 rec.usage_only = spec.usage_only
             if rec.raw is not None:  # the stream is made later, by `.parse()`: made as ours
-                kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"], rec, _is_async(client))}
+                kwargs = {**kwargs, "stream_cls": stream_class(kwargs["stream_cls"], rec, _is_async(client))}
         elif not ep.stream and spec.stream_style == "stream_cls":
             watch_parsed(args, kwargs, rec.saw)
         return rec, kwargs
@@ -651,14 +468,14 @@ def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 def _stream_result(result: Any, rec: _Recorder, spec: ClientSpec) -> Any:
     """What an instrumented streaming request returns, read as the code iterates it."""
     if spec.stream_style == "iterator":
-        return _items(result, rec)
+        return items(result, rec)
     if rec.raw is None:
-        _watch(result, rec)
+        watch(result, rec)
     elif rec.raw == "stream":  # raw lines: the call ends when the response is closed
         response = getattr(result, "http_response", None)
         if response is not None:
             is_async = type(result).__name__.startswith("Async")
-            _when_closed(response, "aclose" if is_async else "close", rec, complete=True)
+            when_closed(response, "aclose" if is_async else "close", rec, complete=True)
     return result
 
 
