@@ -137,7 +137,7 @@ class ExperimentTracker:
         if not isinstance(config, ExperimentConfig):
             raise TypeError(f"start_experiment takes an ExperimentConfig, got {type(config).__name__}")
         if self.experiment is not None and not self.experiment.finished:
-            self.experiment.finish()
+            self.finish_experiment()  # also releases wandb's current run
         self.config = config
         self._last = None
         self.experiment = Experiment(
