@@ -661,3 +661,14 @@ def test_unknown_cost_is_never_shown_as_zero(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
     listed = {e["name"]: e for e in json.loads(out)}
     assert listed["unknown"]["unpriced_calls"] == 2 and listed["mixed"]["unpriced_calls"] == 1
+
+
+def test_compare_columns_are_the_metrics_the_summary_aggregates(capsys, tmp_path):
+    """`compare` has a column for a boolean metric (as 0/1, like the summary) and none for an identifier."""
+    with tracked.experiment("cols", dir=tmp_path, wandb=False, config={"strategy": "s"}) as exp:
+        for i in range(4):
+            exp.log({"ok": i % 2 == 0, "task_id": 10 + i})
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--json")
+    (row,) = json.loads(out)
+    assert row["ok_mean"] == exp.final_summary["ok/mean"] == 0.5
+    assert "task_id_mean" not in row and "task_id/mean" not in exp.final_summary

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import TrackedWarning
-from ._totals import ROW_FIELDS, Totals, metric_value
+from ._totals import Totals, metric_value
 from ._values import is_number
 
 __all__ = [
@@ -243,7 +243,8 @@ class StoredExperiment:
         return totals_of([self])
 
     def metrics(self) -> set[str]:
-        return {k for row in self.rows for k, v in row.items() if k not in ROW_FIELDS and is_number(v)}
+        """The user's metrics of its rows: the keys the summary has `<m>/mean` for (`metric_value`)."""
+        return {k for row in self.rows for k, v in row.items() if metric_value(k, v) is not None}
 
 
 def totals_of(experiments: list[StoredExperiment]) -> dict[str, Any]:
