@@ -285,9 +285,10 @@ def _run_gen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kw
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
-            kind = stream_item(item)
-            if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
-                seen = call.__dict__["_seen"] = kind
+            if seen != FINAL:
+                kind = stream_item(item)
+                if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
+                    seen = call.__dict__["_seen"] = kind
             if reply is not None:
                 reply.item(item)
             n += 1
@@ -379,9 +380,10 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
             finally:
                 _current.reset(token)
             stream = _stream_item(call, stream, item, n, t0)
-            kind = stream_item(item)
-            if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
-                seen = call.__dict__["_seen"] = kind
+            if seen != FINAL:
+                kind = stream_item(item)
+                if kind > seen:  # (kept on the call too: read if it is still running at the experiment's end)
+                    seen = call.__dict__["_seen"] = kind
             if reply is not None:
                 reply.item(item)
             n += 1
