@@ -526,3 +526,32 @@ def test_an_async_generator_passing_an_instrumented_stream_on_counts_it_once(lb,
     with pytest.warns(tracked.TrackedWarning):
         exp = asyncio.run(main())
     assert exp.final_summary["total/llm_calls"] == 1 == len(lb.ledger.sent)
+
+
+def test_an_unawaited_task_running_at_the_experiments_end_keeps_its_finished_llm_calls(lb, tmp_path):
+    """An asyncio task still running as `async with experiment` exits: its finished LLM call counts, warned."""
+
+    @tracked.tracked
+    async def strategy(c: Any, started: asyncio.Event, release: asyncio.Event) -> None:
+        await acreate("openai", c, False)
+        started.set()
+        await release.wait()
+
+    async def main() -> tracked.Experiment:
+        c = client(lb, "openai", True, async_=True)
+        started, release = asyncio.Event(), asyncio.Event()
+        async with tracked.experiment("atask", dir=tmp_path, wandb=False) as exp:
+            task = asyncio.create_task(strategy(c, started, release))
+            await started.wait()
+        release.set()
+        await task
+        await c.close()
+        return exp
+
+    with pytest.warns(tracked.TrackedWarning, match="still running when experiment 'atask' finished"):
+        exp = asyncio.run(main())
+    (sent,) = lb.ledger.sent
+    summary = exp.final_summary
+    assert summary["total/llm_calls"] == 1
+    assert (summary["total/tokens_in"], summary["total/tokens_out"]) == sent.tokens()
+    assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9)
