@@ -102,6 +102,7 @@ class Experiment:
         self._adopt: Call | None = None
         self._results: Results | None = None
         self._running: dict[int, Call] = {}  # top-level calls not ended yet
+        self._requests: dict[int, Any] = {}  # instrumented requests not ended yet (`_instrument`)
         self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode
         self.summarised = False
 

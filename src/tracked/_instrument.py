@@ -235,10 +235,6 @@ def _start(client: Any, spec: ClientSpec, provider: str | None, ep: Endpoint) ->
     return _Recorder(_begin(call_spec, None, (), {}), call_spec, ep.stream)
 
 
-# Requests of experiments' calls not ended yet (by `id` of their recorder): a request still
-# running in another thread or task, or a stream the code still holds, when its experiment ends.
-_open_requests: dict[int, _Recorder] = {}
-
 _STILL_RUNNING = "it was still running when its experiment finished"
 
 
@@ -246,7 +242,7 @@ def end_open_requests(exp: Any) -> None:
     """Before `exp` finishes: its requests not ended yet are ended (streams left in a reference
     cycle are collected first, which ends them as left), as incomplete LLM calls of unknown usage,
     so that they are in its totals; their responses, if they come later, are not read."""
-    mine = [rec for rec in list(_open_requests.values()) if rec.call.experiment is exp]
+    mine = list(exp._requests.values())
     if not mine:
         return
     if any(rec.stream for rec in mine):
@@ -283,8 +279,8 @@ class _Recorder:
         if stream and call.parent is not None:  # a generator passing this stream on does not read it
             call.parent.__dict__["_streaming_child"] = True
         self.reply: Reply | None = None  # capture_io: the reply text, read as the code iterates
-        if call.experiment is not None:
-            _open_requests[id(self)] = self
+        if call.experiment is not None:  # ended by the experiment if it is still open at its end
+            call.experiment._requests[id(self)] = self
 
     def saw(self, parsed: Any) -> None:
         self.parsed = parsed
@@ -324,8 +320,9 @@ class _Recorder:
         if self.ended:
             return
         self.ended = True
-        _open_requests.pop(id(self), None)
         call = self.call
+        if call.experiment is not None:
+            call.experiment._requests.pop(id(self), None)
         latency = perf_counter() - call._t0
         try:
             # A response is read here once; the call is ended with the Usage found.
