@@ -376,7 +376,7 @@ def test_requests_still_running_when_the_experiment_ends_are_counted_as_unknown(
     c.close()
 
 
-@pytest.mark.parametrize("lib", list(MODELS))
+@pytest.mark.parametrize("lib", ["openai", "anthropic"])  # (Ollama sends nothing until iterated: tested below)
 def test_a_stream_dropped_without_being_read_ends_when_dropped(lb, tmp_path, lib):
     """A stream the code drops without iterating it ends then (not at the experiment's end), incomplete."""
     c = client(lb, lib, True)
@@ -555,3 +555,48 @@ def test_an_unawaited_task_running_at_the_experiments_end_keeps_its_finished_llm
     assert summary["total/llm_calls"] == 1
     assert (summary["total/tokens_in"], summary["total/tokens_out"]) == sent.tokens()
     assert summary["total/cost_usd"] == pytest.approx(sent.cost(), rel=1e-9)
+
+
+@pytest.mark.parametrize("async_", [False, True], ids=["sync", "async"])
+def test_an_ollama_stream_dropped_before_its_first_item_is_no_llm_call(lb, tmp_path, async_):
+    """Ollama's stream sends its request when first iterated: dropped before, it is no LLM call (none sent)."""
+
+    async def amain() -> None:
+        c = client(lb, "ollama", True, async_=True)
+        stream = await acreate("ollama", c, True)
+        del stream
+        await c._client.aclose()
+
+    with tracked.experiment("unsent", dir=tmp_path, wandb=False) as exp:
+        if async_:
+            asyncio.run(amain())
+        else:
+            c = client(lb, "ollama", True)
+            stream = create("ollama", c, True)
+            del stream
+            c._client.close()
+    assert lb.ledger.sent == []
+    assert exp.final_summary["total/llm_calls"] == 0
+    assert exp.final_summary["total/cost_complete"] is True
+
+
+def test_a_call_made_by_a_generator_after_its_experiment_finished_says_it_is_not_counted(lb, tmp_path):
+    """A held generator's LLM call made after the block exits warns that it is in none of the experiment's figures."""
+    c = client(lb, "openai", True)
+
+    @tracked.tracked
+    def gen():
+        while True:
+            yield create("openai", c, False)
+
+    with pytest.warns(tracked.TrackedWarning) as caught:
+        with tracked.experiment("after", dir=tmp_path, wandb=False) as exp:
+            g = gen()
+            next(g)
+        next(g)  # a second LLM call, after the experiment finished
+    g.close()
+    messages = [str(w.message) for w in caught]
+    assert any("ended after its experiment 'after' had finished" in m for m in messages)
+    assert not any("counted in the experiment's totals" in m for m in messages)
+    assert exp.final_summary["total/llm_calls"] == 1 and len(lb.ledger.sent) == 2
+    c.close()

@@ -442,8 +442,11 @@ class Call:
         """This call ended after its parent had returned: the parent's figures stay as they were,
         and the experiment counts this call's in its totals itself."""
         self.late = True
-        exp = self.experiment
-        if exp is not None and exp.summarised:
+        # (a call begun after its parent's experiment had finished has no experiment of its own)
+        exp = self.experiment if self.experiment is not None else parent.experiment
+        if exp is None:
+            return  # outside any experiment: nothing is recorded
+        if exp.summarised:
             warn_once(
                 ("late-after-finish", self.name),
                 f"tracked: {self.name} ended after its experiment {exp.name!r} had finished, so it is in none of "

@@ -258,8 +258,8 @@ class _Recorder:
     one) reads its usage; this call only ends with it.
     """
 
-    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "iterating", "measured_below", "n",
-                 "parsed", "raw", "reply", "spec", "stream", "usage", "usage_only")  # fmt: skip
+    __slots__ = ("call", "call_args", "ended", "final_seen", "hide_usage_only", "iterating", "lazy", "measured_below",
+                 "n", "parsed", "raw", "reply", "spec", "stream", "usage", "usage_only")  # fmt: skip
 
     def __init__(self, call: Call, spec: _Spec, stream: bool, call_args: tuple[Any, Any, Any] = ((), {}, None)) -> None:
         self.call = call
@@ -276,6 +276,7 @@ class _Recorder:
         self.raw: str | None = None  # a raw-response request: "true" (with_raw_response) or "stream"
         self.parsed: Any = None  # the response as parsed before the request's `post_parser` ran
         self.iterating = False  # the code is waiting for the stream's next item
+        self.lazy = False  # a stream whose request is sent only when it is first iterated
         if stream and call.parent is not None:  # a generator passing this stream on does not read it
             call.parent.__dict__["_streaming_child"] = True
         self.reply: Reply | None = None  # capture_io: the reply text, read as the code iterates
@@ -333,6 +334,8 @@ class _Recorder:
                     usage = None
             if self.measured_below:
                 usage = None  # its child measured it
+            elif self.lazy and self.n == 0 and result is None and call.error_type is None:
+                usage = None  # a lazy stream dropped before its first item: no request was sent
             elif call.error_type is None and usage is None:
                 call.usage_unknown = True
                 call._own = UNKNOWN
@@ -465,6 +468,7 @@ def _raw_header(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 def _stream_result(result: Any, rec: _Recorder, spec: ClientSpec) -> Any:
     """What an instrumented streaming request returns, read as the code iterates it."""
     if spec.stream_style == "iterator":
+        rec.lazy = True  # Ollama's generator sends its request when first iterated
         return items(result, rec)
     if rec.raw is None:
         watch(result, rec)
