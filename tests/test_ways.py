@@ -600,3 +600,23 @@ def test_a_call_made_by_a_generator_after_its_experiment_finished_says_it_is_not
     assert not any("counted in the experiment's totals" in m for m in messages)
     assert exp.final_summary["total/llm_calls"] == 1 and len(lb.ledger.sent) == 2
     c.close()
+
+
+def test_a_parents_record_says_how_many_of_its_llm_calls_have_no_cost(lb, tmp_path):
+    """A strategy with one priced call and one stream left early: its record's cost leaves one call out, and says so."""
+    c = client(lb, "openai", True)
+
+    @tracked.tracked
+    def strategy() -> None:
+        create("openai", c, False)
+        for _ in create("openai", c, True):
+            break
+
+    with pytest.warns(tracked.TrackedWarning, match="left before its usage"):
+        with capture() as captured, tracked.experiment("partial", dir=tmp_path, wandb=False):
+            strategy()
+    (record,) = [r for r in captured["partial"].calls if r["name"] == "strategy"]
+    priced = lb.ledger.sent[0]
+    assert record["llm_calls"] == 2 and record["unpriced_calls"] == 1
+    assert record["cost_usd"] == pytest.approx(priced.cost(), rel=1e-9)
+    c.close()

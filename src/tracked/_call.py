@@ -527,6 +527,8 @@ class Call:
             rec["web_searches"] = self.web_searches
         if "_leaf" in self.__dict__:
             rec["llm"] = True  # measured its own usage: the LLM calls' records sum to the totals
+        if self.unpriced_calls:  # LLM calls in it without a cost: its cost_usd leaves them out
+            rec["unpriced_calls"] = self.unpriced_calls
         if self.incomplete:
             rec["incomplete"] = True
         if self.usage_unknown:
