@@ -30,6 +30,7 @@ class _Config:
         "prices",
         "quiet",
         "raise_internal_errors",
+        "table_flush_s",
         "table_max_rows",
         "wandb_init_timeout_s",
     )
@@ -42,6 +43,7 @@ class _Config:
         self.io_max_chars = 2000
         self.wandb_init_timeout_s = 30.0
         self.table_max_rows = 10_000
+        self.table_flush_s = 15.0
         # Off: a top-level experiment ends with one line on stderr saying where its runs are.
         self.quiet = os.environ.get("TRACKED_QUIET", "").strip().lower() in _TRUTHY
         # Internal errors are swallowed with a warning; tests turn this on to see them.
@@ -73,6 +75,7 @@ def configure(
     io_max_chars: int | None = None,
     wandb_init_timeout_s: float | None = None,
     table_max_rows: int | None = None,
+    table_flush_s: float | None = None,
     quiet: bool | None = None,
 ) -> None:
     """Change process-wide settings; only the arguments given are changed.
@@ -92,6 +95,10 @@ def configure(
         io_max_chars: Length (characters) at which each captured string is cut.
         wandb_init_timeout_s: How long an online `wandb.init` may take before falling back to offline.
         table_max_rows: Rows kept for each W&B table (calls, tasks); the rest are in the local store.
+        table_flush_s: Seconds between live updates of the W&B tables while a run goes on (default
+            15): each update sends the rows that came since, as an increment of an incremental
+            table (W&B Server 0.70 or later shows those). A run shorter than this, or 0, writes each
+            table once, at its end.
         quiet: True leaves out the line a top-level experiment prints on stderr when it ends (where
             its local store and W&B run are, and how to upload an offline run); also `TRACKED_QUIET=1`.
 
@@ -130,6 +137,10 @@ def configure(
         if not isinstance(table_max_rows, int) or table_max_rows < 0:
             raise ValueError("table_max_rows must be a non-negative int")
         config.table_max_rows = table_max_rows
+    if table_flush_s is not None:
+        if not (isinstance(table_flush_s, (int, float)) and math.isfinite(table_flush_s) and table_flush_s >= 0):
+            raise ValueError("table_flush_s must be a non-negative number of seconds")
+        config.table_flush_s = float(table_flush_s)
     if quiet is not None:
         config.quiet = bool(quiet)
 

@@ -127,6 +127,9 @@ class WandbRun:
     #: Artifacts the run logged: name -> {path in the artifact: the local file it was made from}
     #: (the saved files are in `run-<id>-files`).
     artifacts: dict[str, dict[str, Path]] = field(default_factory=dict)
+    #: The increments of each incremental table sent to the summary (`log_mode="INCREMENTAL"`): key
+    #: -> the files of its increments, in the order sent (each holds the rows that came since).
+    increments: dict[str, list[str]] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         """The run's rows as the local store has them: each history step (numbers only) with the
@@ -145,11 +148,16 @@ class WandbRun:
         return {name: path.read_bytes() for name, path in files.items()}
 
     def table(self, key: str = "calls") -> list[dict[str, Any]]:
-        """The rows of a table stored in the summary (by default the calls table)."""
+        """The rows of a table stored in the summary (by default the calls table), as the app shows
+        it: an incremental table's rows are those of all its increments."""
         ref = self.summary[key]
         assert self.dir is not None
-        data = json.loads((self.dir / "files" / ref["path"]).read_text())
-        return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
+        paths = self.increments[key] if ref.get("_type") == "incremental-table-file" else [ref["path"]]
+        rows = []
+        for path in paths:
+            data = json.loads((self.dir / "files" / path).read_text())
+            rows.extend(dict(zip(data["columns"], row, strict=True)) for row in data["data"])
+        return rows
 
 
 # Columns of the tasks table that are not columns of a row.
@@ -193,6 +201,10 @@ def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
             for key, value in _items(record.summary.update).items():
                 if not key.startswith("_"):
                     run.summary[key] = value
+                    if isinstance(value, dict) and value.get("_type") == "incremental-table-file":
+                        seen = run.increments.setdefault(key, [])
+                        if value["path"] not in seen:
+                            seen.append(value["path"])
         elif kind == "files":
             run.files.extend(f.path for f in record.files.files)
         elif kind == "exit":

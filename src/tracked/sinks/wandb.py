@@ -9,7 +9,6 @@ through this same sink.
 
 from __future__ import annotations
 
-import json
 import math
 import netrc
 import os
@@ -17,33 +16,18 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
 from .._totals import metric_value
+from ._tables import CALL_COLUMNS, TASK_COLUMNS, Tables
 from .protocol import RunEnd, RunInfo
 
 __all__ = [
     "CALL_COLUMNS", "TASK_COLUMNS", "WandbSink", "active_sweep_run", "has_credentials", "resolve_mode", "wandb_system",
 ]  # fmt: skip
-
-#: The calls table: every call, nested ones included; `depth` 0 is a top-level call, and the rows
-#: with `llm` true (calls that measured their own usage) sum to the run's totals.
-CALL_COLUMNS = (
-    "id", "parent_id", "depth", "name", "llm", "start_time", "latency_s", "ttft_s", "model", "provider",
-    "tokens_in", "tokens_out", "cost_usd", "cost_source", "llm_calls", "error", "error_message", "input", "output",
-)  # fmt: skip
-#: The tasks table: one row per top-level call (a task), with its step, the user's metrics (between
-#: `output` and `latency_s`) and the captured text, so that a task can be compared across runs.
-TASK_COLUMNS = ("step", "task_id", "call", "input", "output")
-TASK_FIGURES = (
-    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "model", "models", "error_type",
-    "error_message", "start_time",
-)  # fmt: skip
-
 
 #: How long a new experiment's run waits to start for a child experiment to open (which makes it a
 #: parent of grouped runs, with no run of its own unless it logs rows): its Created is this late at most.
@@ -151,16 +135,13 @@ class WandbSink:
         self._init_kwargs: dict[str, Any] | None = None
         self.run: Any = adopted
         self.adopted = adopted is not None
-        self._calls: list[dict[str, Any]] = []  # the calls table's rows, up to `table_max_rows`
-        self._tasks: list[dict[str, Any]] = []  # the tasks table's rows, up to `table_max_rows`
-        self._tops: dict[str, Mapping[str, Any]] = {}  # top-level call records, by id, for the tasks
+        self._tables = Tables(config.table_max_rows)
+        self._flushed = time.monotonic()  # when the tables were last sent
         self._files: dict[str, Path] = {}  # saved files: name in the artifact -> the copy to add
         self._starting = threading.Lock()
         self._woken = threading.Event()  # a row or the end came: no more waiting to start the run
         self._children_first = False  # a child experiment opened before any row: maybe no run
         self._eager = False  # a child experiment's run starts with it (a top-level one's at its first row)
-        self.table_truncated = 0
-        self.tasks_truncated = 0
         self._defined: set[str] = set()  # history keys given a metric definition
         self._names: list[str] = []  # the top-level call names seen, in order
         self._running_cost = 0.0
@@ -308,10 +289,7 @@ class WandbSink:
     def write_row(self, step: int, row: Mapping[str, Any]) -> None:
         run = self.start()
         if "call" in row or "latency_s" in row:  # a top-level call (or an older tracker's result): a task
-            if len(self._tasks) < config.table_max_rows:
-                self._tasks.append({**row, "_tracked_step": step})  # (a user's own `step` metric stays theirs)
-            else:
-                self.tasks_truncated += 1
+            self._tables.add_task(step, row)
         data = self._history(row)
         if not self._defined:
             # No automatic summary for any key (the runs table would show the last row's value
@@ -322,6 +300,25 @@ class WandbSink:
             if key not in self._defined and "*" not in key:
                 self._define(run, key, hidden=key.startswith("call/") and len(self._names) < 2)
         run.log(data)
+        self._send_tables()
+
+    def _send_tables(self) -> None:
+        """Every `table_flush_s` seconds while rows come: the tables' new rows, to the run's summary."""
+        every = config.table_flush_s
+        if not every or time.monotonic() - self._flushed < every or self.run is None:
+            return
+        try:
+            tables = self._tables.send(_make_table, final=False)
+            if tables:
+                self._flushed = time.monotonic()
+                self.run.summary.update(tables)
+        except Exception as exc:  # the run keeps its rows; the tables are written at the end
+            warn_once(
+                ("wandb-live-table", type(exc)),
+                f"tracked: the W&B tables could not be updated while the run goes on ({type(exc).__name__}: {exc}); "
+                "they are written at its end",
+            )
+            self._flushed = float("inf")
 
     def _define(self, run: Any, key: str, *, hidden: bool, overwrite: bool = False) -> None:
         self._defined.add(key)
@@ -365,20 +362,9 @@ class WandbSink:
         pass  # a background sink gets whole rows
 
     def write_calls(self, records: Sequence[Mapping[str, Any]]) -> None:
-        limit = config.table_max_rows
         for rec in records:
-            if rec.get("parent_id") is None and len(self._tops) < limit:
-                self._tops[rec["id"]] = rec
-            if len(self._calls) >= limit:
-                self.table_truncated += 1
-                continue
-            row = {c: rec.get(c) for c in CALL_COLUMNS}
-            row["llm"] = bool(rec.get("llm"))
-            row["start_time"] = _date(rec.get("start_time"))
-            row["input"], row["output"] = _text(rec.get("inputs")), _text(rec.get("output"))
-            for key, value in (rec.get("metrics") or {}).items():  # the call's own metrics
-                row[f"metrics/{key}"] = value
-            self._calls.append(row)
+            self._tables.add_call(rec)
+        self._send_tables()
 
     def set_notes(self, notes: str | None) -> None:
         if self.run is not None:
@@ -406,43 +392,37 @@ class WandbSink:
         whose experiment only opened children is not created."""
         if self.run is None and end.only_children:
             return {"wandb": self.info()}
-        import wandb
 
         run = self.start()
-        tables = []
         try:
             run.summary.update(
                 {(f"tracked/{k}" if k in BOOKKEEPING else k): v for k, v in end.summary.items() if v is not None}
             )
-            for key, build in (("calls", self._calls_table), ("tasks", self._tasks_table)):
-                try:
-                    columns, rows = build()
-                    if rows:
-                        table = wandb.Table(columns=list[str | int](columns), data=rows, allow_mixed_types=True)
-                        run.summary[key] = table
-                        tables.append(table)
-                except Exception as exc:  # the run, its rows and summary are kept without this table
-                    warn_once(
-                        ("wandb-table", key, type(exc)),
-                        f"tracked: the W&B {key} table could not be written ({type(exc).__name__}: {exc}); "
-                        "the run keeps its rows and summary",
-                    )
+            try:
+                self._tables.finish_rows()
+                run.summary.update(self._tables.send(_make_table, final=True))
+            except Exception as exc:  # the run, its rows and summary are kept without the tables
+                warn_once(
+                    ("wandb-table", type(exc)),
+                    f"tracked: the W&B tables could not be written ({type(exc).__name__}: {exc}); "
+                    "the run keeps its rows and summary",
+                )
             if self._files:
                 self._log_files(run)
-            for key, left_out in (("calls", self.table_truncated), ("tasks", self.tasks_truncated)):
-                if left_out:  # the rest are in the local store's calls.jsonl and results.jsonl
-                    run.summary[f"tracked/{key}_table_left_out"] = left_out
+            for table in (self._tables.calls, self._tables.tasks):
+                if table.left_out:  # the rest are in the local store's calls.jsonl and results.jsonl
+                    run.summary[f"tracked/{table.key}_table_left_out"] = table.left_out
         finally:
             # The run is ended even when the summary could not be written.
             if not self.adopted:
                 run.finish(exit_code=end.exit_code)
-        for table in tables:
+        for table in self._tables.made:
             _forget_table(table)
         extra: dict[str, Any] = {"wandb": self.info()}
-        if self.table_truncated:
-            extra["calls_table_truncated"] = self.table_truncated
-        if self.tasks_truncated:
-            extra["tasks_table_truncated"] = self.tasks_truncated
+        if self._tables.calls.left_out:
+            extra["calls_table_truncated"] = self._tables.calls.left_out
+        if self._tables.tasks.left_out:
+            extra["tasks_table_truncated"] = self._tables.tasks.left_out
         return extra
 
     def _log_files(self, run: Any) -> None:
@@ -461,70 +441,9 @@ class WandbSink:
                 "the local store keeps them",
             )
 
-    def _calls_table(self) -> tuple[list[str], list[list[Any]]]:
-        parents: dict[str, str] = {row["id"]: row["parent_id"] for row in self._calls}
-        depths: dict[str, int] = {}
-
-        def depth(call_id: str) -> int:
-            path = []
-            node = call_id
-            while node not in depths:
-                parent = parents.get(node)
-                if parent is None:  # top-level, or a parent whose record was left out of the table
-                    depths[node] = 0
-                    break
-                path.append(node)
-                node = parent
-            for node in reversed(path):
-                depths[node] = depths[parents[node]] + 1
-            return depths[call_id]
-
-        extra = sorted({k for row in self._calls for k in row if k not in CALL_COLUMNS})
-        columns = [*CALL_COLUMNS, *extra]
-        rows = []
-        for row in self._calls:
-            row["depth"] = depth(row["id"])
-            rows.append([row.get(c) for c in columns])
-        return columns, rows
-
-    def _models_by_task(self) -> dict[str, set[str]]:
-        """The models of the LLM calls under each top-level call, from the calls kept for the table."""
-        parents = {row["id"]: row["parent_id"] for row in self._calls}
-        out: dict[str, set[str]] = {}
-        for row in self._calls:
-            if not row.get("llm") or not row.get("model"):
-                continue
-            node, seen = row["id"], 0
-            while parents.get(node) is not None and seen < 1000:  # up to its top-level call
-                node, seen = parents[node], seen + 1
-            out.setdefault(node, set()).add(row["model"])
-        return out
-
-    def _tasks_table(self) -> tuple[list[str], list[list[Any]]]:
-        fixed = {*TASK_COLUMNS, *TASK_FIGURES, "call_id", "error"}
-        metrics = sorted({k for row in self._tasks for k in row if k not in fixed and not k.startswith("_")})
-        columns = [*TASK_COLUMNS, *metrics, *TASK_FIGURES]
-        models = self._models_by_task()
-        rows = []
-        for task in self._tasks:
-            rec = self._tops.get(task.get("call_id") or "") or {}
-            used = models.get(task.get("call_id") or "") or ({task["model"]} if task.get("model") else set())
-            values = {
-                **task,
-                "step": task["_tracked_step"],
-                "models": ", ".join(sorted(used)) or None,
-                "task_id": next((task[k] for k in ("task_id", "task", "id") if k in task), None),
-                "input": _text(rec.get("inputs")),
-                "output": _text(rec.get("output")) if rec.get("output") is not None else _text(task.get("output")),
-                "error_message": rec.get("error_message"),
-                "start_time": _date(rec.get("start_time")),
-            }
-            rows.append([values.get(c) for c in columns])
-        return columns, rows
-
     def close(self) -> None:
         """After the end: the tables are not kept in memory."""
-        self._calls, self._tasks, self._tops, self._files = [], [], {}, {}
+        self._tables, self._files = Tables(0), {}
 
     def references(self) -> Mapping[str, Any]:
         if self.run is None:
@@ -546,26 +465,6 @@ def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _date(epoch: Any) -> str | None:
-    """A start time (seconds since the epoch) as an ISO 8601 date, as a table shows it."""
-    if not isinstance(epoch, (int, float)):
-        return None
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
-
-
-def _text(value: Any) -> str | None:
-    """Captured text for a table cell: the messages sent one per line (`role: content`), a reply
-    as it is, anything else as JSON."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    messages = value.get("messages") if isinstance(value, Mapping) else None
-    if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages):
-        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
-    return json.dumps(value, default=repr, ensure_ascii=False)
-
-
 def _no_weave_suggestion(wandb: Any) -> None:
     """wandb prints an advertisement for Weave ("Detected [openai] in use. Use W&B Weave ...") at
     its first run when a provider library is imported: not for tracked's runs. Weave itself, when
@@ -578,6 +477,17 @@ def _no_weave_suggestion(wandb: Any) -> None:
             weave._maybe_suggest_weave_installation = lambda: None
     except Exception:
         pass
+
+
+def _make_table(columns: list[str], rows: list[list[Any]], incremental: bool) -> Any:
+    import wandb
+
+    return wandb.Table(
+        columns=list[str | int](columns),
+        data=rows,
+        allow_mixed_types=True,
+        log_mode="INCREMENTAL" if incremental else "IMMUTABLE",
+    )
 
 
 def _forget_table(table: Any) -> None:
