@@ -382,7 +382,7 @@ def test_compare_csv(capsys, tmp_path):
     assert float(debate["accuracy_mean"]) == pytest.approx(2 / 3)
     assert list(records[0]) == [
         "strategy", "experiments", "calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
-        "unpriced_calls", "latency_s_mean", "latency_s_p95", "accuracy_mean",
+        "unpriced_calls", "usage_unknown_calls", "latency_s_mean", "latency_s_p95", "accuracy_mean",
     ]  # fmt: skip
 
 

@@ -79,8 +79,9 @@ FIGURES = (
     "local",
     "llm_calls",
     "unpriced_calls",
+    "usage_unknown_calls",
 )
-_RUNNING: tuple[Any, ...] = (None, None, None, 0, 0, 0, 0, None, None, False, 0, 0)
+_RUNNING: tuple[Any, ...] = (None, None, None, 0, 0, 0, 0, None, None, False, 0, 0, 0)
 
 
 class Call:
@@ -122,7 +123,8 @@ class Call:
         self._own: Usage | None = None  # usage this call reported itself (add_usage, or its result)
         # What each ended child adds (in `__dict__["_kids"]`, see _CLOSED), summed column by
         # column when this call ends: tokens_in, tokens_out, cache_read, cache_write, cost (0.0 if
-        # unpriced), llm_calls, unpriced llm calls, priced llm calls, local llm calls.
+        # unpriced), llm_calls, unpriced llm calls, priced llm calls, local llm calls, llm calls
+        # of unknown usage.
         self.inputs: dict[str, Any] | None = None  # captured inputs (capture_io)
 
     @property
@@ -191,6 +193,17 @@ class Call:
     def unpriced_calls(self) -> int:
         """LLM calls in it that have no cost."""
         return self._figs[11]  # type: ignore[no-any-return]
+
+    @property
+    def usage_unknown_calls(self) -> int:
+        """LLM calls in it whose usage could not be read: its tokens leave them out."""
+        return self._figs[12]  # type: ignore[no-any-return]
+
+    @property
+    def tokens_known(self) -> bool:
+        """Whether its tokens are known: False when every LLM call in it has unknown usage."""
+        unknown = self._figs[12]
+        return not unknown or unknown < self._figs[10]
 
     @property
     def start_time(self) -> float:
@@ -338,6 +351,7 @@ class Call:
                 self._check_report(tokens_in, tokens_out, cost, sums)
                 tokens_in, tokens_out, cache_read, cache_write = sums[0], sums[1], sums[2], sums[3]
                 llm_calls = below
+                unknown = sums[9]
                 if sums[7]:  # priced below
                     cost, cost_source, unpriced = sums[4], "children", sums[6]
                     local = sums[8] == below
@@ -366,23 +380,25 @@ class Call:
                     cost, cost_source, local = 0.0, "local", True  # usage unknown, but free all the same
                 llm_calls = 1
                 unpriced = 1 if cost is None else 0
+                unknown = 1 if own is UNKNOWN else 0
                 attrs["_leaf"] = True  # an LLM call itself: counted per model by its experiment
         else:
             model = spec_model or measured_model or (arg_model if type(arg_model) is str else None)
             provider = spec_provider
             if kids:
-                tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls, unpriced, priced, n_local = sums
+                tokens_in, tokens_out, cache_read, cache_write, cost, llm_calls = sums[:6]
+                unpriced, priced, n_local, unknown = sums[6:]
                 if priced:
                     cost_source = "children"
                 else:
                     cost = None
                 local = llm_calls > 0 and n_local == llm_calls
             else:
-                tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = 0
+                tokens_in = tokens_out = cache_read = cache_write = llm_calls = unpriced = unknown = 0
                 cost = None
         self._figs = (
             latency_s, model, provider, tokens_in, tokens_out, cache_read, cache_write,
-            cost, cost_source, local, llm_calls, unpriced,
+            cost, cost_source, local, llm_calls, unpriced, unknown,
         )  # fmt: skip
         parent = self.parent
         if parent is not None:
@@ -390,7 +406,7 @@ class Call:
             up = (
                 tokens_in, tokens_out, cache_read, cache_write,
                 0.0 if cost is None else cost, llm_calls, unpriced,
-                0 if cost is None else llm_calls - unpriced, llm_calls if local else 0,
+                0 if cost is None else llm_calls - unpriced, llm_calls if local else 0, unknown,
             )  # fmt: skip
             attrs = parent.__dict__
             siblings = attrs.get(_KIDS)
@@ -432,10 +448,10 @@ class Call:
         kids = self._close_kids()
         if kids:
             sums = tuple(map(sum, zip(*kids, strict=True)))
-            return sums[0], sums[1], None if not sums[7] else sums[4], sums[5], sums[6]
+            return sums[0], sums[1], None if not sums[7] else sums[4], sums[5], sums[6], sums[9]
         attrs = self.__dict__
         if attrs.get("_seen") and not attrs.get("_streaming_child"):
-            return 0, 0, None, 1, 1
+            return 0, 0, None, 1, 1, 1
         return None
 
     def _ended_late(self, parent: Call) -> None:
@@ -533,7 +549,10 @@ class Call:
             rec["incomplete"] = True
         if self.usage_unknown:
             rec["usage_unknown"] = True
-            rec["tokens_in"] = rec["tokens_out"] = None  # not read: unknown, not 0
+        if self._figs[12]:  # LLM calls in it whose usage could not be read: its tokens leave them out
+            rec["usage_unknown_calls"] = self._figs[12]
+            if not self.tokens_known:
+                rec["tokens_in"] = rec["tokens_out"] = None  # not read: unknown, not 0
         if self.late:
             rec["late"] = True
         if self.reported:

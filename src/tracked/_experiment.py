@@ -461,10 +461,10 @@ class Experiment:
             figures = call._cut_short()
             if figures is None:
                 continue
-            tokens_in, tokens_out, cost, llm_calls, unpriced = figures
+            tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
             name = "result" if call._row is None else call.name
             with self._rows.lock:
-                self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced)
+                self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
             warn_once(
                 ("cut-short", call.name),
                 f"tracked: {call.name} was still running when experiment {self.name!r} finished: the LLM calls "

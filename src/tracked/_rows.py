@@ -43,8 +43,8 @@ def call_row(call: Call) -> dict[str, Any]:
         "call": call.name,
         "call_id": call.id,  # its record in calls.jsonl
         "latency_s": call.latency_s,
-        "tokens_in": None if call.usage_unknown else call.tokens_in,  # unknown, not 0
-        "tokens_out": None if call.usage_unknown else call.tokens_out,
+        "tokens_in": call.tokens_in if call.tokens_known else None,  # unknown, not 0
+        "tokens_out": call.tokens_out if call.tokens_known else None,
         "cost_usd": call.cost_usd,
         "llm_calls": call.llm_calls,
         "error": 1 if call.error_type else 0,
@@ -57,6 +57,8 @@ def call_row(call: Call) -> dict[str, Any]:
         data["error_type"] = call.error_type
     if call.unpriced_calls:
         data["unpriced_calls"] = call.unpriced_calls
+    if call.usage_unknown_calls:
+        data["usage_unknown_calls"] = call.usage_unknown_calls
     if call.metrics:
         data.update(call.metrics)
     return data
@@ -90,7 +92,7 @@ class Rows:
             row = self._new(data)
             self.totals.add_call(
                 call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
-                call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
+                call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls, call.usage_unknown_calls,
             )  # fmt: skip
             if call.ttft_s is not None:
                 self.totals.add_ttft(call.ttft_s)
@@ -106,8 +108,9 @@ class Rows:
         reported its own, counted under its model."""
         with self.lock:
             self.totals.add_model(
-                call.model, call.tokens_in, call.tokens_out, call.cost_usd, call.llm_calls, call.unpriced_calls
-            )
+                call.model, call.tokens_in, call.tokens_out, call.cost_usd, call.llm_calls, call.unpriced_calls,
+                call.usage_unknown_calls,
+            )  # fmt: skip
 
     def add_late(self, call: Call) -> None:
         """A nested call that ended after its parent had returned: its usage counts in the totals,
@@ -117,8 +120,9 @@ class Rows:
             top = top.parent
         with self.lock:
             self.totals.add_late(
-                top.name, call.llm_calls, call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls
-            )
+                top.name, call.llm_calls, call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls,
+                call.usage_unknown_calls,
+            )  # fmt: skip
 
     def add(self, data: dict[str, Any], *, stored: bool = False) -> None:
         """A sealed row of its own: metrics logged outside any call, or (`stored`) a row read back

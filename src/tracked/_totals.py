@@ -13,8 +13,8 @@ from ._values import is_number
 #: Row columns written by tracked itself; every other numeric column of a row is a custom metric.
 ROW_FIELDS = frozenset(
     {"_step", "_timestamp", "_join", "call", "call_id", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd",
-     "llm_calls", "unpriced_calls", "error", "error_type", "model", "output", "strategy", "provider",
-     "timestamp", "worker"}
+     "llm_calls", "unpriced_calls", "usage_unknown_calls", "error", "error_type", "model", "output", "strategy",
+     "provider", "timestamp", "worker"}
 )  # fmt: skip
 
 #: Latencies kept exactly per group; past this many, a log-bucket sketch takes over, so memory
@@ -116,7 +116,10 @@ def metric_value(key: str, value: Any) -> float | None:
 
 
 class _Group:
-    __slots__ = ("calls", "cost_usd", "errors", "latencies", "llm_calls", "tokens_in", "tokens_out", "unpriced_calls")
+    __slots__ = (
+        "calls", "cost_usd", "errors", "latencies", "llm_calls", "tokens_in", "tokens_out", "unpriced_calls",
+        "usage_unknown_calls",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.calls = 0
@@ -126,6 +129,7 @@ class _Group:
         self.tokens_out = 0
         self.cost_usd = 0.0
         self.unpriced_calls = 0
+        self.usage_unknown_calls = 0
         self.latencies = Quantiles()
 
     def add(
@@ -137,14 +141,19 @@ class _Group:
         tokens_out: int,
         cost_usd: float | None,
         unpriced: int,
+        unknown: int = 0,
     ) -> None:
         self.calls += 1
         self.errors += error
         self.latencies.add(latency_s)
-        self.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+        self.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced, unknown)
 
-    def add_usage(self, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int) -> None:
-        """LLM calls and their usage, without a row (a late call, or one LLM call under its model)."""
+    def add_usage(
+        self, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int, unknown: int = 0
+    ) -> None:
+        """LLM calls and their usage, without a row (a late call, or one LLM call under its model);
+        `unknown` of them had usage that could not be read (their tokens are not in `tokens_*`)."""
+        self.usage_unknown_calls += unknown
         self.llm_calls += llm_calls
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
@@ -153,7 +162,9 @@ class _Group:
         self.unpriced_calls += unpriced
 
     def merge(self, other: _Group) -> None:
-        for name in ("calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+        for name in _Group.__slots__:
+            if name == "latencies":
+                continue
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latencies.merge(other.latencies)
 
@@ -163,15 +174,21 @@ class _Group:
             return None  # (results of the older tracker count as unpriced with no LLM call)
         return self.cost_usd
 
+    def tokens_known(self) -> bool:
+        """False when every LLM call counted had usage that could not be read: tokens unknown, not 0."""
+        return not self.usage_unknown_calls or self.usage_unknown_calls < self.llm_calls
+
     def figures(self, prefix: str) -> dict[str, Any]:
+        known = self.tokens_known()
         out: dict[str, Any] = {
             f"{prefix}calls": self.calls,
             f"{prefix}errors": self.errors,
             f"{prefix}llm_calls": self.llm_calls,
-            f"{prefix}tokens_in": self.tokens_in,
-            f"{prefix}tokens_out": self.tokens_out,
+            f"{prefix}tokens_in": self.tokens_in if known else None,
+            f"{prefix}tokens_out": self.tokens_out if known else None,
             f"{prefix}cost_usd": self.known_cost(),
             f"{prefix}unpriced_calls": self.unpriced_calls,
+            f"{prefix}usage_unknown_calls": self.usage_unknown_calls,
         }
         return out
 
@@ -210,6 +227,7 @@ class Totals:
         cost_usd: float | None,
         llm_calls: int = 1,
         unpriced: int | None = None,
+        unknown: int = 0,
     ) -> None:
         """Count usage under its model: one LLM call (a call that measured its own usage), or a
         result of the older tracker that reported tokens without a measured call (`llm_calls` 0)."""
@@ -218,7 +236,7 @@ class Totals:
             group = self.by_model[model or "unknown"] = _Group()
         if unpriced is None:
             unpriced = 1 if cost_usd is None else 0
-        group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+        group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced, unknown)
 
     def add_call(
         self,
@@ -230,8 +248,9 @@ class Totals:
         tokens_out: int,
         cost_usd: float | None,
         unpriced: int,
+        unknown: int = 0,
     ) -> None:
-        args = (latency_s, error, llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+        args = (latency_s, error, llm_calls, tokens_in, tokens_out, cost_usd, unpriced, unknown)
         self.all.add(*args)
         group = self.by_name.get(name)
         if group is None:
@@ -239,12 +258,19 @@ class Totals:
         group.add(*args)
 
     def add_late(
-        self, name: str, llm_calls: int, tokens_in: int, tokens_out: int, cost_usd: float | None, unpriced: int
+        self,
+        name: str,
+        llm_calls: int,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | None,
+        unpriced: int,
+        unknown: int = 0,
     ) -> None:
         """Count the usage of a call that ended after its parent had returned (its parent's row
         does not hold it): in the totals and under the name of the row it belongs to, not as a row."""
         for group in (self.all, self.by_name.setdefault(name, _Group())):
-            group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced)
+            group.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced, unknown)
 
     def add_row(self, row: Mapping[str, Any]) -> None:
         """Count a row as stored in `results.jsonl` (a worker's, or one read back by the commands).
@@ -261,13 +287,16 @@ class Totals:
         unpriced = row.get("unpriced_calls")
         if unpriced is None:
             unpriced = 1 if llm_calls and not is_number(cost) else 0
+        unknown = row.get("usage_unknown_calls")
+        if unknown is None:  # rows written before the count was stored: null tokens were unknown
+            unknown = llm_calls if llm_calls and row.get("tokens_in") is None else 0
         ttft = row.get("ttft_s")
         if is_number(ttft):
             self.add_ttft(float(ttft))
         self.add_call(
             str(row.get("call") or "result"), float(latency), bool(row.get("error")), llm_calls,
             int(row.get("tokens_in") or 0), int(row.get("tokens_out") or 0),
-            float(cost) if is_number(cost) else None, int(unpriced),
+            float(cost) if is_number(cost) else None, int(unpriced), int(unknown),
         )  # fmt: skip
 
     def add_ttft(self, ttft_s: float) -> None:
@@ -327,8 +356,10 @@ class Totals:
         for model, group in sorted(self.by_model.items()):
             key = model_key(model)
             out[f"model/{key}/name"] = model
-            for figure in ("llm_calls", "tokens_in", "tokens_out", "unpriced_calls"):
+            for figure in ("llm_calls", "tokens_in", "tokens_out", "unpriced_calls", "usage_unknown_calls"):
                 out[f"model/{key}/{figure}"] = getattr(group, figure)
+            if not group.tokens_known():
+                out[f"model/{key}/tokens_in"] = out[f"model/{key}/tokens_out"] = None
             out[f"model/{key}/cost_usd"] = group.known_cost()
         for key, (total, count, pos_inf, neg_inf, squares) in sorted(self.metric_sums.items()):
             if count:

@@ -141,3 +141,16 @@ def cost_text(value: Any, unpriced: Any) -> str:
     if is_number(value) and value > 0:
         return f"{money(value)} + {n:,} unpriced"
     return f"unknown ({n:,} unpriced)"
+
+
+def tokens_text(value: Any, unknown: Any) -> str:
+    """Tokens that say what they leave out: "1,234 + 2 unknown" (LLM calls whose usage could not be
+    read), "unknown (2 calls)" when none was read; never "0" for calls that were not counted."""
+    n = int(unknown) if is_number(unknown) else 0
+    known = f"{int(value):,}" if is_number(value) else None
+    if n <= 0:
+        return known or "-"
+    if known is not None and value > 0:
+        return f"{known} + {n:,} unknown"
+    return f"unknown ({n:,} call{'' if n == 1 else 's'})"
+

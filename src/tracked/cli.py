@@ -16,7 +16,7 @@ from typing import Any
 
 from ._config import configure
 from ._store import StoredExperiment, find_experiments, totals_of
-from ._values import cost_text, is_number
+from ._values import cost_text, is_number, tokens_text
 
 __all__ = ["main"]
 
@@ -104,6 +104,7 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
             "tokens_out": totals.get("total/tokens_out", 0),
             "cost_usd": totals.get("total/cost_usd", 0.0),
             "unpriced_calls": totals.get("total/unpriced_calls", 0),
+            "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
             "latency_s_mean": totals.get("latency_s/mean"),
             "latency_s_p95": totals.get("latency_s/p95"),
         }
@@ -129,10 +130,11 @@ def model_rows(experiments: list[StoredExperiment], group: str | None) -> list[d
             if k.startswith("model/") and k.endswith("/name")
         }
         for key, name in names.items():
-            row = rows.setdefault(str(name), {"model": str(name), "experiments": 0, "llm_calls": 0, "tokens_in": 0,
-                                              "tokens_out": 0, "cost_usd": None, "unpriced_calls": 0})  # fmt: skip
+            row = rows.setdefault(str(name), {"model": str(name), "experiments": 0, "llm_calls": 0, "tokens_in": None,
+                                              "tokens_out": None, "cost_usd": None, "unpriced_calls": 0,
+                                              "usage_unknown_calls": 0})  # fmt: skip
             row["experiments"] += 1
-            for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls"):
+            for figure in ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "unpriced_calls", "usage_unknown_calls"):
                 value = summary.get(f"model/{key}/{figure}")
                 if is_number(value):  # a cost none of the runs knows stays None: unknown, not 0
                     row[figure] = (row[figure] or 0) + value
@@ -147,8 +149,10 @@ def render_models(rows: list[dict[str, Any]]) -> Any:
         table.add_column(col, justify="left" if col == "model" else "right")
     for row in rows:
         table.add_row(
-            escape(row["model"]), str(row["experiments"]), _num(row["llm_calls"]), _num(row["tokens_in"]),
-            _num(row["tokens_out"]), cost_text(row["cost_usd"], row["unpriced_calls"]),
+            escape(row["model"]), str(row["experiments"]), _num(row["llm_calls"]),
+            tokens_text(row["tokens_in"], row["usage_unknown_calls"]),
+            tokens_text(row["tokens_out"], row["usage_unknown_calls"]),
+            cost_text(row["cost_usd"], row["unpriced_calls"]),
         )  # fmt: skip
     return table
 
@@ -181,7 +185,9 @@ def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None
     for row in rows:
         table.add_row(
             escape(str(row[by])), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
-            _num(row["tokens_in"]), _num(row["tokens_out"]), cost_text(row["cost_usd"], row.get("unpriced_calls")),
+            tokens_text(row["tokens_in"], row.get("usage_unknown_calls")),
+            tokens_text(row["tokens_out"], row.get("usage_unknown_calls")),
+            cost_text(row["cost_usd"], row.get("unpriced_calls")),
             _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
             *(_num(row[c]) for c in metric_cols),
         )  # fmt: skip

@@ -153,7 +153,7 @@ class WandbRun:
         ref = self.summary[key]
         assert self.dir is not None
         paths = self.increments[key] if ref.get("_type") == "incremental-table-file" else [ref["path"]]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for path in paths:
             data = json.loads((self.dir / "files" / path).read_text())
             rows.extend(dict(zip(data["columns"], row, strict=True)) for row in data["data"])

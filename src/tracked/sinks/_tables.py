@@ -25,14 +25,15 @@ __all__ = ["CALL_COLUMNS", "TASK_COLUMNS", "TASK_FIGURES", "Tables"]
 #: with `llm` true (calls that measured their own usage) sum to the run's totals.
 CALL_COLUMNS = (
     "id", "parent_id", "depth", "name", "llm", "start_time", "latency_s", "ttft_s", "model", "provider",
-    "tokens_in", "tokens_out", "cost_usd", "cost_source", "llm_calls", "error", "error_message", "input", "output",
+    "tokens_in", "tokens_out", "cost_usd", "cost_source", "llm_calls", "unpriced_calls", "usage_unknown_calls",
+    "error", "error_message", "input", "output",
 )  # fmt: skip
 #: The tasks table: one row per top-level call (a task), with its step, the user's metrics (between
 #: `output` and `latency_s`) and the captured text, so that a task can be compared across runs.
 TASK_COLUMNS = ("step", "task_id", "call", "input", "output")
 TASK_FIGURES = (
-    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "model", "models", "error_type",
-    "error_message", "start_time",
+    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "unpriced_calls", "usage_unknown_calls",
+    "model", "models", "error_type", "error_message", "start_time",
 )  # fmt: skip
 _TASK_FIXED = frozenset({*TASK_COLUMNS, *TASK_FIGURES, "call_id", "error"})
 
