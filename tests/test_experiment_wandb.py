@@ -737,6 +737,37 @@ def test_a_childs_run_starts_with_its_experiment_not_with_its_first_row():
     assert started - 0.1 <= run.started_at < started + 1.5  # well before the first row, 2 s in
 
 
+def test_a_top_level_run_starts_with_its_first_call_not_when_that_call_ends(tmp_path):
+    """A top-level run's Created is when its first call began, though that call (and so its row) ends 2 s later."""
+    import time
+
+    @tracked.tracked(name="slow_task")
+    def slow_task() -> None:
+        time.sleep(2.0)
+        tracked.current_call().add_usage(tokens_in=3, tokens_out=1, model="test-model", cost_usd=0.0)
+
+    import wandb  # noqa: F401  (imported already, as in any process after its first run)
+
+    with tracked.experiment("top", dir=tmp_path) as exp:
+        began = time.time()
+        slow_task()
+    run = wandb_run(exp)
+    assert run.started_at is not None
+    assert began - 0.1 <= run.started_at < began + 1.0  # not 2 s in, when the first row came
+
+
+def test_a_parent_that_only_opens_children_after_a_pause_still_gets_no_run(tmp_path):
+    """Set-up time before the first child does not give a parent of only children a run of its own."""
+    import time
+
+    with tracked.experiment("study", dir=tmp_path) as parent:
+        time.sleep(0.4)  # past the start grace period
+        with tracked.experiment("child", dir=tmp_path):
+            work(1)
+    assert parent.final_summary["wandb"] == {"mode": "offline"}  # never started
+    assert len(run_dirs(tmp_path)) == 1
+
+
 def test_metric_names_with_dots_and_stars_get_no_last_value_summary():
     """A metric named `acc.top1` or `f1*` is logged and defined like any other: no last-row value in the summary."""
     with tracked.experiment("odd_names") as exp:

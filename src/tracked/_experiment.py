@@ -102,6 +102,7 @@ class Experiment:
         self._adopt: Call | None = None
         self._results: Results | None = None
         self._running: dict[int, Call] = {}  # top-level calls not ended yet
+        self._working = False  # a top-level call of its own has begun
         self._requests: dict[int, Any] = {}  # instrumented requests not ended yet (`_instrument`)
         self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode
         self.summarised = False
@@ -276,6 +277,16 @@ class Experiment:
         return f"<b>{escape(self.name)}</b> ({escape(self.status)}){where}<table>{rows}</table>"
 
     # --- the entry points of the call layer and the older tracker ------------------------
+
+    def _work_began(self) -> None:
+        """Its first top-level call began (any thread): its W&B run, if not started yet, starts now,
+        so that W&B's Created and Runtime are the experiment's work (a parent that only opens
+        children never gets here, and gets no run)."""
+        self._working = True
+        try:
+            self._sinks.work_began()
+        except Exception as exc:
+            internal_error("starting the runs", exc)
 
     def _on_call_end(self, call: Call) -> None:
         """Every call of this experiment ends here; top-level ones (`call._row` set) are rows."""

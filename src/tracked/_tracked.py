@@ -120,6 +120,8 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             call._lane = here
         call._outer = True  # still running when its experiment finishes, it is cut short there
         exp._running[id(call)] = call
+        if not exp._working:
+            exp._work_began()
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
             call.inputs = _capture_inputs(spec, instance is not None, args, kwargs)

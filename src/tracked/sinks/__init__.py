@@ -123,6 +123,11 @@ class SinkSet:
             if hint is not None:
                 hint()
 
+    def work_began(self) -> None:
+        """The experiment's first top-level call began: the background sinks start their runs."""
+        self._nudge()
+        self._to_background("work", None)
+
     def _nudge(self) -> None:
         for sink in self.background.values():
             nudge = getattr(sink, "nudge", None)
@@ -339,6 +344,10 @@ def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
             start_soon = getattr(sink, "start_soon", None)
             if start_soon is not None:
                 start_soon()
+        elif kind == "work":
+            began = getattr(sink, "work_began", None)
+            if began is not None:
+                began()
         elif kind == "calls":
             sink.write_calls(payload)
         elif kind == "notes":

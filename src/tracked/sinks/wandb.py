@@ -256,6 +256,11 @@ class WandbSink:
         if not self._children_first:
             self.start()
 
+    def work_began(self) -> None:
+        """On the sink's thread: the experiment's first top-level call began, so its run starts now
+        (W&B's Created is when the work began, not when its first row came)."""
+        self.start()
+
     def nudge(self) -> None:
         """A first row, or the end (any thread): a run waiting to start does not wait longer."""
         self._woken.set()
