@@ -90,10 +90,10 @@ def label(params: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def compare(capsys, root: Path, group: str) -> list[dict]:
-    """`tracked compare <root> --group <group> --json`, parsed."""
+def compare(capsys, root: Path, name: str) -> list[dict]:
+    """`tracked compare <root> --group <the id of sweep name> --json`, parsed."""
     capsys.readouterr()
-    assert cli.main(["compare", str(root), "--group", group, "--json"]) == 0
+    assert cli.main(["compare", str(root), "--group", sweep_dir(root, name).name, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -103,16 +103,16 @@ def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_gr
     path = grid("g", tmp_path)
     assert sweep(path, tmp_path) == 0
     out = flat(capsys.readouterr().out)
-    assert "6/6" in out and "6 trials, 0 failed" in out and "--group g" in out
-
     st = state(tmp_path, "g")
     assert st["name"] == "g" and st["method"] == "grid"
+    assert st["id"] == sweep_dir(tmp_path, "g").name and st["id"].startswith("g-")
+    assert "6/6" in out and "6 trials, 0 failed" in out and f"--group {st['id']}" in out
     trials = st["trials"]
     assert len(trials) == 6
     assert {(t["params"]["strategy"], t["params"]["temperature"]) for t in trials} == set(
         itertools.product(STRATEGIES, TEMPERATURES)
     )
-    assert len({t["id"] for t in trials}) == 6
+    assert sorted(t["id"] for t in trials) == [f"{st['id']}-{i:04d}" for i in range(1, 7)]
     assert all(t["status"] == "finished" and t["exit_code"] == 0 for t in trials)
 
     dirs = experiment_dirs(tmp_path)
@@ -122,11 +122,13 @@ def test_grid_sweep_runs_each_combination_once_as_an_experiment_of_the_sweeps_gr
         exp = read_experiment(d)
         sweep_meta = exp.config["sweep"]
         by_trial[sweep_meta["trial"]] = exp
-        assert exp.config["group"] == "g"
+        assert exp.config["group"] == st["id"]
         assert sweep_meta["name"] == "g"
         assert sweep_meta["metric"] == "accuracy/mean" and sweep_meta["goal"] == "maximize"
         # The parameters won over the code's defaults; the sweep's name and the trial are in the config.
-        assert exp.config["config"] == {**sweep_meta["params"], "sweep_name": "g", "sweep_trial": sweep_meta["trial"]}
+        assert exp.config["config"] == {
+            **sweep_meta["params"], "sweep_name": "g", "sweep_id": st["id"], "sweep_trial": sweep_meta["trial"]
+        }  # fmt: skip
         assert exp.config["name"] == ",".join(f"{k}={v}" for k, v in sweep_meta["params"].items())
         assert exp.summary["status"] == "finished"
         # W&B's default command: ${env} ${interpreter} ${program} ${args}
@@ -194,7 +196,7 @@ def test_offline_grid_trials_are_wandb_runs_in_the_sweeps_group_with_the_paramet
         exp = read_experiment(tmp_path / "experiments" / t["experiment"])
         assert exp.summary["wandb"]["mode"] == "offline"
         run = read_wandb_run(exp.summary["wandb"]["dir"])
-        assert run.group == "wb"
+        assert run.group == sweep_dir(tmp_path, "wb").name  # the sweep's id, <name>-<digest>
         assert run.config["strategy"] == t["params"]["strategy"]
         assert run.config["temperature"] == t["params"]["temperature"]
         assert run.exit_code == 0
@@ -225,7 +227,7 @@ def test_random_sweep_with_count_samples_within_bounds_and_resumes_to_a_larger_c
         assert t["params"]["strategy"] in ("single", "debate")
     for d in experiment_dirs(tmp_path):
         exp = read_experiment(d)
-        assert exp.config["group"] == "rnd"
+        assert exp.config["group"] == sweep_dir(tmp_path, "rnd").name
         assert {k: exp.config["config"][k] for k in exp.config["sweep"]["params"]} == exp.config["sweep"]["params"]
 
     assert sweep(path, tmp_path, "--count", "3") == 0
@@ -257,7 +259,7 @@ def test_bayes_sweep_reads_each_trials_metric_from_its_summary_with_the_files_go
         exp = read_experiment(tmp_path / "experiments" / t["experiment"])
         assert t["metric"] == exp.summary["accuracy/mean"]
         assert exp.config["sweep"]["goal"] == "minimize" and exp.config["sweep"]["metric"] == "accuracy/mean"
-        assert exp.config["group"] == "bay"
+        assert exp.config["group"] == sweep_dir(tmp_path, "bay").name
         assert 0.1 <= exp.config["config"]["temperature"] <= 0.9
 
 
@@ -349,7 +351,9 @@ def test_command_list_form_runs_each_trial_with_the_macros_expanded(
     for t in trials:
         record = json.loads((out / f"{t['id']}.json").read_text())
         params = t["params"]
-        assert record["config"] == {**params, "sweep_name": "cmd", "sweep_trial": t["id"]}
+        assert record["config"] == {
+            **params, "sweep_name": "cmd", "sweep_id": sweep_dir(tmp_path, "cmd").name, "sweep_trial": t["id"]
+        }  # fmt: skip
         if expected_argv == "json_file":
             assert record["file"] == params
         else:
@@ -449,7 +453,7 @@ def test_repository_example_sweep_runs_via_python_m_tracked(tmp_path):
     trials = state(tmp_path, "sweep")["trials"]
     assert len(trials) == 6 and all(t["status"] == "finished" and t["metric"] is not None for t in trials)
     groups = {read_experiment(d).config["group"] for d in experiment_dirs(tmp_path)}
-    assert groups == {"sweep"}
+    assert groups == {sweep_dir(tmp_path, "sweep").name}
 
 
 def test_failed_trials_are_recorded_with_their_log_and_not_repeated(tmp_path, no_wandb):
@@ -658,7 +662,9 @@ def test_experiment_under_sweep_env_takes_the_parameters_and_the_sweeps_group(tm
         assert exp.name == "temperature=0.1"  # a trial is named by its parameters
     record = read_experiment(exp.path).config
     assert record["group"] == "s"
-    assert record["config"] == {"temperature": 0.1, "strategy": "single", "sweep_name": "s", "sweep_trial": "t1"}
+    assert record["config"] == {
+        "temperature": 0.1, "strategy": "single", "sweep_name": "s", "sweep_id": "s", "sweep_trial": "t1"
+    }  # fmt: skip
     assert record["sweep"] == {
         "name": "s",
         "trial": "t1",
@@ -712,3 +718,11 @@ def test_an_edited_sweep_file_is_a_new_sweep(tmp_path, no_wandb, capsys):
     )
     assert len(json.loads((old / "state.json").read_text())["trials"]) == 2
     assert len(json.loads((new / "state.json").read_text())["trials"]) == 4
+    assert f"starting a new sweep, {new.name}" in out
+    # Each sweep's trials are in a group of their own, with ids of their own: none is seen twice.
+    groups: dict[str, list[str]] = {}
+    for d in experiment_dirs(tmp_path):
+        exp = read_experiment(d)
+        groups.setdefault(exp.config["group"], []).append(exp.config["sweep"]["trial"])
+    assert {g: len(ids) for g, ids in groups.items()} == {old.name: 2, new.name: 4}
+    assert len({i for ids in groups.values() for i in ids}) == 6

@@ -137,7 +137,7 @@ def inherit(exp: Experiment, parent: Experiment) -> None:
 
 def join_sweep(exp: Experiment) -> None:
     """Under `tracked sweep`, the trial's parameters win over the config in the code, and the
-    experiment is in the sweep's group."""
+    experiment is in the sweep's group (its id, `<name>-<digest of the file>`)."""
     params = os.environ.get("TRACKED_SWEEP_PARAMS")
     if not params:
         return
@@ -157,8 +157,10 @@ def join_sweep(exp: Experiment) -> None:
         exp.sweep = {**sweep, "params": values}
         if isinstance(sweep.get("name"), str):
             exp.config["sweep_name"] = sweep["name"]
+            sweep_id = sweep.get("id") if isinstance(sweep.get("id"), str) else sweep["name"]
+            exp.config["sweep_id"] = sweep_id
             if exp.group is None:
-                exp.group = shorten(sweep["name"], LIMITS["group"])
+                exp.group = shorten(sweep_id, LIMITS["group"])
         if isinstance(sweep.get("trial"), str):
             exp.config["sweep_trial"] = sweep["trial"]
 

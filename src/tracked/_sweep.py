@@ -3,8 +3,9 @@
 The next parameters come from the `sweeps` package (W&B's own sweep engine: grid, random, bayes).
 Each trial runs the file's `program` as `wandb agent` would (`${env} ${interpreter} ${program}
 ${args}`, or the file's `command:`), with the parameters also in `TRACKED_SWEEP_PARAMS`, which
-`experiment()` reads into `exp.config`; its group is the sweep's name. The state of the sweep is
-kept in `<dir>/sweeps/<name>/state.json`: running the same command again resumes it.
+`experiment()` reads into `exp.config`; its group is the sweep's id, `<name>-<digest of the file>`
+(an edited file is a new sweep, as a new `wandb sweep` would be). The state of the sweep is kept in
+`<dir>/sweeps/<id>/state.json`: running the same command again resumes it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class SweepSpec:
         """8 hex digits of the file's content as read (key order aside): its state's key."""
         text = json.dumps(self.raw, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def id(self) -> str:
+        """The sweep's id, `<name>-<digest>`: its state's directory, its trials' W&B group, the
+        prefix of its trial ids."""
+        return f"{self.name}-{self.digest}"
 
 
 def _fail(path: Path, key: str, expected: str, got: Any = None) -> SweepError:
@@ -205,7 +212,9 @@ def trial_command(spec: SweepSpec, params: dict[str, Any], workdir: Path) -> lis
 def trial_env(spec: SweepSpec, trial: str, params: dict[str, Any], store: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[ENV_PARAMS] = json.dumps(params)
-    env[ENV_SWEEP] = json.dumps({"name": spec.name, "trial": trial, "metric": spec.metric, "goal": spec.goal})
+    env[ENV_SWEEP] = json.dumps(
+        {"name": spec.name, "id": spec.id, "trial": trial, "metric": spec.metric, "goal": spec.goal}
+    )
     env["TRACKED_DIR"] = str(store)
     env.setdefault("WANDB_DIR", str(store))  # the trials' W&B runs beside their local store, as the demo's
     return env
@@ -227,22 +236,26 @@ class SweepState:
     name: str
     method: str
     trials: list[Trial] = field(default_factory=list)
+    id: str = ""  # `<name>-<digest>`: the trials' W&B group
 
     @classmethod
     def load(cls, path: Path, spec: SweepSpec) -> SweepState:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
-            return cls(spec.name, spec.method)
+            return cls(spec.name, spec.method, id=spec.id)
         trials = [Trial(**t) for t in data.get("trials", []) if isinstance(t, dict)]
         # A trial cut short (Ctrl-C, a crash) is run again.
-        return cls(spec.name, spec.method, [t for t in trials if t.status in ("finished", "failed")])
+        return cls(spec.name, spec.method, [t for t in trials if t.status in ("finished", "failed")], spec.id)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(
-            json.dumps({"name": self.name, "method": self.method, "trials": [asdict(t) for t in self.trials]}, indent=2)
+            json.dumps(
+                {"name": self.name, "id": self.id, "method": self.method, "trials": [asdict(t) for t in self.trials]},
+                indent=2,
+            )
         )
         os.replace(tmp, path)
 
@@ -339,13 +352,13 @@ def run_sweep(
     if spec.method != "grid" and count is None:
         raise SweepError(f"{path}: a {spec.method} sweep never ends by itself: give --count N")
     store.mkdir(parents=True, exist_ok=True)
-    # The state is the file's, as it is: an edited file is a new sweep (same name and group).
-    state_path = store / "sweeps" / f"{spec.name}-{spec.digest}" / "state.json"
+    # The state is the file's, as it is: an edited file is a new sweep (same name, a group of its own).
+    state_path = store / "sweeps" / spec.id / "state.json"
     earlier = [p.name for p in (store / "sweeps").glob(f"{spec.name}-*") if p.name != state_path.parent.name]
     if earlier and not state_path.exists():
         notice = (
             f"tracked sweep: {path} differs from the file of the earlier sweep(s) {', '.join(sorted(earlier))}: "
-            f"starting a new one ({state_path.parent.name}) in the same group"
+            f"starting a new sweep, {spec.id} (its runs' W&B group)"
         )
         (on_notice or (lambda text: print(text, file=stdout or sys.stdout)))(notice)
     logs = state_path.parent / "logs"
@@ -355,7 +368,9 @@ def run_sweep(
     if spec.method == "grid":
         total = min(total, _grid_size(spec))
     running: dict[str, tuple[subprocess.Popen[bytes], Trial, float, Any]] = {}
-    counter = itertools.count(len(state.trials) + 1)
+    # Trial ids are never reused, not even a trial's cut short (its log and experiment stay).
+    started = [int(n) for p in logs.glob(f"{spec.id}-*.log") if (n := p.stem.rpartition("-")[2]).isdigit()]
+    counter = itertools.count(max([len(state.trials), *started]) + 1)
     exhausted = False
 
     def done() -> int:
@@ -370,9 +385,7 @@ def run_sweep(
                 if params is None:
                     exhausted = True
                     break
-                trial = Trial(
-                    id=f"{spec.name}-{next(counter):04d}-{os.urandom(2).hex()}", params=params, status="running"
-                )
+                trial = Trial(id=f"{spec.id}-{next(counter):04d}", params=params, status="running")
                 state.trials.append(trial)
                 state.save(state_path)
                 log = open(logs / f"{trial.id}.log", "wb")

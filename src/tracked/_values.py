@@ -153,4 +153,3 @@ def tokens_text(value: Any, unknown: Any) -> str:
     if known is not None and value > 0:
         return f"{known} + {n:,} unknown"
     return f"unknown ({n:,} call{'' if n == 1 else 's'})"
-

@@ -254,7 +254,7 @@ def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str,
     an empty pair for a sweep without a metric."""
     for exp in experiments:
         sweep = exp.meta.get("sweep") if exp.group == group else None
-        if isinstance(sweep, dict) and sweep.get("name") == group:
+        if isinstance(sweep, dict) and group in (sweep.get("id"), sweep.get("name")):
             metric = sweep.get("metric")
             return (metric, sweep.get("goal") or "minimize") if isinstance(metric, str) else ("", "")
     return None
@@ -391,7 +391,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     failed = [t for t in state.trials if t.status == "failed"]
     console.print(
         f"sweep {state.name}: {len(state.trials)} trials, {len(failed)} failed; "
-        f"compare them with: tracked compare {store} --group {state.name}",
+        f"compare them with: tracked compare {store} --group {state.id}",
         markup=False,
     )
     return 1 if failed and len(failed) == len(state.trials) else 0
@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--by", help="config key to compare by (default: strategy; for a sweep's group, one row per trial)"
     )
-    compare.add_argument("--group", help="only experiments of this group (a sweep's name, for example)")
+    compare.add_argument("--group", help="only experiments of this group (a sweep's id, <name>-<digest>, for example)")
     compare.add_argument("--metric", help="rank by the mean of this metric")
     compare.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="ranking direction")
     fmt = compare.add_mutually_exclusive_group()
@@ -463,8 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a W&B sweep.yaml on this machine, without a W&B server",
         description=(
             "Run the trials of a W&B sweep file (grid, random or bayes, chosen by W&B's `sweeps` engine) "
-            "as `wandb agent` would run them, up to --parallel at a time. Each trial is an experiment in a group "
-            "named after the sweep, its parameters in exp.config. Running the same command again resumes."
+            "as `wandb agent` would run them, up to --parallel at a time. Each trial is an experiment in the "
+            "sweep's group (its id, <name>-<digest of the file>), its parameters in exp.config. Running the same "
+            "command again resumes; an edited file is a new sweep."
         ),
     )
     sweep.add_argument("file", help="the sweep.yaml (program, method, metric, parameters)")
