@@ -39,6 +39,17 @@ def build_notebook(store: Path):
         "%%tracked bad_cell\nask('d')\nraise ValueError('boom in a cell')",
         "print('after the error')",
         "exp2.finish()",
+        # A third: its start cell run twice, then a %%tracked cell with top-level await.
+        f"exp3 = tracked.experiment('rerun', dir={str(store)!r}, wandb=False).start()",
+        f"exp3 = tracked.experiment('rerun', dir={str(store)!r}, wandb=False).start()",
+        "import asyncio\n\n"
+        "@tracked.tracked\n"
+        "async def aask(question):\n"
+        "    await asyncio.sleep(0)\n"
+        "    return {'tokens_in': 7, 'tokens_out': 1, 'cost_usd': 0.001}",
+        "%%tracked async_cell\nfirst = await aask('e')\nsecond = await aask('f')\n40 + 2",
+        "ask('g')",
+        "exp3.finish()",
     ]
     nb = new_notebook(cells=[new_code_cell(source) for source in cells])
     nb.cells[8].metadata["tags"] = ["raises-exception"]
@@ -157,3 +168,32 @@ def test_a_raising_tracked_cell_records_the_error_and_shows_one_traceback(execut
     assert row["tokens_in"] == 10  # the call made before the error still counts
     assert stored.summary["total/errors"] == 1
     assert stored.summary["status"] == "finished"
+
+
+def test_running_the_start_cell_again_finishes_the_open_experiment_and_starts_a_top_level_one(executed):
+    """A start cell run twice leaves two top-level experiments, the first finished with a one-line note, not nested."""
+    nb, exp_dir, _ = executed
+    notes = [o.text for o in nb.cells[12].outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert len(notes) == 1 and notes[0].count("\n") == 1
+    assert notes[0].startswith("tracked: rerun finished: 0 calls") and "the cell that started it ran again" in notes[0]
+    first, second = sorted((p for p in exp_dir.parent.iterdir() if p.name.startswith("rerun_")), key=lambda p: p.name)
+    earlier, later = read_experiment(first), read_experiment(second)
+    assert earlier.summary["status"] == later.summary["status"] == "finished"
+    assert earlier.rows == [] and earlier.summary.get("children") in (None, [])
+    assert not later.config["system"].get("parents")  # top-level, not a child of the first
+    assert [r["call"] for r in later.rows] == ["async_cell", "ask"]
+
+
+def test_a_tracked_cell_may_await_at_top_level_and_shows_its_last_value(executed):
+    """A `%%tracked` cell with top-level `await` runs, is one row of its awaited calls, and displays its last value."""
+    nb, exp_dir, _ = executed
+    assert errors(nb.cells[14]) == []
+    (shown,) = [o for o in nb.cells[14].outputs if o.output_type == "execute_result"]
+    assert shown.data["text/plain"] == "42"
+    (later,) = [p for p in exp_dir.parent.iterdir() if p.name.startswith("rerun_") and read_experiment(p).rows]
+    stored = read_experiment(later)
+    cell_row, plain = stored.rows
+    assert (cell_row["call"], cell_row["tokens_in"], cell_row["llm_calls"]) == ("async_cell", 14, 2)
+    assert plain["call"] == "ask" and plain["tokens_in"] == 10  # the next cell's call is not inside the cell's
+    cell = next(c for c in stored.calls if c["name"] == "async_cell")
+    assert sorted(c["parent_id"] for c in stored.calls if c["name"] == "aask") == [cell["id"], cell["id"]]

@@ -45,6 +45,9 @@ class Experiment:
     `.finish()` (in notebooks, where a block cannot span cells).
     """
 
+    _with = False  # opened by `with` / `async with` (else by `.start()`)
+    _rerun = False  # finished because the notebook cell that started it ran again
+
     def __init__(
         self,
         name: str,
@@ -110,12 +113,14 @@ class Experiment:
     # --- the three ways to use it --------------------------------------------------------
 
     def __enter__(self) -> Experiment:
+        self._with = True
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.finish(status=status_for(exc))
 
     async def __aenter__(self) -> Experiment:
+        self._with = True
         return self.start()
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -153,6 +158,11 @@ class Experiment:
         self.status = "running"
         self._started_at = time.time()
         parent = current_experiment()
+        if parent is not None and not self._with and self._reruns(parent):
+            # The notebook cell that started `parent` ran again: a new top-level run, not a child.
+            parent._rerun = True  # its end line says so
+            parent.finish()
+            parent = current_experiment()
         self.parent = parent
         if parent is not None:
             inherit(self, parent)
@@ -166,6 +176,18 @@ class Experiment:
         self._token = _current_exp.set(self)
         _lifecycle.register(self)
         return self
+
+    def _reruns(self, other: Experiment) -> bool:
+        """Whether this `.start()` re-runs the notebook cell that started `other`: in an IPython
+        kernel, `other` was also started by `.start()` (not `with`), under the same name."""
+        if other._with or other.name != self.name or "ipykernel" not in sys.modules:
+            return False
+        try:
+            from IPython import get_ipython
+
+            return get_ipython() is not None
+        except Exception:
+            return False
 
     def finish(self, status: str = "finished") -> None:
         """Close the experiment: rows are flushed, totals written, the W&B run ended. Idempotent."""
@@ -431,8 +453,11 @@ class Experiment:
             self.summarised = True  # a call ending from now on is in none of its figures
             only_children = bool(self.children) and self._rows.count == 0
             self.final_summary = self._sinks.finish(summary, status, only_children=only_children)
-            if self.parent is None and self._worker_of is None and not settings.quiet:
-                print(self._end_line(), file=sys.stderr)
+            if self.parent is None and self._worker_of is None and (self._rerun or not settings.quiet):
+                line = self._end_line()
+                if self._rerun:
+                    line += "; finished as the cell that started it ran again, which starts a new one"
+                print(line, file=sys.stderr)
         except Exception as exc:
             internal_error("finishing an experiment", exc)
         finally:

@@ -157,7 +157,7 @@ def join_sweep(exp: Experiment) -> None:
         exp.sweep = {**sweep, "params": values}
         if isinstance(sweep.get("name"), str):
             exp.config["sweep_name"] = sweep["name"]
-            sweep_id = sweep.get("id") if isinstance(sweep.get("id"), str) else sweep["name"]
+            sweep_id = str(sweep.get("id") if isinstance(sweep.get("id"), str) else sweep["name"])
             exp.config["sweep_id"] = sweep_id
             if exp.group is None:
                 exp.group = shorten(sweep_id, LIMITS["group"])

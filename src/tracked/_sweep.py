@@ -369,8 +369,8 @@ def run_sweep(
         total = min(total, _grid_size(spec))
     running: dict[str, tuple[subprocess.Popen[bytes], Trial, float, Any]] = {}
     # Trial ids are never reused, not even a trial's cut short (its log and experiment stay).
-    started = [int(n) for p in logs.glob(f"{spec.id}-*.log") if (n := p.stem.rpartition("-")[2]).isdigit()]
-    counter = itertools.count(max([len(state.trials), *started]) + 1)
+    numbers = [int(n) for p in logs.glob(f"{spec.id}-*.log") if (n := p.stem.rpartition("-")[2]).isdigit()]
+    counter = itertools.count(max([len(state.trials), *numbers]) + 1)
     exhausted = False
 
     def done() -> int:
