@@ -542,7 +542,7 @@ def test_file_too_big_mid_run_warns_once_and_wandb_gets_every_row(tmp_path):
     message, *tables = out["warnings"]
     assert message.startswith("TrackedWarning: ") and "File too large" in message and "W&B keeps going" in message
     # wandb writes its tables from this process too: they are left out, the run and its rows are not.
-    assert all("W&B" in m and "table could not be written" in m for m in tables)
+    assert all("W&B" in m and "tables could not be written" in m for m in tables)
     final = out["final"]
     assert final["status"] == "finished"
     assert final["sinks"]["wandb"] == "ok"
