@@ -137,6 +137,20 @@ def test_every_row_is_one_whole_history_step_equal_to_the_local_row():
     assert run.rows()[4]["call"] == "strategy" and run.history[4]["llm_calls"] == 2
     # Each top-level call name's figures have keys of their own, from the first row.
     assert run.history[4]["call/strategy/llm_calls"] == 2 and run.history[1]["call/work/llm_calls"] == 1
+    # Two names: each name's series are shown, the flat figures (strategy and work alternating) hidden.
+    assert {"call/strategy/llm_calls", "call/work/cost_usd"} <= run.metrics.keys()
+    assert not {k for k in run.hidden if k.startswith("call/")}
+    assert {"latency_s", "cost_usd", "tokens_in", "llm_calls"} <= run.hidden
+    assert not {"accuracy", "running/cost_usd"} & run.hidden
+
+
+def test_with_one_call_name_its_figures_are_shown_flat_and_the_per_name_series_hidden():
+    """One top-level call name: `cost_usd` and the rest are shown; the `call/<name>/...` copies are hidden."""
+    with tracked.experiment("one_name") as exp:
+        for i in range(3):
+            work(i + 1)
+    run = wandb_run(exp)
+    assert "call/work/cost_usd" in run.hidden and "cost_usd" not in run.hidden
 
 
 def _check_interleaved_history(exp: tracked.Experiment, n_threads: int, per_thread: int) -> None:

@@ -392,7 +392,7 @@ def assert_wandb_has_every_row_and_names_local(exp, n: int, error: str) -> None:
     run = read_wandb_run(exp.final_summary["wandb"]["dir"])
     assert idx(run.history) == list(range(n))
     assert run.exit_code == 0
-    assert run.summary["sinks/local"] == exp.final_summary["sinks/local"]
+    assert run.summary["tracked/sinks/local"] == exp.final_summary["sinks/local"]
     assert run.summary["total/calls"] == n
 
 
@@ -448,7 +448,7 @@ def test_vanished_directory_mid_run_is_named_in_both_final_summaries(tmp_path):
     assert exp.final_summary["sinks"]["local"] != "ok"
     assert exp.final_summary["sinks/local"].startswith("failed: ")
     run = read_wandb_run(exp.final_summary["wandb"]["dir"])
-    assert run.summary["sinks/local"] == exp.final_summary["sinks/local"]
+    assert run.summary["tracked/sinks/local"] == exp.final_summary["sinks/local"]
 
 
 @pytest.fixture
@@ -550,7 +550,7 @@ def test_file_too_big_mid_run_warns_once_and_wandb_gets_every_row(tmp_path):
     assert final["sinks/local"] == f"failed: {final['sinks']['local']}"
     run = read_wandb_run(final["wandb"]["dir"])
     assert idx(run.history) == list(range(30))
-    assert run.summary["sinks/local"] == final["sinks/local"]
+    assert run.summary["tracked/sinks/local"] == final["sinks/local"]
     torn: list[str] = []
     kept = idx(read_rows(Path(out["path"]) / "results.jsonl", warn=torn.append))
     assert 3 <= len(kept) < 30 and kept == list(range(len(kept)))

@@ -53,8 +53,22 @@ _KIDS = "_kids"
 UNKNOWN = Usage()
 
 
+#: The names of a row's measured figures: a user metric of one of these names would replace what
+#: tracked measured, in W&B's history and tables (the totals would disagree), so it is refused.
+RESERVED = frozenset({
+    "call", "call_id", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "unpriced_calls",
+    "usage_unknown_calls", "error", "error_type", "model",
+})  # fmt: skip
+
+
 def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
-    """Validate user metrics at the user's call: a mapping with non-empty string keys."""
+    """Validate user metrics at the user's call: a mapping with non-empty string keys, none of them
+    the name of a measured figure (`RESERVED`).
+
+    Raises:
+        TypeError: not a mapping, or a key that is not a string.
+        ValueError: an empty key, one starting with "_" (W&B's), or a measured figure's name.
+    """
     if not isinstance(metrics, Mapping):
         raise TypeError(f"{where} takes a mapping of metric names to values, got {type(metrics).__name__}")
     for key in metrics:
@@ -62,6 +76,11 @@ def check_metrics(metrics: Any, where: str) -> dict[str, Any]:
             raise TypeError(f"{where}: metric names must be strings, got {key!r}")
         if not key or key.startswith("_"):
             raise ValueError(f"{where}: metric name {key!r} is empty or starts with '_', which W&B reserves")
+        if key in RESERVED:
+            raise ValueError(
+                f"{where}: {key!r} is a figure tracked measures for each call, and a metric of that name would "
+                f"replace it; log yours under another name (such as 'reported_{key}')"
+            )
     return dict(metrics)
 
 

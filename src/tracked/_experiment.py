@@ -247,6 +247,8 @@ class Experiment:
             FileNotFoundError: `path` is not a file.
         """
         src = Path(path)
+        if src.is_dir():
+            raise IsADirectoryError(f"exp.save: {src} is a directory; save the files in it one by one")
         if not src.is_file():
             raise FileNotFoundError(f"exp.save: no such file: {src}")
         self._sinks.save(src, saved_name(src))

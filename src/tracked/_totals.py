@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._values import is_number
@@ -117,7 +118,16 @@ def metric_value(key: str, value: Any) -> float | None:
 
 class _Group:
     __slots__ = (
-        "calls", "cost_usd", "errors", "latencies", "llm_calls", "tokens_in", "tokens_out", "unpriced_calls",
+        "calls",
+        "cost_usd",
+        "errors",
+        "latencies",
+        "llm_calls",
+        "priced_rows",
+        "priced_rows_cost",
+        "tokens_in",
+        "tokens_out",
+        "unpriced_calls",
         "usage_unknown_calls",
     )  # fmt: skip
 
@@ -130,6 +140,10 @@ class _Group:
         self.cost_usd = 0.0
         self.unpriced_calls = 0
         self.usage_unknown_calls = 0
+        # Rows whose cost is complete (no LLM call without a cost; none at all costs 0) and their
+        # cost: what the mean cost per row is taken over.
+        self.priced_rows = 0
+        self.priced_rows_cost = 0.0
         self.latencies = Quantiles()
 
     def add(
@@ -146,6 +160,9 @@ class _Group:
         self.calls += 1
         self.errors += error
         self.latencies.add(latency_s)
+        if not unpriced:
+            self.priced_rows += 1
+            self.priced_rows_cost += cost_usd or 0.0
         self.add_usage(llm_calls, tokens_in, tokens_out, cost_usd, unpriced, unknown)
 
     def add_usage(
@@ -205,6 +222,19 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-]+")
 def model_key(model: str) -> str:
     """A model's name as one W&B key segment: "llama3.2:3b" is "llama3_2_3b"."""
     return _UNSAFE_KEY.sub("_", model).strip("_")[:100] or "unknown"
+
+
+def model_keys(models: Iterable[str]) -> dict[str, str]:
+    """Each model's key segment (`model_key`); names that would share one ("gpt-4.1-mini" and
+    "gpt-4_1-mini") each get 8 hex digits of their name's SHA-256 added, so none hides another."""
+    names = sorted(set(models))
+    plain = {m: model_key(m) for m in names}
+    seen: dict[str, int] = {}
+    for key in plain.values():
+        seen[key] = seen.get(key, 0) + 1
+    return {
+        m: k if seen[k] == 1 else f"{k[:91]}_{hashlib.sha256(m.encode()).hexdigest()[:8]}" for m, k in plain.items()
+    }
 
 
 class Totals:
@@ -347,14 +377,18 @@ class Totals:
             q = self.ttfts
             out.update({"ttft_s/mean": q.mean(), "ttft_s/p50": q.quantile(0.5), "ttft_s/p95": q.quantile(0.95)})
         if self.all.calls:
-            cost = self.all.known_cost()
-            out["cost_usd/mean"] = None if cost is None else cost / self.all.calls  # cost per top-level call
+            # Cost per top-level call, over the rows whose cost is complete (a row with an LLM call
+            # of unknown cost would pull the mean down as if that call were free).
+            priced = self.all.priced_rows
+            out["cost_usd/mean"] = self.all.priced_rows_cost / priced if priced else None
+            out["cost_usd/n"] = priced
         if len(self.by_name) > 1:  # one name's block would repeat total/*
             for name, group in sorted(self.by_name.items()):
                 out.update(group.figures(f"{name}/"))
                 out.update(group.latency(f"{name}/latency_s/"))
+        keys = model_keys(self.by_model)
         for model, group in sorted(self.by_model.items()):
-            key = model_key(model)
+            key = keys[model]
             out[f"model/{key}/name"] = model
             for figure in ("llm_calls", "tokens_in", "tokens_out", "unpriced_calls", "usage_unknown_calls"):
                 out[f"model/{key}/{figure}"] = getattr(group, figure)

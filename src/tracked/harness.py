@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from ._call import check_metrics
+from ._call import RESERVED, check_metrics
 from ._config import warn_once
 from ._context import current_call
 from ._experiment import Experiment
@@ -247,6 +247,16 @@ class ExperimentTracker:
         exp = self.experiment
         if exp is None or exp.finished:
             raise RuntimeError("log() needs start_experiment() first")
+        if isinstance(metrics, Mapping) and any(k in RESERVED for k in metrics):
+            # The guide's own pattern logs `latency_s`, `tokens_in`, ... with `wandb.log` after
+            # `log_result`: kept as the result's report, beside what was measured.
+            clash = sorted(k for k in metrics if k in RESERVED)
+            warn_once(
+                ("harness-reserved", tuple(clash)),
+                f"tracked: {', '.join(clash)} {'is' if len(clash) == 1 else 'are'} measured by tracked; the values "
+                f"logged are kept as {', '.join('reported_' + k for k in clash)}",
+            )
+            metrics = {(f"reported_{k}" if k in RESERVED else k): v for k, v in metrics.items()}
         checked = {k: clean(v, "log") for k, v in check_metrics(metrics, "tracker.log").items()}
         last = self._last
         if last is None or not exp._join(last, checked):

@@ -124,6 +124,8 @@ class WandbRun:
     #: Metric definitions (`run.define_metric`): name -> the summaries W&B keeps of it
     #: (["none"] when it keeps none, so the runs table shows no last value for it).
     metrics: dict[str, list[str]] = field(default_factory=dict)
+    #: The metrics whose last definition hides them in the app (`define_metric(..., hidden=True)`).
+    hidden: set[str] = field(default_factory=set)
     #: Artifacts the run logged: name -> {path in the artifact: the local file it was made from}
     #: (the saved files are in `run-<id>-files`).
     artifacts: dict[str, dict[str, Path]] = field(default_factory=dict)
@@ -216,6 +218,10 @@ def read_wandb_run(path: str | Path, *, wait_s: float = 20.0) -> WandbRun:
             m = record.metric
             name = m.name or m.glob_name
             run.metrics[name] = [f.name for f, on in m.summary.ListFields() if on]
+            if m.options.hidden:
+                run.hidden.add(name)
+            else:
+                run.hidden.discard(name)
     return run
 
 

@@ -204,6 +204,7 @@ class SinkSet:
         if self.background:
             if stored is None:
                 stored = Path(tempfile.mkdtemp(prefix="tracked-save-")) / name
+                stored.parent.mkdir(parents=True, exist_ok=True)  # (a name keeps its folders: "a/b.json")
                 shutil.copy2(src, stored)
             self._to_background("save", (stored, name))
 

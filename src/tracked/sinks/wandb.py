@@ -178,10 +178,12 @@ class WandbSink:
             "notes": run.notes,
             "config": config,
         }
-        if run.dir is not None:
-            kwargs["dir"] = str(run.dir)
-        elif os.environ.get("WANDB_DIR"):
+        # W&B's directory: WANDB_DIR when set (W&B's own setting), else the experiment's `dir=`,
+        # else wandb's default (the working directory).
+        if os.environ.get("WANDB_DIR"):
             kwargs["dir"] = os.environ["WANDB_DIR"]
+        elif run.dir is not None:
+            kwargs["dir"] = str(run.dir)
         self._init_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if self.adopted or os.environ.get("WANDB_SWEEP_ID"):
             # Under a sweep the parameters come from W&B: the run is needed now, so that the
@@ -303,7 +305,7 @@ class WandbSink:
             self._define(run, "*", hidden=False)
         for key in _leaves(data):
             if key not in self._defined and "*" not in key:
-                self._define(run, key, hidden=key.startswith("call/") and len(self._names) < 2)
+                self._define(run, key, hidden=_hidden(key, len(self._names)))
         run.log(data)
         self._send_tables()
 
@@ -355,9 +357,12 @@ class WandbSink:
         if isinstance(name, str):
             if name not in self._names:
                 self._names.append(name)
-                if len(self._names) == 2:  # the per-name series hidden so far are shown from now on
-                    for key in [k for k in self._defined if k.startswith("call/")]:
-                        self._define(self.run, key, hidden=False, overwrite=True)
+                if len(self._names) == 2:
+                    # The per-name series hidden so far are shown from now on, and the flat figures,
+                    # which would alternate between a strategy's rows and its judge's on one line,
+                    # are hidden (they stay in the history, and in the tasks table).
+                    for key in [k for k in self._defined if k.startswith("call/") or k in FLAT_FIGURES]:
+                        self._define(self.run, key, hidden=_hidden(key, 2), overwrite=True)
             for key in ("latency_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", *metrics):
                 if key in data:  # (`<name>/...` in the summary is that name's aggregate)
                     data[f"call/{name}/{key}"] = data[key]
@@ -401,7 +406,11 @@ class WandbSink:
         run = self.start()
         try:
             run.summary.update(
-                {(f"tracked/{k}" if k in BOOKKEEPING else k): v for k, v in end.summary.items() if v is not None}
+                {
+                    (f"tracked/{k}" if k in BOOKKEEPING or k.startswith("sinks/") else k): v
+                    for k, v in end.summary.items()
+                    if v is not None
+                }
             )
             try:
                 self._tables.finish_rows()
@@ -454,6 +463,21 @@ class WandbSink:
         if self.run is None:
             return {}
         return {"wandb_id": self.run.id, "wandb_mode": self.mode}
+
+
+#: A row's own figures: with two or more top-level call names, hidden in the app in favour of each
+#: name's `call/<name>/<figure>`.
+FLAT_FIGURES = frozenset({
+    "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "error", "unpriced_calls",
+    "usage_unknown_calls",
+})  # fmt: skip
+
+
+def _hidden(key: str, names: int) -> bool:
+    """Whether a history key is hidden in the app when the run has had `names` top-level call names."""
+    if key.startswith("call/"):
+        return names < 2
+    return key in FLAT_FIGURES and names >= 2
 
 
 def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
