@@ -59,7 +59,7 @@ def test_a_local_models_unknown_usage_is_counted_in_rows_records_and_summaries(l
     (task,) = run.table("tasks")
     assert (task["tokens_in"], task["usage_unknown_calls"]) == (tokens_in, 1)
     leaves = [c for c in run.table("calls") if c["llm"]]
-    assert sorted(c["usage_unknown_calls"] or 0 for c in leaves) == [0, 1]
+    assert sorted(c["usage_unknown_calls"] for c in leaves) == [0, 1]  # 0, not null: null is unknown
 
 
 def test_a_parent_whose_every_llm_call_has_unknown_usage_has_unknown_tokens_not_0(lb, tmp_path):

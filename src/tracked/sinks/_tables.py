@@ -35,6 +35,7 @@ TASK_FIGURES = (
     "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost_usd", "llm_calls", "unpriced_calls", "usage_unknown_calls",
     "model", "models", "error_type", "error_message", "start_time",
 )  # fmt: skip
+_COUNTS = ("unpriced_calls", "usage_unknown_calls")
 _TASK_FIXED = frozenset({*TASK_COLUMNS, *TASK_FIGURES, "call_id", "error"})
 
 #: Makes a W&B table: (columns, rows, incremental) -> a `wandb.Table`.
@@ -104,6 +105,8 @@ class Tables:
         else:
             row = {c: rec.get(c) for c in CALL_COLUMNS}
             row["llm"] = bool(rec.get("llm"))
+            for count in _COUNTS:  # 0, not null: null is for what is unknown
+                row[count] = rec.get(count) or 0
             row["start_time"] = _date(rec.get("start_time"))
             row["input"], row["output"] = _text(rec.get("inputs")), _text(rec.get("output"))
             for key, value in (rec.get("metrics") or {}).items():  # the call's own metrics
@@ -140,6 +143,7 @@ class Tables:
         used = self._models.get(call_id) or ({task["model"]} if task.get("model") else set())
         return {
             **task,
+            **{count: task.get(count) or 0 for count in _COUNTS},
             "step": task["_tracked_step"],
             "models": ", ".join(sorted(used)) or None,
             "task_id": next((task[k] for k in ("task_id", "task", "id") if k in task), None),
