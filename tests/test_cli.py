@@ -155,9 +155,9 @@ def test_ls_lists_newest_first_with_status_group_calls_and_cost(capsys, tmp_path
     by_name = {r[1]: r for r in rows}
     # started, name, status, group, calls, cost, dir
     assert by_name["e_debate_b"][2:] == ["finished", "g2", "1", "$0.0500", paths["e_debate_b"].name]
-    assert by_name["e_debate_a"][2:] == ["finished", "g1", "2", "$0.2000", paths["e_debate_a"].name]
+    assert by_name["e_debate_a"][2:] == ["finished", "g1", "2", "$0.200", paths["e_debate_a"].name]
     assert by_name["e_single_a"][2:] == ["finished", "g1", "2", "$0.0200", paths["e_single_a"].name]
-    assert by_name["old"][2:] == ["legacy", "", "2", "$0", LEGACY_DIR]
+    assert by_name["old"][2:] == ["legacy", "", "2", "$0.00", LEGACY_DIR]
     assert by_name["old"][0] == "2025-11-03 14:30:22"
 
     code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
@@ -283,9 +283,11 @@ def test_compare_table_by_strategy_is_the_default(capsys, tmp_path):
     assert "accuracy" in header
     rows = {r[0]: r for r in table_rows(out)}
     assert set(rows) == {"single", "debate"}
-    # strategy, runs, calls, LLM calls, tokens in, tokens out, cost, latency mean, latency p95, accuracy
-    assert rows["single"][1:7] == ["1", "2", "2", "20", "4", "$0.0200"]
-    assert rows["debate"][1:7] == ["2", "3", "3", "250", "45", "$0.2500"]
+    # strategy, runs, status, calls, errors, LLM calls, tokens in, tokens out, cost, latency mean, latency p95,
+    # TTFT p50, accuracy
+    assert rows["single"][1:9] == ["1", "finished", "2", "0", "2", "20", "4", "$0.0200"]
+    assert rows["debate"][1:9] == ["2", "finished", "3", "0", "3", "250", "45", "$0.250"]
+    assert rows["single"][11] == "-"  # no call streamed: no time to first token
     assert rows["single"][-1] == "0.500"
     assert rows["debate"][-1] == "0.667"
 
@@ -381,8 +383,8 @@ def test_compare_csv(capsys, tmp_path):
     assert float(debate["cost_usd"]) == pytest.approx(0.25)
     assert float(debate["accuracy_mean"]) == pytest.approx(2 / 3)
     assert list(records[0]) == [
-        "strategy", "experiments", "calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
-        "unpriced_calls", "usage_unknown_calls", "latency_s_mean", "latency_s_p95", "accuracy_mean",
+        "strategy", "experiments", "status", "calls", "errors", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
+        "unpriced_calls", "usage_unknown_calls", "latency_s_mean", "latency_s_p95", "ttft_s_p50", "accuracy_mean",
     ]  # fmt: skip
 
 
@@ -649,14 +651,15 @@ def test_unknown_cost_is_never_shown_as_zero(capsys, tmp_path):
     assert exp.final_summary["cost_usd/mean"] is None  # per top-level call: unknown too
     assert exp.final_summary["model/no-such-model-xyz/cost_usd"] is None
     priced = genai_cost("openai", "gpt-4o-mini", 1000, 100)
+    assert priced == pytest.approx(0.00021)
     code, out, _ = run_cli(capsys, "ls", str(tmp_path))
     assert code == 0
-    assert f"${priced:.6f} + 1 unpriced" in flat(out)
+    assert "$0.000210 + 1 unpriced" in flat(out)
     assert "unknown (2 unpriced)" in flat(out)
-    assert "$0 " not in flat(out) + " "
+    assert "$0.00 " not in flat(out) + " "
     code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--by", "strategy")
     assert code == 0
-    assert f"${priced:.6f} + 1 unpriced" in flat(out)
+    assert "$0.000210 + 1 unpriced" in flat(out)
     assert "unknown (2 unpriced)" in flat(out)
     code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
     listed = {e["name"]: e for e in json.loads(out)}
@@ -672,3 +675,171 @@ def test_compare_columns_are_the_metrics_the_summary_aggregates(capsys, tmp_path
     (row,) = json.loads(out)
     assert row["ok_mean"] == exp.final_summary["ok/mean"] == 0.5
     assert "task_id_mean" not in row and "task_id/mean" not in exp.final_summary
+
+
+def test_sync_says_nothing_to_do_once_the_offline_run_is_uploaded(capsys, tmp_path, monkeypatch):
+    """Offline, an experiment whose W&B run `wandb sync` has uploaded (its `.synced` marker) is skipped, and
+    sync says "nothing to do" rather than that it wrote runs."""
+    with tracked.experiment("uploaded", config={"strategy": "single"}, dir=tmp_path) as exp:
+        ask(1, 1, 0.001)
+    run_dir = Path(exp.final_summary["wandb"]["dir"])
+    (wandb_file,) = run_dir.glob("*.wandb")
+    monkeypatch.delenv("WANDB_MODE")
+    code, out, _ = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [
+        f"skip {exp.path.name}: already has an offline W&B run; upload it with: wandb sync {run_dir}",
+        f"no W&B run written; once logged in (wandb login), upload with: wandb sync {run_dir}",
+    ]
+    wandb_file.with_name(wandb_file.name + ".synced").write_text("")  # what `wandb sync` leaves once uploaded
+    code, out, _ = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [
+        f"skip {exp.path.name}: its W&B run is uploaded ({run_dir})",
+        "nothing to do: every experiment is synced or has no rows of its own",
+    ]
+
+
+def test_sync_prints_long_commands_on_one_line(capsys, tmp_path, monkeypatch):
+    """On an 80-column terminal, the upload command is printed on one line however long its path."""
+    from rich.console import Console
+
+    deep = tmp_path / ("a_rather_long_directory_name_" * 4) / "store"
+    with tracked.experiment("long", config={"strategy": "single"}, dir=deep, wandb=False) as exp:
+        ask(1, 1, 0.001)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setattr(cli, "_console", lambda stderr=False: Console(width=80, stderr=stderr))
+    code, out, _ = run_cli(capsys, "sync", str(deep))
+    assert code == 0
+    run_dir = json.loads((exp.path / "wandb_sync.json").read_text())["offline_dir"]
+    assert out.splitlines()[-1] == (
+        f"1 offline W&B run written; once logged in (wandb login), upload with: wandb sync {run_dir}"
+    )
+
+
+def test_crashed_parent_of_only_children_is_listed_with_their_totals_and_gets_no_wandb_run(capsys, tmp_path):
+    """A parent killed after its children finished: `ls` shows it crashed with their calls and cost, and
+    `tracked sync` makes runs for the children only."""
+    script = f"""
+        import os, tracked
+
+        @tracked.tracked
+        def ask():
+            return {{"tokens_in": 7, "tokens_out": 3, "cost_usd": 0.02}}
+
+        tracked.experiment("parent", dir={str(tmp_path)!r}, wandb=False).start()
+        for name, n in (("child_a", 20), ("child_b", 5)):
+            with tracked.experiment(name, config={{"strategy": name}}):
+                for _ in range(n):
+                    ask()
+        os._exit(1)  # killed: the parent has no summary.json
+        """
+    done = run_python(script)
+    assert done.returncode == 1, done.stderr
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path), "--json")
+    listed = {e["name"]: e for e in json.loads(out)}
+    assert [(listed[n]["status"], listed[n]["calls"]) for n in ("parent", "child_a", "child_b")] == [
+        ("crashed", 25), ("finished", 20), ("finished", 5),
+    ]  # fmt: skip
+    assert listed["parent"]["cost_usd"] == pytest.approx(0.5)
+    code, out, _ = run_cli(capsys, "ls", str(tmp_path))
+    parent_row = next(r for r in table_rows(out) if r[1] == "parent")
+    assert parent_row[2:6] == ["crashed", "", "25", "$0.500"]
+
+    code, out, _ = run_cli(capsys, "sync", str(tmp_path))
+    assert code == 0
+    (parent,) = (tmp_path / "experiments").glob("parent_*")
+    assert f"skip {parent.name}: no rows of its own (its children have their own runs)" in out.splitlines()
+    runs = [read_wandb_run(d) for d in wandb_run_dirs(tmp_path)]
+    assert sorted(r.name for r in runs) == ["child_a", "child_b"]
+    assert not (parent / "wandb_sync.json").exists()
+
+
+def test_end_line_without_a_local_store_names_a_wandb_sync_command_that_exists(capsys, tmp_path):
+    """With the local store off, the end line's upload command is `wandb sync <wandb dir>` (wandb 0.31 has no
+    `--sync-all`), and that directory holds the run."""
+    with tracked.experiment("no_store", local=False) as exp:  # W&B offline, into tmp_path/wandb
+        ask(1, 1, 0.001)
+    err = capsys.readouterr().err
+    assert f"upload with `wandb sync {tmp_path / 'wandb'}`" in err
+    assert Path(exp.final_summary["wandb"]["dir"]).parent == tmp_path / "wandb"
+
+
+def test_compare_leaves_out_failed_and_crashed_experiments_unless_all(capsys, tmp_path):
+    """compare ranks only experiments that ran to their end, says what it left out, and with --all shows
+    them with their status and errors."""
+    with tracked.experiment("ok", config={"strategy": "debate"}, dir=tmp_path, wandb=False) as exp:
+        ask(10, 2, 0.01)
+        exp.log({"accuracy": 1})
+    with pytest.raises(RuntimeError), tracked.experiment("boom", config={"strategy": "debate"}, dir=tmp_path,
+                                                        wandb=False) as exp:  # fmt: skip
+        ask(10, 2, 0.01)
+        exp.log({"accuracy": 0})
+        raise RuntimeError("the strategy broke")
+    script = f"""
+        import os, tracked
+
+        @tracked.tracked
+        def fails():
+            raise ValueError("no answer")
+
+        with tracked.experiment("killed", config={{"strategy": "debate"}}, dir={str(tmp_path)!r}, wandb=False) as exp:
+            try:
+                fails()
+            except ValueError:
+                pass
+            exp.log({{"accuracy": 0}})
+            os._exit(1)
+        """
+    assert run_python(script).returncode == 1
+
+    code, out, err = run_cli(capsys, "compare", str(tmp_path))
+    assert code == 0, err
+    (row,) = table_rows(out)
+    assert row[:5] == ["debate", "1", "finished", "1", "0"]  # strategy, runs, status, calls, errors
+    assert row[-1] == "1.000"
+    assert "left out: 1 crashed, 1 failed (--all includes them)" in out.splitlines()
+
+    code, out, err = run_cli(capsys, "compare", str(tmp_path), "--json")
+    assert code == 0
+    assert [r["experiments"] for r in json.loads(out)] == [1]
+    assert err.strip() == "left out: 1 crashed, 1 failed (--all includes them)"
+
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path), "--all")
+    assert code == 0
+    (row,) = table_rows(out)
+    assert row[:5] == ["debate", "3", "1 crashed, 1 failed, 1 finished", "3", "1"]
+    assert row[-1] == "0.333"
+    assert "left out" not in out
+
+
+def test_compare_shows_costs_with_three_significant_digits(capsys, tmp_path):
+    """Costs in one column read alike: $0.00288, $0.0308, $0.00 for a free local model, cents from a dollar."""
+    for strategy, cost in [("a", 0.00288), ("b", 0.0308), ("c", 0.0), ("d", 12.3456)]:
+        with tracked.experiment(strategy, config={"strategy": strategy}, dir=tmp_path, wandb=False):
+            ask(10, 2, cost)
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path))
+    assert code == 0
+    assert {r[0]: r[8] for r in table_rows(out)} == {"a": "$0.00288", "b": "$0.0308", "c": "$0.00", "d": "$12.35"}
+
+
+def test_compare_shows_the_median_time_to_first_token(capsys, tmp_path, server):
+    """compare's TTFT p50 column is the summary's `ttft_s/p50` of streamed calls, in milliseconds."""
+    client = server.openai()
+    tracked.instrument(client)
+    try:
+        with tracked.experiment("streamed", config={"strategy": "stream"}, dir=tmp_path, wandb=False) as exp:
+            for _ in range(3):
+                for _chunk in client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+                ):
+                    pass
+    finally:
+        tracked.uninstrument(client)
+    ttft = exp.final_summary["ttft_s/p50"]
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path))
+    assert code == 0
+    (row,) = table_rows(out)
+    assert row[11] == f"{ttft * 1000:.1f} ms"
+    _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--json")
+    assert json.loads(out)[0]["ttft_s_p50"] == pytest.approx(ttft)

@@ -351,3 +351,94 @@ def test_sigint_raises_keyboard_interrupt_and_finishes_as_interrupted(tmp_path):
     assert code in (-signal.SIGINT, 130, 1), err[-3000:]
     assert "KeyboardInterrupt" in err
     assert_rows_flushed(path, returned, "interrupted")
+
+
+# --- killed mid-study, then `tracked sync`: one W&B run per experiment ----------------------------
+
+STUDY_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import tracked
+
+    @tracked.tracked
+    def work(i):
+        return {"tokens_in": 10, "tokens_out": 2, "cost_usd": 0.001}
+
+    with tracked.experiment("study"):
+        with tracked.experiment("arm_a", config={"strategy": "a"}):
+            for i in range(20):
+                work(i)
+        with tracked.experiment("arm_b", config={"strategy": "b"}) as exp:
+            for i in range(3000):
+                work(i)
+            with open(sys.argv[1], "w") as ready:
+                ready.write(str(exp.path))
+            time.sleep(600)  # killed here: 3,000 rows on disk, W&B's offline run maybe behind
+    """
+)
+
+
+def would_sync(wandb_dir: Path) -> list[Path]:
+    """The `.wandb` files the real `wandb sync <dir>` would upload (its `--dry-run` list), resolved."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", str(wandb_dir)],
+        cwd=wandb_dir.parent, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line.removeprefix("wandb:").strip() for line in (done.stdout + done.stderr).splitlines()]
+    return sorted((wandb_dir.parent / line).resolve() for line in lines if line.endswith(".wandb"))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_study_then_sync_gives_one_wandb_run_per_experiment(tmp_path, capsys):
+    """Killed in its second child after 3,000 calls, then `tracked sync`: `wandb sync` would upload
+    one run per experiment (none for the parent of only children), the killed child's with its
+    3,000 rows under the id of the run it had started; `ls` counts the children in the parent."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUDY_CHILD, str(ready)], cwd=tmp_path, env=child_env(tmp_path, True),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    arm_b = Path(wait_for(ready, proc))
+    proc.kill()
+    proc.communicate(timeout=60)
+    (study,) = (tmp_path / "experiments").glob("study_*")
+    (arm_a,) = (tmp_path / "experiments").glob("arm_a_*")
+    ids = {p: json.loads((p / "config.json").read_text())["refs"]["wandb"]["id"] for p in (study, arm_a, arm_b)}
+    (original,) = (tmp_path / "wandb").glob(f"*-{ids[arm_b]}/*.wandb")  # the run the killed child wrote
+    assert len(read_wandb_run(original, wait_s=0).history) <= 3000
+
+    assert cli.main(["ls", str(tmp_path), "--json"]) == 0
+    listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert [listed[n]["status"] for n in ("study", "arm_a", "arm_b")] == ["crashed", "finished", "crashed"]
+    assert [listed[n]["calls"] for n in ("study", "arm_a", "arm_b")] == [3020, 20, 3000]
+    assert listed["study"]["cost_usd"] == pytest.approx(3.02)
+
+    assert cli.main(["sync", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (arm_a_run,) = (tmp_path / "wandb").glob(f"*-{ids[arm_a]}")
+    replay = Path(json.loads((arm_b / "wandb_sync.json").read_text())["offline_dir"])
+    assert out.splitlines() == [
+        f"skip {arm_a.name}: already has an offline W&B run; upload it with: wandb sync {arm_a_run}",
+        f"synced {arm_b.name} -> W&B run {ids[arm_b]} (offline, 3000 rows)",
+        f"  its run cut short, {original.parent}, is replaced: marked so that `wandb sync` skips it",
+        f"skip {study.name}: no rows of its own (its children have their own runs)",
+        f"1 offline W&B run written; once logged in (wandb login), upload with: wandb sync {tmp_path / 'wandb'}",
+    ]
+
+    uploads = would_sync(tmp_path / "wandb")
+    runs = [read_wandb_run(f) for f in uploads]
+    assert sorted(r.id for r in runs) == sorted([ids[arm_a], ids[arm_b]])  # one each; none for the study
+    by_id = {r.id: r for r in runs}
+    assert len(by_id[ids[arm_b]].history) == 3000
+    assert by_id[ids[arm_b]].summary["total/calls"] == 3000
+    assert by_id[ids[arm_b]].dir == replay
+    assert len(by_id[ids[arm_a]].history) == 20
+
+    # Again: nothing new is written, and the command is the same.
+    assert cli.main(["sync", str(tmp_path)]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert (
+        again[-1] == f"no W&B run written; once logged in (wandb login), upload with: wandb sync {tmp_path / 'wandb'}"
+    )
+    assert would_sync(tmp_path / "wandb") == uploads

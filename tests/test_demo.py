@@ -78,8 +78,10 @@ def test_demo_prints_the_comparison_and_the_sync_command(demo):
     for strategy in STRATEGIES:
         summary = stored[f"demo_{strategy}"].summary
         assert rows[strategy][-1] == f"{summary['accuracy/mean']:.3f}"
-        assert rows[strategy][2] == str(N_TASKS)  # calls
-        assert rows[strategy][3] == str(N_TASKS * LLM_CALLS_PER_TASK[strategy])
+        assert rows[strategy][2] == "finished"
+        assert rows[strategy][3] == str(N_TASKS)  # calls
+        assert rows[strategy][4] == "0"  # errors
+        assert rows[strategy][5] == str(N_TASKS * LLM_CALLS_PER_TASK[strategy])
     flat = " ".join(text.split())
     assert f"wandb sync {out.resolve() / 'wandb'}/offline-run-*" in flat
     assert f"tracked sync {out}" in flat

@@ -126,7 +126,7 @@ def test_compare_says_what_the_tokens_leave_out(lb, tmp_path, capsys):
     out = capsys.readouterr().out
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines()
             if line.startswith("│")}  # fmt: skip
-    # strategy, runs, calls, LLM calls, tokens in, tokens out, cost, ...
-    assert rows["partly"][4:6] == [f"{known_in:,} + 1 unknown", f"{known_out:,} + 1 unknown"]
-    assert rows["blind"][4:6] == ["unknown (1 call)", "unknown (1 call)"]
-    assert rows["blind"][6] == "$0"  # a local model: free, whatever its usage
+    # strategy, runs, status, calls, errors, LLM calls, tokens in, tokens out, cost, ...
+    assert rows["partly"][6:8] == [f"{known_in:,} + 1 unknown", f"{known_out:,} + 1 unknown"]
+    assert rows["blind"][6:8] == ["unknown (1 call)", "unknown (1 call)"]
+    assert rows["blind"][8] == "$0.00"  # a local model: free, whatever its usage

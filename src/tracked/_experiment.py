@@ -488,7 +488,12 @@ class Experiment:
             parts.append(f"W&B {len(runs)} run{'s' if len(runs) > 1 else ''}" + (", offline" if offline else ""))
         if offline:
             where = self.path.parent if self.path is not None else None
-            parts.append(f"upload with `tracked sync {where}`" if where else "upload with `wandb sync --sync-all`")
+            wandb_dir = next((Path(r["dir"]).parent for r in runs if r.get("dir")), None)  # `wandb sync` reads it whole
+            parts.append(
+                f"upload with `tracked sync {where}`"
+                if where
+                else f"upload with `wandb sync{f' {wandb_dir}' if wandb_dir else ''}`"
+            )
         return "; ".join(parts)
 
     def _cut_short_running(self) -> None:

@@ -124,12 +124,17 @@ def is_number(value: Any) -> TypeGuard[int | float]:
 
 
 def money(value: Any) -> str:
-    """A cost in USD as people read it: "$0.000123", "$1.2345", "$1,234.57"; "-" when not a number."""
-    if not is_number(value):
+    """A cost in USD, the same way everywhere: three significant digits below a dollar ("$0.00288",
+    "$0.0308", "$0.500"), cents from a dollar up ("$1.23", "$1,234.57"), "$0.00" for nothing;
+    "-" when not a number."""
+    if not is_number(value) or math.isinf(value):
         return "-"
     if value == 0:
-        return "$0"
-    return f"${value:.6f}" if value < 0.01 else f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+        return "$0.00"
+    if abs(value) >= 0.9995:  # what would round to $1.000 is shown as $1.00
+        return f"${value:,.2f}"
+    decimals = 2 - math.floor(math.log10(float(f"{abs(value):.2e}")))  # three significant digits, once rounded
+    return f"${value:.{decimals}f}"
 
 
 def cost_text(value: Any, unpriced: Any) -> str:

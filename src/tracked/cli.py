@@ -75,17 +75,47 @@ def _label(exp: StoredExperiment, by: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None) -> list[dict[str, Any]]:
-    """One row per value of config key `by` (or per sweep trial): totals and each custom metric's mean."""
-    # A parent whose rows are all its children's would count them twice: only experiments with
-    # rows of their own (or no children) are compared.
-    chosen = [
+#: Compared by default: experiments that ran to their end (and the older tracker's, which have no
+#: status). Failed, crashed, interrupted and running ones only with `--all`.
+COMPARED = ("finished", "legacy")
+
+
+def _comparable(experiments: list[StoredExperiment], by: str, group: str | None) -> list[StoredExperiment]:
+    """The experiments that have the config key (or are sweep trials) in the group, leaving out
+    parents whose rows are all their children's (they would count them twice)."""
+    from ._sync import children_of
+
+    return [
         e for e in experiments
         if (by == TRIAL or by in e.config)
         and (group is None or e.group == group)
-        and (e.rows or not e.summary.get("children"))
-        # A sweep's trial cut short (and run again) is not ranked with the finished ones.
-        and (by != TRIAL or e.status == "finished")
+        and (e.rows or not (e.summary.get("children") or children_of(e, experiments)))
+    ]  # fmt: skip
+
+
+def _status_counts(exps: list[StoredExperiment]) -> str:
+    """How many of each status, most first: "2 finished, 1 crashed"."""
+    counts: dict[str, int] = {}
+    for exp in exps:
+        counts[exp.status] = counts.get(exp.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _status_text(exps: list[StoredExperiment]) -> str:
+    """The status when all have the same ("finished"), else how many of each."""
+    statuses = {e.status for e in exps}
+    return statuses.pop() if len(statuses) == 1 else _status_counts(exps)
+
+
+def compare_rows(
+    experiments: list[StoredExperiment], by: str, group: str | None, *, include_all: bool = False
+) -> list[dict[str, Any]]:
+    """One row per value of config key `by` (or per sweep trial): status, totals and each custom
+    metric's mean; only experiments that ran to their end unless `include_all`."""
+    chosen = [
+        e for e in _comparable(experiments, by, group)
+        # A sweep's trial cut short (and run again) is never ranked with the finished ones.
+        if (e.status in COMPARED and (by != TRIAL or e.status == "finished")) or (include_all and by != TRIAL)
     ]  # fmt: skip
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
@@ -97,6 +127,7 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
         row: dict[str, Any] = {
             by: value,
             "experiments": len(exps),
+            "status": _status_text(exps),
             "calls": totals.get("total/calls", 0),
             "errors": totals.get("total/errors", 0),
             "llm_calls": totals.get("total/llm_calls", 0),
@@ -107,6 +138,7 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
             "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
             "latency_s_mean": totals.get("latency_s/mean"),
             "latency_s_p95": totals.get("latency_s/p95"),
+            "ttft_s_p50": totals.get("ttft_s/p50"),
         }
         for metric in metrics:
             row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
@@ -114,12 +146,17 @@ def compare_rows(experiments: list[StoredExperiment], by: str, group: str | None
     return out
 
 
-def model_rows(experiments: list[StoredExperiment], group: str | None) -> list[dict[str, Any]]:
+def model_rows(
+    experiments: list[StoredExperiment], group: str | None, *, include_all: bool = False
+) -> list[dict[str, Any]]:
     """One row per LLM model actually called, from the experiments' per-model totals (the LLM
-    calls each measured, nested ones included): LLM calls, tokens, cost, unpriced calls."""
+    calls each measured, nested ones included): LLM calls, tokens, cost, unpriced calls; only
+    experiments that ran to their end unless `include_all`."""
     rows: dict[str, dict[str, Any]] = {}
     for exp in experiments:
         if group is not None and exp.group != group:
+            continue
+        if not include_all and exp.status not in COMPARED:
             continue
         if exp.summary.get("children") and not exp.rows:
             continue  # a parent's totals hold its children's, compared on their own
@@ -176,19 +213,21 @@ def render_compare(rows: list[dict[str, Any]], by: str, title: str | None = None
 
     table = Table(title=escape(title) if title else None, title_justify="left")
     metric_cols = [k for k in (rows[0] if rows else {}) if k.endswith("_mean") and k != "latency_s_mean"]
-    for col, justify in [(by, "left"), ("runs", "right"), ("calls", "right"), ("LLM calls", "right"),
-                         ("tokens in", "right"), ("tokens out", "right"), ("cost", "right"),
-                         ("latency mean", "right"), ("latency p95", "right")]:  # fmt: skip
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col, justify in [(by, "left"), ("runs", "right"), ("status", "left"), ("calls", "right"),
+                         ("errors", "right"), ("LLM calls", "right"), ("tokens in", "right"),
+                         ("tokens out", "right"), ("cost", "right"), ("latency mean", "right"),
+                         ("latency p95", "right"), ("TTFT p50", "right")]:  # fmt: skip
+        table.add_column(col, justify=justify, no_wrap=col == "status")  # type: ignore[arg-type]
     for col in metric_cols:
         table.add_column(col[: -len("_mean")], justify="right")
     for row in rows:
         table.add_row(
-            escape(str(row[by])), str(row["experiments"]), _num(row["calls"]), _num(row["llm_calls"]),
+            escape(str(row[by])), str(row["experiments"]), escape(row["status"]), _num(row["calls"]),
+            _num(row["errors"]), _num(row["llm_calls"]),
             tokens_text(row["tokens_in"], row.get("usage_unknown_calls")),
             tokens_text(row["tokens_out"], row.get("usage_unknown_calls")),
             cost_text(row["cost_usd"], row.get("unpriced_calls")),
-            _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]),
+            _seconds(row["latency_s_mean"]), _seconds(row["latency_s_p95"]), _seconds(row["ttft_s_p50"]),
             *(_num(row[c]) for c in metric_cols),
         )  # fmt: skip
     return table
@@ -202,7 +241,7 @@ def _seconds(value: Any) -> str:
 
 def _compare_models(experiments: list[StoredExperiment], args: argparse.Namespace) -> int:
     """`compare --by model` when no config says the model: the models the LLM calls used."""
-    rows = model_rows(experiments, args.group)
+    rows = model_rows(experiments, args.group, include_all=args.all)
     if not rows:
         raise UsageError("no experiment has per-model totals (they are in summary.json of finished experiments)")
     _print_rows(rows, args, lambda: render_models(rows))
@@ -235,8 +274,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     by = args.by or (TRIAL if sweep_metric is not None else "strategy")
     if by == "model" and not any("model" in e.config for e in experiments):
         return _compare_models(experiments, args)
-    rows = compare_rows(experiments, by, args.group)
+    rows = compare_rows(experiments, by, args.group, include_all=args.all)
+    left_out = _left_out(experiments, by, args.group) if not args.all else ""
     if not rows:
+        if left_out:
+            raise UsageError(f"no experiment to compare by {by!r} ran to its end ({left_out}; --all includes them)")
         keys = sorted({k for e in experiments for k in e.config})
         raise UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
     metric, goal = args.metric, args.goal
@@ -246,7 +288,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     title = f"by {by}" + (f" in group {args.group}" if args.group else "")
     title += f", ranked by {metric} ({goal})" if metric else ""
     _print_rows(rows, args, lambda: render_compare(rows, by, title))
+    if left_out:
+        note = f"left out: {left_out} (--all includes them)"
+        if args.json or args.csv:
+            print(note, file=sys.stderr)
+        else:
+            _console().print(note, markup=False, soft_wrap=True)
     return 0
+
+
+def _left_out(experiments: list[StoredExperiment], by: str, group: str | None) -> str:
+    """What the comparison leaves out for not having run to its end: "1 failed, 2 crashed"."""
+    return _status_counts([e for e in _comparable(experiments, by, group) if e.status not in COMPARED])
 
 
 def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str, str] | None:
@@ -263,18 +316,32 @@ def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str,
 # --- ls ---------------------------------------------------------------------------------------
 
 
+def totals_with_children(exp: StoredExperiment, store: list[StoredExperiment]) -> dict[str, Any]:
+    """An experiment's totals: its summary's when it finished; else (killed, or still running)
+    recomputed from its rows and those of the experiments opened inside it, as its summary would
+    have added them up."""
+    if "total/calls" in exp.summary:
+        return exp.summary
+    from ._sync import descendants_of
+
+    return totals_of([exp, *descendants_of(exp, store)])
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     root = _store_root(args.dir)
     experiments = find_experiments(root)
     if args.json:
-        print(json.dumps([
-            {"dir": str(e.path), "name": e.name, "status": e.status, "group": e.group, "started_at": e.started_at,
-             "calls": e.totals().get("total/calls", 0), "cost_usd": e.totals().get("total/cost_usd"),
-             "unpriced_calls": e.totals().get("total/unpriced_calls", 0)}
-            for e in experiments
-        ], indent=2))  # fmt: skip
+        listed = []
+        for e in experiments:
+            totals = totals_with_children(e, experiments)
+            listed.append({
+                "dir": str(e.path), "name": e.name, "status": e.status, "group": e.group, "started_at": e.started_at,
+                "calls": totals.get("total/calls", 0), "cost_usd": totals.get("total/cost_usd"),
+                "unpriced_calls": totals.get("total/unpriced_calls", 0),
+            })  # fmt: skip
+        print(json.dumps(listed, indent=2))
         return 0
     if not experiments:
         _console().print(f"no experiments under {root}")
@@ -285,7 +352,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     colour = {"finished": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}
     for exp in experiments:
-        totals = exp.totals()
+        totals = totals_with_children(exp, experiments)
         status = exp.status
         table.add_row(
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.started_at)), escape(exp.name),
@@ -431,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare",
         help="compare experiments by a config key",
-        description="One row per value of a config key (default: strategy), with totals and each custom metric's mean.",
+        description=(
+            "One row per value of a config key (default: strategy), with status, totals, latency, TTFT and each "
+            "custom metric's mean. Only experiments that ran to their end, unless --all."
+        ),
     )
     compare.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
     compare.add_argument(
@@ -440,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--group", help="only experiments of this group (a sweep's id, <name>-<digest>, for example)")
     compare.add_argument("--metric", help="rank by the mean of this metric")
     compare.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="ranking direction")
+    compare.add_argument(
+        "--all", action="store_true", help="also compare failed, crashed, interrupted and running experiments"
+    )
     fmt = compare.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")

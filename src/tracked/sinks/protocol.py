@@ -46,6 +46,9 @@ class RunInfo:
         requested: Per sink name, what the user asked for: True, False (off) or None (default).
         worker_of: In a worker process (`experiment.attach`), the local store directory of the
             experiment it records into; None otherwise.
+        refs: Where other destinations keep this run, known when they open (W&B's run id and
+            directory), per sink name: in `config.json` from the start, so that `tracked sync` finds
+            the W&B run of an experiment whose process was killed.
     """
 
     name: str
@@ -63,6 +66,7 @@ class RunInfo:
     sweep: dict[str, Any] | None = None
     requested: Mapping[str, bool | None] = field(default_factory=dict)
     worker_of: Path | None = None
+    refs: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The run's metadata as one JSON-ready dict (the local store's `config.json`)."""
@@ -79,6 +83,7 @@ class RunInfo:
             "started_at": self.started_at,
             "system": self.system,
             **({"sweep": self.sweep} if self.sweep else {}),
+            **({"refs": self.refs} if self.refs else {}),
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import netrc
 import os
+import secrets
 import sys
 import threading
 import time
@@ -32,6 +33,9 @@ __all__ = [
 #: How long a new experiment's run waits to start for a child experiment to open (which makes it a
 #: parent of grouped runs, with no run of its own unless it logs rows): its Created is this late at most.
 START_GRACE_S = 0.25
+
+#: The characters of a W&B run id (as `wandb.util.generate_id` makes them).
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 #: Summary keys about the run rather than its results, kept under `tracked/` in W&B's summary
 #: (W&B shows its own State, Name, Created and Runtime): they stay as they are in `summary.json`.
@@ -185,6 +189,13 @@ class WandbSink:
         elif run.dir is not None:
             kwargs["dir"] = str(run.dir)
         self._init_kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if not self.adopted and not os.environ.get("WANDB_SWEEP_ID"):
+            # The run's id is chosen now and kept in the local store's config.json, so that
+            # `tracked sync` finds this run again if the process is killed (see `_sync`).
+            run_id = self._extra.get("id") or os.environ.get("WANDB_RUN_ID")
+            if not run_id:
+                run_id = self._extra["id"] = "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+            run.refs["wandb"] = {"id": run_id, "root": kwargs.get("dir") or os.getcwd()}
         if self.adopted or os.environ.get("WANDB_SWEEP_ID"):
             # Under a sweep the parameters come from W&B: the run is needed now, so that the
             # experiment's config has them.
@@ -226,7 +237,7 @@ class WandbSink:
             warn_once(
                 ("wandb-online-failed", type(exc)),
                 f"tracked: W&B online init failed ({type(exc).__name__}: {exc}); writing offline instead, "
-                "upload later with `wandb sync --sync-all`",
+                "upload later with `tracked sync`",
             )
             self.mode = "offline"
             settings = wandb.Settings(console="off", silent=True)
