@@ -424,7 +424,9 @@ _RUNNERS: dict[str, Callable[..., Any]] = {
 
 
 def _kind_of(fn: Any) -> str:
-    func = inspect.unwrap(getattr(fn, "__func__", fn))
+    # The object's own kind, never what it wraps (`__wrapped__`): a sync helper made with
+    # `functools.wraps` around an `async def` (it runs `asyncio.run(...)`) returns a value.
+    func = getattr(fn, "__func__", fn)
     if inspect.isasyncgenfunction(func):
         return _ASYNCGEN
     if inspect.iscoroutinefunction(func):
