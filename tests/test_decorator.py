@@ -1146,7 +1146,7 @@ def _kind_of_callable(fn) -> tuple[bool, bool, bool]:
 @pytest.mark.parametrize("inner", KINDS)
 @pytest.mark.parametrize("outer", KINDS)
 def test_a_wraps_helper_keeps_its_own_kind_whatever_it_wraps(outer, inner):
-    """A `functools.wraps` helper of one kind around a function of another keeps its own kind and result once decorated."""
+    """A `functools.wraps` helper of one kind around another kind keeps its own kind and result once decorated."""
     seen: list = []
     helper = _helper(outer, inner, seen)
     decorated = tracked.tracked(helper)
