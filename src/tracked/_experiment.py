@@ -527,9 +527,13 @@ class Experiment:
         return "; ".join(parts)
 
     async def _let_left_generators_close(self) -> None:
-        """Before `async with` ends it: async generators its code left (`async for ... break`) are
-        closed by the event loop soon after, in a task of their own; they are given up to a second
-        to end, so that they end as they would have without the experiment ending."""
+        """Before `async with` ends it: async generators its code left (`async for ... break`, a
+        `return` inside one) are closed by the event loop soon after, in a task of their own. The
+        loop first runs what it has scheduled (a closing that does not wait ends within a few
+        turns), and tracked generators that were left are given up to a second to end, so that
+        they end as they would have without the experiment ending."""
+        for _ in range(3):
+            await asyncio.sleep(0)
         deadline = time.perf_counter() + 1.0
         spins = 0
         while any(call._left is not None for call in list(self._running.values())):

@@ -121,7 +121,7 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             # that ran in a task that has ended (`asyncio.run`, an earlier notebook cell).
             here = lane()
             prev = _last_row.get()
-            if prev is not None and reachable(prev._lane, here):
+            if prev is not None and (prev._lane == here or reachable(prev._lane, here)):
                 _seal(prev)
             mine = exp._here
             last = mine.last
