@@ -117,6 +117,39 @@ def test_children_started_in_plain_threads_are_the_parents_and_add_up(tmp_path):
         assert child.final_summary["total/calls"] == 5
 
 
+def test_a_plain_threads_call_goes_to_the_only_open_experiment_and_to_none_of_several(tmp_path):
+    """A plain thread's call lands in the only open experiment; with others open in other threads, in none, warned."""
+    b_open, b_done = threading.Event(), threading.Event()
+    exps: dict = {}
+
+    def in_plain_thread(prompt: str) -> None:
+        t = threading.Thread(target=llm, args=(prompt,))
+        t.start()
+        t.join()
+
+    def run_a() -> None:
+        with tracked.experiment("a", dir=tmp_path, wandb=False) as exps["a"]:
+            in_plain_thread("only a is open")
+            run_b_thread.start()
+            assert b_open.wait(30)
+            in_plain_thread("a and b are open")
+            b_done.set()
+
+    def run_b() -> None:
+        with tracked.experiment("b", dir=tmp_path, wandb=False) as exps["b"]:
+            b_open.set()
+            assert b_done.wait(30)
+
+    run_b_thread = threading.Thread(target=run_b)
+    with pytest.warns(tracked.TrackedWarning, match="it is in none of them"):
+        run_a_thread = threading.Thread(target=run_a)
+        run_a_thread.start()
+        run_a_thread.join()
+        run_b_thread.join()
+    assert exps["a"].final_summary["total/calls"] == 1
+    assert exps["b"].final_summary["total/calls"] == 0
+
+
 # --- 2: which row a metric joins -------------------------------------------------------------------
 
 

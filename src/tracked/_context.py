@@ -52,12 +52,15 @@ def current_experiment() -> Experiment | None:
     return ambient() if _open else None
 
 
-def ambient() -> Experiment | None:
+def ambient(for_call: bool = False) -> Experiment | None:
     """The open experiment a context that holds none belongs to: the innermost one started in this
     thread (in this task, outside any task, or in a task that has ended: an earlier notebook cell),
     else the innermost one started in the main thread (the program's), or in a thread that has
     ended. Never one started in another thread or task that is still running: that one is its
-    own, and four threads or tasks that each start an experiment start four siblings."""
+    own, and four threads or tasks that each start an experiment start four siblings. For a call
+    (`for_call`), the only open experiment, wherever it was started, when there is just one."""
+    if for_call and len(_open) == 1:
+        return _open[0]
     here = threading.current_thread()
     loop = asyncio._get_running_loop()
     task = asyncio.current_task(loop) if loop is not None else None

@@ -498,6 +498,7 @@ class Experiment:
             internal_error("finishing an experiment", exc)
         finally:
             self._here = Here()  # the calls it held in each thread
+            self._home = (None, None)  # nor the task that started it
             self._sinks.close()
             _lifecycle.unregister(self)
             if self.parent is not None:

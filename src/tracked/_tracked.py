@@ -98,7 +98,17 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
                 f"tracked: {spec.name} started after its experiment {exp.name!r} had finished (work it began "
                 "and did not wait for), so it is in none of its figures",
             )
-        exp = ambient() if _open else None
+        if _open:
+            exp = ambient(True)
+            if exp is None and parent is None:
+                warn_once(
+                    "in-no-experiment",
+                    f"tracked: {spec.name} was called from a thread that does not carry the context while "
+                    "experiments were open in other threads or tasks: it is in none of them; start the thread with "
+                    "target=tracked.bind(fn), or submit it to a concurrent.futures.ThreadPoolExecutor",
+                )
+        else:
+            exp = None
         adrift = exp is not None and parent is None  # from a thread that does not carry the context
     else:
         adrift = False
