@@ -270,8 +270,8 @@ def test_tracked_thread_pool_map_carries_parent():
     assert [c.parent_id for c in record[1:]] == [parent.id] * 4
 
 
-def test_plain_thread_does_not_carry_parent():
-    """A tracked call in a plain `threading.Thread` or stdlib pool started inside a call is a root call."""
+def test_plain_thread_does_not_carry_parent_and_a_stdlib_pool_does():
+    """A tracked call in a plain `threading.Thread` started inside a call is a root call; in a stdlib pool, a child."""
     record: dict = {}
 
     @tracked.tracked
@@ -286,10 +286,56 @@ def test_plain_thread_does_not_carry_parent():
         t.join()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(child, "stdlib-pool").result()
+            assert list(pool.map(child, ["stdlib-map"])) == [None]
 
     outer()
     assert record["thread"].parent_id is None
+    assert record["stdlib-pool"].parent is record["outer"]
+    assert record["stdlib-map"].parent is record["outer"]
+
+
+def test_propagate_threads_false_leaves_stdlib_pools_alone():
+    """With `propagate_threads=False` a stdlib pool's calls are roots; `tracked.ThreadPoolExecutor` still carries."""
+    tracked.configure(propagate_threads=False)
+    record: dict = {}
+
+    @tracked.tracked
+    def child(tag):
+        record[tag] = current_call()
+
+    @tracked.tracked
+    def outer():
+        record["outer"] = current_call()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(child, "stdlib-pool").result()
+        with tracked.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(child, "tracked-pool").result()
+
+    outer()
     assert record["stdlib-pool"].parent_id is None
+    assert record["tracked-pool"].parent is record["outer"]
+
+
+def test_a_stdlib_pool_carries_only_trackeds_own_state():
+    """A stdlib pool's worker sees the submitter's call but not the submitter's other context variables, as before."""
+    import contextvars
+
+    mine = contextvars.ContextVar("mine", default="unset")
+    seen: dict = {}
+
+    def work():
+        seen["call"] = current_call()
+        seen["mine"] = mine.get()
+
+    @tracked.tracked
+    def outer():
+        mine.set("submitter")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(work).result()
+        return current_call()
+
+    call = outer()
+    assert seen == {"call": call, "mine": "unset"}
 
 
 def test_bind_carries_parent_into_threads_concurrently():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import traceback
@@ -1045,3 +1046,112 @@ def test_call_ids_are_unique_and_call_is_not_current_after_return():
     assert len({c.id for c in seen}) == 20
     assert all(c.parent_id is None for c in seen)
     assert current_call() is None
+
+
+# --- wrappers: the kind is the decorated object's, not what it wraps ------------------------------
+
+KINDS = ["plain", "coroutine", "generator", "async generator"]
+
+
+def _inner(kind: str):
+    """A function of `kind` whose items (or value) are [1, 2]."""
+    if kind == "plain":
+
+        def inner():
+            return [1, 2]
+
+    elif kind == "coroutine":
+
+        async def inner():
+            return [1, 2]
+
+    elif kind == "generator":
+
+        def inner():
+            yield 1
+            yield 2
+
+    else:
+
+        async def inner():
+            yield 1
+            yield 2
+
+    return inner
+
+
+def _sync_value(fn, kind: str) -> list:
+    if kind == "plain":
+        return fn()
+    if kind == "coroutine":
+        return asyncio.run(fn())
+    if kind == "generator":
+        return list(fn())
+
+    async def collect():
+        return [x async for x in fn()]
+
+    return asyncio.run(collect())
+
+
+async def _async_value(fn, kind: str) -> list:
+    if kind == "plain":
+        return fn()
+    if kind == "coroutine":
+        return await fn()
+    if kind == "generator":
+        return list(fn())
+    return [x async for x in fn()]
+
+
+def _helper(outer: str, inner_kind: str, seen: list):
+    """A `functools.wraps` helper of kind `outer` around a function of kind `inner_kind`."""
+    inner = _inner(inner_kind)
+    if outer == "plain":
+
+        @functools.wraps(inner)
+        def helper():
+            seen.append(current_call())
+            return _sync_value(inner, inner_kind)
+
+    elif outer == "coroutine":
+
+        @functools.wraps(inner)
+        async def helper():
+            seen.append(current_call())
+            return await _async_value(inner, inner_kind)
+
+    elif outer == "generator":
+
+        @functools.wraps(inner)
+        def helper():
+            seen.append(current_call())
+            yield from _sync_value(inner, inner_kind)
+
+    else:
+
+        @functools.wraps(inner)
+        async def helper():
+            seen.append(current_call())
+            for x in await _async_value(inner, inner_kind):
+                yield x
+
+    return helper
+
+
+def _kind_of_callable(fn) -> tuple[bool, bool, bool]:
+    return inspect.iscoroutinefunction(fn), inspect.isgeneratorfunction(fn), inspect.isasyncgenfunction(fn)
+
+
+@pytest.mark.parametrize("inner", KINDS)
+@pytest.mark.parametrize("outer", KINDS)
+def test_a_wraps_helper_keeps_its_own_kind_whatever_it_wraps(outer, inner):
+    """A `functools.wraps` helper of one kind around another kind keeps its own kind and result once decorated."""
+    seen: list = []
+    helper = _helper(outer, inner, seen)
+    decorated = tracked.tracked(helper)
+    assert _kind_of_callable(decorated) == _kind_of_callable(helper)
+    assert _sync_value(helper, outer) == [1, 2]
+    assert _sync_value(decorated, outer) == [1, 2]
+    assert seen[0] is None  # the undecorated run
+    assert seen[1] is not None and seen[1].name == "inner" and seen[1].ended

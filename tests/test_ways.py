@@ -319,7 +319,7 @@ def test_an_async_stream_left_early_is_one_incomplete_llm_call_of_unknown_cost(l
         with capture() as captured:
             exp = asyncio.run(main())
     messages = [str(w.message) for w in caught]
-    assert any("left before its usage" in m for m in messages)
+    assert any("left before its usage" in m for m in messages), messages
     # Ended when asyncio closes the generator, which may be after ask returned: then late, and said so.
     summary = exp.final_summary
     assert summary["total/llm_calls"] == 1

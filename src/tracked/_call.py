@@ -130,6 +130,10 @@ class Call:
     _row: Any = None  # the experiment's row state when this is a top-level call
     _outer: bool = False  # a top-level call of its experiment (a row, or a child of the older tracker's result)
     _lane: Any = None  # the thread and task of a top-level call: where its row can still grow
+    _adrift: bool = False  # begun in a thread that does not carry the context (its experiment found by `ambient`)
+    _overlap: bool = False  # a top-level call begun while another task of its thread ran one
+    _seal_at_end: bool = False  # its row was complete before it ended: sealed as soon as it is made
+    _left: Any = None  # a top-level async generator its consumer left (`break`) and not closed yet
 
     def __init__(self, name: str, parent: Call | None, experiment: Experiment | None, t0: float) -> None:
         self.name = name

@@ -28,6 +28,7 @@ class _Config:
         "io_max_chars",
         "local_providers",
         "prices",
+        "propagate_threads",
         "quiet",
         "raise_internal_errors",
         "table_flush_s",
@@ -40,6 +41,8 @@ class _Config:
         self.prices: dict[str, tuple[float, float]] = {}
         self.local_providers = DEFAULT_LOCAL_PROVIDERS
         self.capture_io = False
+        # Plain `concurrent.futures.ThreadPoolExecutor`s carry the running call into their threads.
+        self.propagate_threads = True
         self.io_max_chars = 2000
         self.wandb_init_timeout_s = 30.0
         self.table_max_rows = 10_000
@@ -77,6 +80,7 @@ def configure(
     table_max_rows: int | None = None,
     table_flush_s: float | None = None,
     quiet: bool | None = None,
+    propagate_threads: bool | None = None,
 ) -> None:
     """Change process-wide settings; only the arguments given are changed.
 
@@ -101,6 +105,10 @@ def configure(
             table once, at its end.
         quiet: True leaves out the line a top-level experiment prints on stderr when it ends (where
             its local store and W&B run are, and how to upload an offline run); also `TRACKED_QUIET=1`.
+        propagate_threads: False stops plain `concurrent.futures.ThreadPoolExecutor`s (and asyncio's
+            `run_in_executor`) from carrying the running call and experiment into their threads
+            (default True): calls made there are then top-level calls of the experiment.
+            `tracked.ThreadPoolExecutor` and `tracked.bind` carry them regardless.
 
     Example:
         >>> import tracked
@@ -143,6 +151,10 @@ def configure(
         config.table_flush_s = float(table_flush_s)
     if quiet is not None:
         config.quiet = bool(quiet)
+    if propagate_threads is not None:
+        if not isinstance(propagate_threads, bool):
+            raise TypeError(f"propagate_threads must be True or False, got {propagate_threads!r}")
+        config.propagate_threads = propagate_threads
 
 
 _warned: set[Any] = set()

@@ -13,6 +13,7 @@ import functools
 import inspect
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from . import _lifecycle
 from ._call import Call, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
-from ._context import _current, _current_exp, _last_row, current_experiment, lane
+from ._context import Here, _current, _current_exp, _last_row, current_experiment, lane, reachable
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
@@ -109,6 +110,11 @@ class Experiment:
         self._requests: dict[int, Any] = {}  # instrumented requests not ended yet (`_instrument`)
         self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode
         self.summarised = False
+        # The thread and task that started it: a context holding no experiment takes it as its own
+        # only from there, or when that is the main thread (`_context.ambient`).
+        self._home: tuple[Any, Any] = (None, None)
+        self._here = Here()  # per thread: the top-level call that began there last
+        self._warned_uncarried = False
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -125,6 +131,7 @@ class Experiment:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._leave_context()
+        await self._let_left_generators_close()
         await asyncio.get_running_loop().run_in_executor(None, self._close, status_for(exc))
 
     def __call__(self, fn: F) -> F:
@@ -164,6 +171,8 @@ class Experiment:
             parent.finish()
             parent = current_experiment()
         self.parent = parent
+        loop = asyncio._get_running_loop()
+        self._home = (threading.current_thread(), asyncio.current_task(loop) if loop is not None else None)
         if parent is not None:
             inherit(self, parent)
             if parent._rows.count == 0:
@@ -197,8 +206,11 @@ class Experiment:
     # --- what the user does while it runs ------------------------------------------------
 
     def log(self, metrics: Mapping[str, Any]) -> None:
-        """Log metrics. During a top-level call they join its row; right after one (before the
-        next top-level call of this thread or task) too; otherwise they are a row of their own.
+        """Log metrics. They join the row of the top-level call this code is in, is iterating (a
+        generator), or came right after (before the next top-level call of this thread or task;
+        also after `asyncio.run(...)` of it, after an `async for` over it left by `break`, and in
+        a later notebook cell); otherwise they are a row of their own. The README's "Which row a
+        metric joins" has every case.
 
         Example:
             >>> result = run_strategy("debate", task)
@@ -324,6 +336,8 @@ class Experiment:
             self._rows.add_model(call)
         if call._row is not None:
             call._row = self._rows.add_call(call)
+            if call._seal_at_end:
+                self._rows.seal(call._row)
         elif call.late:
             self._rows.add_late(call)
         sinks.wait_if_behind()
@@ -333,22 +347,68 @@ class Experiment:
         return self._rows.join(call._row, metrics)
 
     def _seal(self, call: Call) -> None:
-        """The row of `call` is complete (its thread or task started another top-level call)."""
-        self._rows.seal(call._row)
+        """The row of `call` is complete (code that came after it started another top-level call).
+        A call still running (a generator left and not closed yet) is sealed when its row is made."""
+        if call._row is True:
+            call._seal_at_end = True
+        else:
+            self._rows.seal(call._row)
+
+    def last_call_here(self) -> Call | None:
+        """The top-level call whose row metrics logged here (outside any call) join, if any: the
+        later of the last one that ended in this context and the last one begun in this thread,
+        when this code comes after it (`_context.reachable`). Still running, it is a generator
+        this code is iterating, or has left (`async for ... break`) and not closed yet. None when
+        the last one of this thread ran alongside another of its tasks' (`gather`): which of them
+        the metrics are about is not known."""
+        here = lane()
+        best = None
+        for call in (_last_row.get(), self._here.last):
+            if (
+                call is not None
+                and call.experiment is self
+                and reachable(call._lane, here)
+                and (best is None or call._n > best._n)
+            ):
+                best = call
+        if best is not None and best._overlap and best._lane != here:
+            return None
+        return best
 
     def join_last_row(self, metrics: dict[str, Any], *, unless: Call | None = None) -> Call | None:
-        """Join checked `metrics` to the row of the last top-level call of this thread or task, if
-        it is still open (and is not `unless`). Returns the call joined, or None."""
-        last = _last_row.get()
-        if (
-            last is not None
-            and last is not unless
-            and last.experiment is self
-            and last._lane == lane()
-            and self._join(last, metrics)
-        ):
-            return last
-        return None
+        """Join checked `metrics` to the row of `last_call_here()`, if it is still open (and is not
+        `unless`). Returns the call joined, or None."""
+        call = self.last_call_here()
+        if call is None or call is unless:
+            return None
+        if call._row is True and not call._seal_at_end:  # still running: its row will have them
+            if call.metrics is None:
+                call.metrics = dict(metrics)
+            else:
+                call.metrics.update(metrics)
+            if call._row is True:
+                return call
+            # it ended meanwhile (in another thread): its row is made, join it there
+        return call if self._join(call, metrics) else None
+
+    def _uncarried(self, call: Call) -> None:
+        """`call` came from a thread that does not carry the context (a `threading.Thread` target)
+        while a top-level call made where the context is carried was running: most likely the call
+        that started the thread, of which it is not a child. Warned once per experiment. (Plain
+        threads that each make their own top-level calls, side by side, are not warned about.)"""
+        if self._warned_uncarried:
+            return
+        running = next((c for c in list(self._running.values()) if not c._adrift and c is not call), None)
+        if running is None:
+            return
+        self._warned_uncarried = True
+        warn_once(
+            ("uncarried", id(self), self._started_at),
+            f"tracked: {call.name} was called from a thread that does not carry the context (a threading.Thread "
+            f"target) while {running.name} was running in experiment {self.name!r}: it is a row of its own, not a "
+            f"child of {running.name}; start the thread with target=tracked.bind(fn), or submit it to a "
+            "concurrent.futures.ThreadPoolExecutor, which carries it",
+        )
 
     def collect_results(self) -> Results:
         """From now on, calls that would be top-level rows are children of one open "result" call,
@@ -447,6 +507,7 @@ class Experiment:
                 if merged:
                     self.summary["workers"] = merged
             end_open_requests(self)
+            self._end_left_generators()
             self._cut_short_running()
             if self._results is not None:
                 self._results.close()
@@ -463,6 +524,8 @@ class Experiment:
         except Exception as exc:
             internal_error("finishing an experiment", exc)
         finally:
+            self._here = Here()  # the calls it held in each thread
+            self._home = (None, None)  # nor the task that started it
             self._sinks.close()
             _lifecycle.unregister(self)
             if self.parent is not None:
@@ -495,6 +558,32 @@ class Experiment:
                 else f"upload with `wandb sync{f' {wandb_dir}' if wandb_dir else ''}`"
             )
         return "; ".join(parts)
+
+    async def _let_left_generators_close(self) -> None:
+        """Before `async with` ends it: async generators its code left (`async for ... break`, a
+        `return` inside one) are closed by the event loop soon after, in a task of their own. The
+        loop first runs what it has scheduled (a closing that does not wait ends within a few
+        turns), and tracked generators that were left are given up to a second to end, so that
+        they end as they would have without the experiment ending."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+        deadline = time.perf_counter() + 1.0
+        spins = 0
+        while any(call._left is not None for call in list(self._running.values())):
+            if time.perf_counter() > deadline:
+                return  # ended by `_close` as they were when left
+            await asyncio.sleep(0 if spins < 20 else 0.005)
+            spins += 1
+
+    def _end_left_generators(self) -> None:
+        """Async generators its code left and the event loop has not closed yet (a plain `with`
+        block ends before the loop runs again) end now, as they were when left."""
+        for call in list(self._running.values()):
+            if call._left is not None:
+                try:
+                    call._left.end_now()
+                except Exception as exc:
+                    internal_error("ending a generator that was left", exc)
 
     def _cut_short_running(self) -> None:
         """Top-level calls still running as the experiment finishes (work in a thread or task it

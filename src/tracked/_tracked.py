@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import weakref
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, TypeVar, overload
@@ -14,7 +15,7 @@ import wrapt
 from ._call import _KIDS, UNKNOWN, Call
 from ._capture import Reply, capture_arguments, output_of
 from ._config import config, internal_error, warn_once
-from ._context import _current, _current_exp, _last_row, _open, lane
+from ._context import _current, _current_exp, _last_row, _open, ambient, lane, reachable
 from .usage import Usage, extract, merge
 from .usage.streams import FINAL, NOT_AN_ITEM, stream_item
 
@@ -97,8 +98,25 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
                 f"tracked: {spec.name} started after its experiment {exp.name!r} had finished (work it began "
                 "and did not wait for), so it is in none of its figures",
             )
-        exp = _open[-1] if _open else None
+        if _open:
+            exp = ambient(True)
+            if exp is None and parent is None:
+                warn_once(
+                    "in-no-experiment",
+                    f"tracked: {spec.name} was called from a thread that does not carry the context while "
+                    "experiments were open in other threads or tasks: it is in none of them; start the thread with "
+                    "target=tracked.bind(fn), or submit it to a concurrent.futures.ThreadPoolExecutor",
+                )
+        else:
+            exp = None
+        adrift = exp is not None and parent is None  # from a thread that does not carry the context
+    else:
+        adrift = False
     call = Call(spec.name, parent, exp, perf_counter())
+    if adrift:
+        call._adrift = True
+        if exp._running:  # type: ignore[union-attr]
+            exp._uncarried(call)  # type: ignore[union-attr]
     if exp is not None and (parent is None or parent.experiment is not exp):
         adopt = exp._adopt
         if adopt is not None:
@@ -107,15 +125,22 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             call.parent = adopt
             adopt.__dict__.setdefault("_first", call._t0)
         else:
-            # A top-level call of this experiment: one row. It closes the previous row of this
-            # thread or task, so that `exp.log()` between the two joined the previous one.
+            # A top-level call of this experiment: one row. It closes the rows this code came
+            # after (`reachable`): the previous one of this thread or task, so that `exp.log()`
+            # between the two joined the previous one, and the last one begun in this thread when
+            # that ran in a task that has ended (`asyncio.run`, an earlier notebook cell).
             here = lane()
             prev = _last_row.get()
-            if prev is not None and prev._lane == here:
-                try:
-                    prev.experiment._seal(prev)  # type: ignore[union-attr]
-                except Exception as exc:
-                    internal_error("closing a row", exc)
+            if prev is not None and (prev._lane == here or reachable(prev._lane, here)):
+                _seal(prev)
+            mine = exp._here
+            last = mine.last
+            if last is not None and last is not prev:
+                if reachable(last._lane, here):
+                    _seal(last)
+                elif not last.ended:
+                    call._overlap = True  # another task of this thread is running one
+            mine.last = call
             call._row = True
             call._lane = here
         call._outer = True  # still running when its experiment finishes, it is cut short there
@@ -128,6 +153,13 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
         except Exception as exc:
             internal_error("capturing inputs", exc)
     return call
+
+
+def _seal(call: Call) -> None:
+    try:
+        call.experiment._seal(call)  # type: ignore[union-attr]
+    except Exception as exc:
+        internal_error("closing a row", exc)
 
 
 # Results that are never a provider's stream, checked with one set lookup.
@@ -356,12 +388,73 @@ def _final_usage(stream: Usage | None, result: Any) -> Any:
     return stream
 
 
-async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+class _Left:
+    """A top-level async generator call and the generator object its consumer holds.
+
+    A consumer that leaves an `async for` by `break` drops the generator; the event loop closes it
+    later, in a task of its own. The call ends then, as it was when left (`at`); until then the
+    experiment knows it was left (`Call._left`): `exp.log()` joins it, `async with` waits for it
+    to close, and a block that ends first ends it (`end_now`)."""
+
+    __slots__ = ("args", "at", "call", "instance", "kwargs", "ref", "reply", "spec", "stream")
+
+    def __init__(self, spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.spec, self.instance, self.args, self.kwargs = spec, instance, args, kwargs
+        self.call: Call | None = None  # set when the call begins, if it is a top-level one
+        self.at: float | None = None
+        self.ref: Any = None
+        self.reply: Reply | None = None
+        self.stream: Usage | None = None
+
+    def dropped(self, ref: Any) -> None:
+        """The generator object is gone (its consumer left it): the event loop closes it soon."""
+        self.ref = None  # (the cycle through this callback)
+        call = self.call
+        if call is not None and not call.ended and self.at is None:
+            self.at = perf_counter()
+            call._left = self
+
+    def claim(self, who: object) -> bool:
+        """Whether `who` (the generator closing, or `end_now`) is the one that ends the call."""
+        call = self.call
+        return call is None or call.__dict__.setdefault("_ending", who) is who
+
+    def end_now(self) -> None:
+        """End the call as it was when left (its experiment is ending before the loop closed it)."""
+        call = self.call
+        if call is None or call.ended or not self.claim(_BY_EXPERIMENT):
+            return
+        seen = call.__dict__.get("_seen", NOT_AN_ITEM)
+        latency = (self.at if self.at is not None else perf_counter()) - call._t0
+        try:
+            usage = _stream_usage(call, seen, self.stream, False)
+            _end(call, self.spec, latency, usage, self.args, self.kwargs, self.instance, self.reply)
+        finally:
+            call.__dict__.pop("_left", None)
+
+
+_BY_GENERATOR, _BY_EXPERIMENT = object(), object()
+
+
+def _start_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    left = _Left(spec, instance, args, kwargs)
+    agen = _run_asyncgen(spec, wrapped, instance, args, kwargs, left)
+    left.ref = weakref.ref(agen, left.dropped)
+    return agen
+
+
+async def _run_asyncgen(
+    spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], left: _Left | None = None
+) -> Any:
     call = _begin(spec, instance, args, kwargs)
     t0 = call._t0
     agen = wrapped(*args, **kwargs)
     stream: Usage | None = None
     reply = Reply() if call.inputs is not None else None  # capture_io: what it yields
+    if left is not None and call._outer:
+        left.call, left.reply = call, reply
+    else:
+        left = None
     n = 0
     seen = NOT_AN_ITEM  # whether it yielded a provider's stream items, and the one with the final usage
     sent: Any = None
@@ -388,6 +481,8 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
                     seen = call.__dict__["_seen"] = kind
             if reply is not None:
                 reply.item(item)
+            if left is not None:
+                left.stream = stream
             n += 1
             try:
                 sent = yield item
@@ -402,7 +497,8 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
         done = True
         raise
     finally:
-        latency = perf_counter() - t0
+        # Left by its consumer (`break`): it ended there, not when the event loop got to closing it.
+        latency = (left.at if left is not None and left.at is not None else perf_counter()) - t0
         try:
             if not done:
                 token = _current.set(call)
@@ -411,7 +507,13 @@ async def _run_asyncgen(spec: _Spec, wrapped: Any, instance: Any, args: tuple[An
                 finally:
                     _current.reset(token)
         finally:
-            _end(call, spec, latency, _stream_usage(call, seen, stream, done), args, kwargs, instance, reply)
+            if left is None:
+                _end(call, spec, latency, _stream_usage(call, seen, stream, done), args, kwargs, instance, reply)
+            elif left.claim(_BY_GENERATOR):
+                try:
+                    _end(call, spec, latency, _stream_usage(call, seen, stream, done), args, kwargs, instance, reply)
+                finally:
+                    call.__dict__.pop("_left", None)
 
 
 _SYNC, _ASYNC, _GEN, _ASYNCGEN = "sync", "async", "gen", "asyncgen"
@@ -419,12 +521,14 @@ _RUNNERS: dict[str, Callable[..., Any]] = {
     _SYNC: _run_sync,
     _ASYNC: _run_async,
     _GEN: _run_gen,
-    _ASYNCGEN: _run_asyncgen,
+    _ASYNCGEN: _start_asyncgen,
 }
 
 
 def _kind_of(fn: Any) -> str:
-    func = inspect.unwrap(getattr(fn, "__func__", fn))
+    # The object's own kind, never what it wraps (`__wrapped__`): a sync helper made with
+    # `functools.wraps` around an `async def` (it runs `asyncio.run(...)`) returns a value.
+    func = getattr(fn, "__func__", fn)
     if inspect.isasyncgenfunction(func):
         return _ASYNCGEN
     if inspect.iscoroutinefunction(func):
