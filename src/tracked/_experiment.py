@@ -23,6 +23,7 @@ from ._call import Call, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
+from ._forksafe import loading
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
@@ -525,10 +526,12 @@ def saved_name(path: Path) -> str:
 
 
 def _load_price_data() -> None:
-    """Load the price data on the calls thread, rather than in the first priced call."""
-    from genai_prices import data_snapshot
+    """Load the price data on the calls thread, rather than in the first priced call (no fork
+    meanwhile: `_forksafe`)."""
+    with loading():
+        from genai_prices import data_snapshot
 
-    data_snapshot.get_snapshot()
+        data_snapshot.get_snapshot()
 
 
 def _fmt(value: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from .. import _dispatch
 from .._config import internal_error, warn_once
 from .._dispatch import Dispatcher
+from .._forksafe import loading
 from .._values import clean
 from .local import LocalSink
 from .memory import MemorySink
@@ -333,31 +334,35 @@ class SinkSet:
 
 
 def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
-    """What a background sink's thread does with each item; nothing once the sink has failed."""
+    """What a background sink's thread does with each item; nothing once the sink has failed.
+    No fork happens while it handles one (W&B imports modules as it goes: `_forksafe`), except
+    while it waits to start its run, which holds the lock itself only to import and start."""
 
     def handle(kind: str, payload: Any) -> None:
         if sinks.background.get(sink.name) is not sink:
             return  # failed: its queue is drained without calling it again
-        if kind == "row":
-            sink.write_row(*payload)
-        elif kind == "start":
+        if kind == "start":
             start_soon = getattr(sink, "start_soon", None)
             if start_soon is not None:
                 start_soon()
-        elif kind == "work":
-            began = getattr(sink, "work_began", None)
-            if began is not None:
-                began()
-        elif kind == "calls":
-            sink.write_calls(payload)
-        elif kind == "notes":
-            sink.set_notes(payload)
-        elif kind == "tags":
-            sink.set_tags(payload)
-        elif kind == "save":
-            sink.save(*payload)
-        elif kind == "finish":
-            sinks._extras[sink.name] = sink.finish(payload)
+            return
+        with loading():
+            if kind == "row":
+                sink.write_row(*payload)
+            elif kind == "work":
+                began = getattr(sink, "work_began", None)
+                if began is not None:
+                    began()
+            elif kind == "calls":
+                sink.write_calls(payload)
+            elif kind == "notes":
+                sink.set_notes(payload)
+            elif kind == "tags":
+                sink.set_tags(payload)
+            elif kind == "save":
+                sink.save(*payload)
+            elif kind == "finish":
+                sinks._extras[sink.name] = sink.finish(payload)
 
     return handle
 
