@@ -13,13 +13,14 @@ import functools
 import inspect
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import _lifecycle
-from ._call import Call, check_metrics
+from ._call import Call, RemoteParent, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import _current, _current_exp, _last_row, current_experiment, lane
@@ -96,6 +97,8 @@ class Experiment:
         self._token: Any = None
         self._started_at = 0.0
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
+        # The parent of its top-level calls: in a worker, the call of another process it works for.
+        self.parent_call: Call | None = None
         self._sinks = SinkSet(name, warm=_load_price_data)
         self._rows = Rows(self._sinks)
         self._totals_children = Totals()
@@ -107,6 +110,7 @@ class Experiment:
         self._requests: dict[int, Any] = {}  # instrumented requests not ended yet (`_instrument`)
         self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode
         self.summarised = False
+        self.forked_away = False  # in a forked child: an experiment of the parent process
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -164,6 +168,8 @@ class Experiment:
         if parent is None and self._worker_of is None:
             join_sweep(self)
         self._open_sinks()
+        if self._worker_of is not None:
+            self._sinks.calls_on_caller()  # on disk as each task ends: a pool may end the worker then
         self._token = _current_exp.set(self)
         _lifecycle.register(self)
         return self
@@ -231,9 +237,11 @@ class Experiment:
         self._sinks.save(src, saved_name(src))
 
     def handle(self) -> ExperimentHandle:
-        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork or
-        spawn), where `with experiment.attach(handle):` records their calls in this experiment.
-        Their rows are added to this one's rows and totals when it finishes.
+        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork,
+        forkserver or spawn), where `with experiment.attach(handle):` records their calls in this
+        experiment. Their rows are added to this one's rows and totals when it finishes. Made inside
+        a call of this experiment, that call is the parent of the workers' top-level calls in
+        `calls.jsonl`; otherwise they have none.
 
         Example:
             >>> def work(handle, task):
@@ -246,7 +254,9 @@ class Experiment:
             raise RuntimeError("exp.handle() needs a running experiment")
         if self.path is None:
             raise RuntimeError("exp.handle() needs the local store (local=True): workers write their rows there")
-        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags))
+        call = _current.get()
+        parent_call = call.id if call is not None and call.experiment is self else None
+        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call)
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -418,6 +428,10 @@ class Experiment:
             return
         self.finished = True
         self.status = status
+        with _lifecycle.finishing():  # a SIGTERM meanwhile lets it end first
+            self._finish_now(status)
+
+    def _finish_now(self, status: str) -> None:
         try:
             if self.path is not None and self._worker_of is None:
                 merged = merge_workers(self.path, self._rows, self._sinks)
@@ -510,8 +524,10 @@ class Experiment:
                 self._runs_below.append({"id": entry["wandb_id"], "mode": entry.get("wandb_mode")})
 
     def _after_fork(self) -> None:
-        """In a forked child: this experiment belongs to the parent process; nothing is written."""
-        self.finished = True
+        """In a forked child: this experiment belongs to the parent process; nothing is written,
+        and no lock a thread of the parent may have held at the fork is taken."""
+        self.finished = self.summarised = self.forked_away = True
+        self._rows.lock = threading.RLock()
         self._sinks.forget()
 
 
@@ -592,6 +608,9 @@ def attach(handle: ExperimentHandle) -> Experiment:
         raise TypeError(f"experiment.attach takes the handle from exp.handle(), got {type(handle).__name__}")
     worker = Experiment(handle.name, config=handle.config, tags=handle.tags, wandb=False)
     worker._worker_of = Path(handle.path)
+    parent_call = getattr(handle, "parent_call", None)  # (a handle pickled by an older version has none)
+    if parent_call is not None:
+        worker.parent_call = RemoteParent(parent_call)
     return worker
 
 
