@@ -481,7 +481,7 @@ class Call:
             return  # outside any experiment: nothing is recorded
         if exp.summarised:
             warn_once(
-                ("late-after-finish", self.name),
+                ("after-finish", exp.name, self.name),  # one warning per call, begun or ended after the finish
                 f"tracked: {self.name} ended after its experiment {exp.name!r} had finished, so it is in none of "
                 "its figures; wait for the work an experiment starts before leaving it",
             )

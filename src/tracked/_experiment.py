@@ -451,6 +451,7 @@ class Experiment:
         except Exception as exc:
             internal_error("finishing an experiment", exc)
         finally:
+            self.summarised = True  # even when the summary could not be made: nothing is added after
             self._sinks.close()
             _lifecycle.unregister(self)
             if self.parent is not None:
@@ -485,13 +486,12 @@ class Experiment:
         that what they do after does not."""
         for call in list(self._running.values()):
             figures = call._cut_short()
-            if figures is None:
-                continue
-            tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
-            name = "result" if call._row is None else call.name
-            with self._rows.lock:
-                self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
-            warn_once(
+            if figures is not None:
+                tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
+                name = "result" if call._row is None else call.name
+                with self._rows.lock:
+                    self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
+            warn_once(  # (also when it had made none: it is named, and its end is not recorded)
                 ("cut-short", call.name),
                 f"tracked: {call.name} was still running when experiment {self.name!r} finished: the LLM calls "
                 "it had made are counted, what it does after is not; wait for the work an experiment starts",
