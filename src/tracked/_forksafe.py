@@ -21,8 +21,7 @@ import concurrent.futures.thread  # noqa: F401  (its fork hook must be registere
 import logging  # noqa: F401  (likewise)
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from ._config import warn_once
 
@@ -36,14 +35,11 @@ _lock = threading.RLock()
 _forking: list[threading.RLock] = []  # the lock held by the forking thread, from before to after the fork
 
 
-@contextmanager
-def loading() -> Iterator[None]:
-    """Hold the SDK's load lock: no fork of this process happens in the block.
-
-    For lazy imports and data loads on any thread; cheap, but not for the per-call path."""
-    lock = _lock  # the same object is released, even in a child forked meanwhile by this thread
-    with lock:
-        yield
+def loading() -> AbstractContextManager[bool]:
+    """The SDK's load lock, for `with loading():` around a lazy import or data load on any thread:
+    no fork of this process happens in the block. Re-entrant; the lock is released on the object
+    acquired, even in a child forked meanwhile by this thread (which has a new one)."""
+    return _lock
 
 
 def _before_fork() -> None:
