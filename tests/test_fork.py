@@ -7,6 +7,8 @@ Every child program runs in a fresh interpreter with a timeout: a hang is a fail
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -85,21 +87,21 @@ EXAMPLE = textwrap.dedent(
 def run_child(code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     """Run `code` as a script (spawned workers import its functions from it) with `args` in a fresh
     interpreter in `cwd` (store and W&B offline there); None if it did not end within `TIMEOUT_S`
-    (it is killed)."""
+    (it is killed, with its workers: it runs in a process group of its own)."""
     script = cwd / "main.py"
     script.write_text(code)
-    try:
-        return subprocess.run(
-            [sys.executable, str(script), *args],
-            cwd=cwd,
-            env=child_env(cwd),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return None
+    argv = [sys.executable, str(script), *args]
+    with subprocess.Popen(
+        argv, cwd=cwd, env=child_env(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def check_example(done: subprocess.CompletedProcess[str] | None, n: int, when: str) -> None:
