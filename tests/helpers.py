@@ -31,6 +31,8 @@ def wandb_run_dirs(root: Path) -> list[Path]:
 
 # --- child processes --------------------------------------------------------------------------------
 
+_SRC = str(Path(tracked.__file__).resolve().parents[1])
+
 
 def child_env(root: Path | None = None, wandb_on: bool = True, **env: str) -> dict[str, str]:
     """This process's environment for a child: store and W&B runs in `root` (default: the current directory),
@@ -44,6 +46,9 @@ def child_env(root: Path | None = None, wandb_on: bool = True, **env: str) -> di
         "WANDB_SILENT": "true",
     }
     full_env.pop("TRACKED_DISABLED", None)
+    # The child imports the `tracked` under test, wherever it runs (a relative PYTHONPATH would not
+    # reach it from `root`, and the one installed in the environment may be another checkout's).
+    full_env["PYTHONPATH"] = os.pathsep.join([_SRC, *filter(None, [os.environ.get("PYTHONPATH")])])
     return {**full_env, **env}
 
 

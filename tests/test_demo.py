@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import child_env
 from tracked.testing import read_experiment, read_wandb_run
 
 pytestmark = pytest.mark.slow  # one `python -m tracked demo` run, shared by every test here
@@ -32,6 +33,7 @@ def demo(tmp_path_factory):
         WANDB_CACHE_DIR=str(root / ".wandb-cache"),
         WANDB_DATA_DIR=str(root / ".wandb-data"),
         NETRC=str(root / ".netrc-none"),  # no credentials: W&B writes offline
+        PYTHONPATH=child_env()["PYTHONPATH"],  # the tracked under test, from any directory
     )
     start = time.perf_counter()
     done = subprocess.run(

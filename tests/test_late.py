@@ -186,3 +186,71 @@ def test_a_late_child_is_flagged_warned_once_and_its_parents_row_is_kept(tmp_pat
     late = [c for c in stored.calls if c.get("late")]
     assert len(late) == 2 and all(c["name"] == "llm" for c in late)
     check_totals(exp)
+
+
+# --- calls that end after their experiment finished: written into no other file ---------------------
+
+
+def test_a_closed_local_store_writes_nothing_through_the_descriptor_it_had(tmp_path):
+    """A row for a closed local store raises, and the file the OS gave its descriptor number to is unchanged."""
+    from tracked.sinks.local import LocalSink
+
+    (tmp_path / "exp").mkdir()
+    sink = LocalSink(tmp_path / "exp")
+    number = sink._rows_fd
+    sink.close()
+    with open(tmp_path / "user.log", "ab") as user:
+        assert user.fileno() == number  # the store's old descriptor number is the user's file now
+        with pytest.raises(ValueError, match="closed"):
+            sink.write_row(0, {"x": 1})
+        with pytest.raises(ValueError, match="closed"):
+            sink.join(0, {"x": 2})
+    assert (tmp_path / "user.log").read_bytes() == b""
+
+
+def test_a_late_stream_and_a_late_thread_write_into_no_other_file(tmp_path):
+    """A stream still held and a thread not joined end after their experiment finished, once another
+    experiment and a user file were opened: neither file changes, and a warning names each late call."""
+
+    @tracked.tracked
+    def stream():
+        yield llm(10, 1)
+        yield llm(20, 2)  # begins after the experiment finished: inside a call of it
+
+    release = threading.Event()
+
+    @tracked.tracked
+    def worker() -> None:
+        release.wait(10)
+        llm(30, 3)  # begins after the experiment finished: in a thread bound to it
+
+    with pytest.warns(tracked.TrackedWarning) as caught:
+        first = tracked.experiment("first", dir=tmp_path, wandb=False).start()
+        llm(1, 1)
+        held = stream()
+        next(held)
+        thread = threading.Thread(target=tracked.bind(worker))
+        thread.start()
+        first.finish()
+        first_rows = (first.path / "results.jsonl").read_bytes()
+        with open(tmp_path / "user.log", "ab") as user:
+            user.write(b"the user's own line\n")
+            user.flush()
+            with tracked.experiment("second", dir=tmp_path, wandb=False) as second:
+                llm(5, 5)
+                results = second.path / "results.jsonl"
+                before = results.read_bytes()
+                list(held)  # the stream ends now
+                release.set()
+                thread.join()
+                assert results.read_bytes() == before
+            assert (tmp_path / "user.log").read_bytes() == b"the user's own line\n"
+    assert (first.path / "results.jsonl").read_bytes() == first_rows
+    assert second.final_summary["total/calls"] == 1
+    assert second.final_summary["total/tokens_in"] == 5
+    assert [r["tokens_in"] for r in read_experiment(second.path).rows] == [5]
+    assert {c["tokens_in"] for c in read_experiment(second.path).calls} == {5}
+    messages = [str(w.message) for w in caught]
+    assert any("stream was still running when experiment 'first' finished" in m for m in messages)
+    assert any("worker was still running when experiment 'first' finished" in m for m in messages)
+    assert sum("llm started after its experiment 'first' had finished" in m for m in messages) == 1

@@ -18,18 +18,34 @@ from .usage import Usage, extract
 if TYPE_CHECKING:
     from ._experiment import Experiment
 
-__all__ = ["FIGURES", "UNKNOWN", "Call", "check_metrics"]
+__all__ = ["FIGURES", "UNKNOWN", "Call", "RemoteParent", "check_metrics"]
 
 # Ids are a per-process random prefix and a counter: unique across processes (the prefix is
-# renewed in forked children) and cheap, because the string is only built when it is read.
+# renewed in forked children) and cheap, because the string is only built when it is read. A forked
+# child keeps counting where its parent was: the calls numbered before `_since` were made by the
+# parent process (a call still running when it forked, the parent of the child's first calls), and
+# keep the parent's prefix (`_forked`), so their ids read the same in both processes.
 _counter = itertools.count(1)
 _prefix = os.urandom(4).hex()
+_since = 1
+_forked: list[tuple[int, str]] = []  # (first number, prefix) of each process this one was forked from
 
 
 def _renew_prefix() -> None:
-    global _prefix, _counter
+    global _prefix, _counter, _since
+    n = next(_counter)
+    _counter = itertools.count(n)
+    _forked.append((_since, _prefix))
+    _since = n
     _prefix = os.urandom(4).hex()
-    _counter = itertools.count(1)
+
+
+def _prefix_of(n: int) -> str:
+    """The prefix of call number `n`, made before this process was forked."""
+    for first, prefix in reversed(_forked):
+        if n >= first:
+            return prefix
+    return _forked[0][1]  # pragma: no cover - numbers start at the first process's first
 
 
 if hasattr(os, "register_at_fork"):
@@ -237,8 +253,9 @@ class Call:
 
     @property
     def id(self) -> str:
-        """Unique id of this call (unique across processes)."""
-        return f"{_prefix}-{self._n:x}"
+        """Unique id of this call (unique across processes, the same in a process forked while it ran)."""
+        n = self._n
+        return f"{_prefix if n >= _since else _prefix_of(n)}-{n:x}"
 
     @property
     def parent_id(self) -> str | None:
@@ -487,7 +504,7 @@ class Call:
             return  # outside any experiment: nothing is recorded
         if exp.summarised:
             warn_once(
-                ("late-after-finish", self.name),
+                ("after-finish", exp.name, self.name),  # one warning per call, begun or ended after the finish
                 f"tracked: {self.name} ended after its experiment {exp.name!r} had finished, so it is in none of "
                 "its figures; wait for the work an experiment starts before leaving it",
             )
@@ -588,3 +605,28 @@ class Call:
         if self.output is not None:
             rec["output"] = self.output
         return rec
+
+
+class _Discard(list[Any]):
+    """A list that keeps nothing appended to it."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
+class RemoteParent(Call):
+    """The call of another process that a worker process's top-level calls ran in (the one
+    `exp.handle()` was made in): its id, for their records. What they add up to is counted by their
+    experiment's rows, and not handed up to it (it is never ended here)."""
+
+    __slots__ = ("_id",)
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__("remote", None, None, 0.0)
+        self._id = call_id
+        self.__dict__[_KIDS] = _Discard()
+
+    @property
+    def id(self) -> str:
+        """The id of the call in the other process."""
+        return self._id

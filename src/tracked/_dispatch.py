@@ -10,6 +10,7 @@ all (a hung W&B) is not waited for, and memory grows instead.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,18 @@ POLL_S = 0.02
 STALL_S = 1.0
 
 _STOP = ("stop", None)
+
+# Signals sent to the process are taken by the threads that do not block them. One taken by a
+# background thread interrupts nothing: the main thread, blocked in a system call (a `Pool` worker
+# waiting for a task when its `terminate()` sends SIGTERM), would not run the handler and never end.
+# Background threads block them, so they reach the main thread; those that report a fault in the
+# thread itself are left alone.
+_SYNCHRONOUS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT", "SIGSYS")
+_ASYNC_SIGNALS: set[signal.Signals] = (
+    set(signal.valid_signals()) - {getattr(signal, name) for name in _SYNCHRONOUS if hasattr(signal, name)}
+    if hasattr(signal, "pthread_sigmask")
+    else set()
+)
 
 Handler = Callable[[str, Any], None]
 
@@ -67,7 +80,15 @@ class Dispatcher:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
-        self.thread.start()
+        """Start the thread, with the process's signals blocked in it (see `_ASYNC_SIGNALS`)."""
+        if _ASYNC_SIGNALS:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)  # the new thread inherits the mask
+            try:
+                self.thread.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        else:  # pragma: no cover - no pthread_sigmask (Windows)
+            self.thread.start()
 
     def put(self, kind: str, payload: Any) -> None:
         """Queue an item (never blocks)."""

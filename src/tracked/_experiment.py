@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import _lifecycle
-from ._call import Call, check_metrics
+from ._call import Call, RemoteParent, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import Here, _current, _current_exp, _last_row, current_experiment, lane, reachable
+from ._forksafe import loading
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
@@ -99,6 +100,8 @@ class Experiment:
         self._token: Any = None
         self._started_at = 0.0
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
+        # The parent of its top-level calls: in a worker, the call of another process it works for.
+        self.parent_call: Call | None = None
         self._sinks = SinkSet(name, warm=_load_price_data)
         self._rows = Rows(self._sinks)
         self._totals_children = Totals()
@@ -115,6 +118,7 @@ class Experiment:
         self._home: tuple[Any, Any] = (None, None)
         self._here = Here()  # per thread: the top-level call that began there last
         self._warned_uncarried = False
+        self.forked_away = False  # in a forked child: an experiment of the parent process
 
     # --- the three ways to use it --------------------------------------------------------
 
@@ -182,6 +186,8 @@ class Experiment:
         if parent is None and self._worker_of is None:
             join_sweep(self)
         self._open_sinks()
+        if self._worker_of is not None:
+            self._sinks.calls_on_caller()  # on disk as each task ends: a pool may end the worker then
         self._token = _current_exp.set(self)
         _lifecycle.register(self)
         return self
@@ -266,9 +272,11 @@ class Experiment:
         self._sinks.save(src, saved_name(src))
 
     def handle(self) -> ExperimentHandle:
-        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork or
-        spawn), where `with experiment.attach(handle):` records their calls in this experiment.
-        Their rows are added to this one's rows and totals when it finishes.
+        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork,
+        forkserver or spawn), where `with experiment.attach(handle):` records their calls in this
+        experiment. Their rows are added to this one's rows and totals when it finishes. Made inside
+        a call of this experiment, that call is the parent of the workers' top-level calls in
+        `calls.jsonl`; otherwise they have none.
 
         Example:
             >>> def work(handle, task):
@@ -281,7 +289,9 @@ class Experiment:
             raise RuntimeError("exp.handle() needs a running experiment")
         if self.path is None:
             raise RuntimeError("exp.handle() needs the local store (local=True): workers write their rows there")
-        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags))
+        call = _current.get()
+        parent_call = call.id if call is not None and call.experiment is self else None
+        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call)
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -501,6 +511,10 @@ class Experiment:
             return
         self.finished = True
         self.status = status
+        with _lifecycle.finishing():  # a SIGTERM meanwhile lets it end first
+            self._finish_now(status)
+
+    def _finish_now(self, status: str) -> None:
         try:
             if self.path is not None and self._worker_of is None:
                 merged = merge_workers(self.path, self._rows, self._sinks)
@@ -526,6 +540,7 @@ class Experiment:
         finally:
             self._here = Here()  # the calls it held in each thread
             self._home = (None, None)  # nor the task that started it
+            self.summarised = True  # even when the summary could not be made: nothing is added after
             self._sinks.close()
             _lifecycle.unregister(self)
             if self.parent is not None:
@@ -591,13 +606,12 @@ class Experiment:
         that what they do after does not."""
         for call in list(self._running.values()):
             figures = call._cut_short()
-            if figures is None:
-                continue
-            tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
-            name = "result" if call._row is None else call.name
-            with self._rows.lock:
-                self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
-            warn_once(
+            if figures is not None:
+                tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
+                name = "result" if call._row is None else call.name
+                with self._rows.lock:
+                    self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
+            warn_once(  # (also when it had made none: it is named, and its end is not recorded)
                 ("cut-short", call.name),
                 f"tracked: {call.name} was still running when experiment {self.name!r} finished: the LLM calls "
                 "it had made are counted, what it does after is not; wait for the work an experiment starts",
@@ -630,8 +644,10 @@ class Experiment:
                 self._runs_below.append({"id": entry["wandb_id"], "mode": entry.get("wandb_mode")})
 
     def _after_fork(self) -> None:
-        """In a forked child: this experiment belongs to the parent process; nothing is written."""
-        self.finished = True
+        """In a forked child: this experiment belongs to the parent process; nothing is written,
+        and no lock a thread of the parent may have held at the fork is taken."""
+        self.finished = self.summarised = self.forked_away = True
+        self._rows.lock = threading.RLock()
         self._sinks.forget()
 
 
@@ -646,10 +662,12 @@ def saved_name(path: Path) -> str:
 
 
 def _load_price_data() -> None:
-    """Load the price data on the calls thread, rather than in the first priced call."""
-    from genai_prices import data_snapshot
+    """Load the price data on the calls thread, rather than in the first priced call (no fork
+    meanwhile: `_forksafe`)."""
+    with loading():
+        from genai_prices import data_snapshot
 
-    data_snapshot.get_snapshot()
+        data_snapshot.get_snapshot()
 
 
 def _fmt(value: Any) -> str:
@@ -710,6 +728,9 @@ def attach(handle: ExperimentHandle) -> Experiment:
         raise TypeError(f"experiment.attach takes the handle from exp.handle(), got {type(handle).__name__}")
     worker = Experiment(handle.name, config=handle.config, tags=handle.tags, wandb=False)
     worker._worker_of = Path(handle.path)
+    parent_call = getattr(handle, "parent_call", None)  # (a handle pickled by an older version has none)
+    if parent_call is not None:
+        worker.parent_call = RemoteParent(parent_call)
     return worker
 
 

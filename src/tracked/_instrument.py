@@ -21,6 +21,7 @@ from typing import Any
 from ._call import UNKNOWN, Call
 from ._capture import Reply, capture_request
 from ._config import config, internal_error, warn_once
+from ._forksafe import loading
 from ._streams import final_usage, items, stream_class, watch, when_closed
 from ._tracked import _begin, _end, _failed, _Spec
 from .usage import extract, merge
@@ -202,7 +203,8 @@ _local_urls: dict[str, bool] = {}
 
 
 def _is_local_url(url: str) -> bool:
-    from urllib.parse import urlparse
+    with loading():  # imported on first use, on the caller's thread: no fork meanwhile
+        from urllib.parse import urlparse
 
     try:
         host = urlparse(url).hostname
@@ -212,7 +214,8 @@ def _is_local_url(url: str) -> bool:
 
 
 def _is_local_host(host: str) -> bool:
-    import ipaddress
+    with loading():
+        import ipaddress
 
     if host in ("localhost", "host.docker.internal") or host.endswith(".local"):
         return True

@@ -7,9 +7,14 @@
   sent again, so the process ends exactly as it would have (exit status 143). A handler the
   program installs later replaces ours; one it installed before is left alone. SIGINT needs
   nothing: Python raises KeyboardInterrupt, and `with experiment(...)` finishes as "interrupted".
+  A SIGTERM that comes while an experiment is being finished on the main thread (its exit hook
+  runs, or a `with` block ends) lets that finish complete before the process ends.
 - **In a forked child**, the parent's open experiments are forgotten: the child has none of their
   threads, and its calls must not write into the parent's store (workers join an experiment with
   `experiment.attach()`).
+- **In a `multiprocessing` child** (a `Pool` or `ProcessPoolExecutor` worker), whose end runs
+  `multiprocessing`'s finalizers but not `atexit` hooks when it was forked, experiments left open (an
+  initializer that attaches) are finished by such a finalizer.
 
 Experiments are known here only by the methods they are called with (`_close`, `_after_fork`).
 """
@@ -21,6 +26,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._context import _open
@@ -28,15 +35,34 @@ from ._context import _open
 if TYPE_CHECKING:
     from ._experiment import Experiment
 
-__all__ = ["finish_all", "finish_open_experiments", "register", "unregister"]
+__all__ = ["finish_all", "finish_open_experiments", "finishing", "register", "unregister"]
 
 _sigterm_installed = False
+_sigterm_deferred = False  # a SIGTERM came while the main thread was finishing an experiment
+_finishing: dict[int, int] = {}  # thread id -> experiments being finished on it (nested)
+_finalizer_pid = 0  # the process that registered the multiprocessing finalizer
 
 
 def register(exp: Experiment) -> None:
     """`exp` has started: it is open until `unregister`."""
     _open.append(exp)
-    _install_sigterm()
+    if not _install_mp_finalizer():
+        _install_sigterm()
+
+
+@contextmanager
+def finishing() -> Iterator[None]:
+    """Around an experiment's finish: a SIGTERM meanwhile on this thread waits for it to end."""
+    me = threading.get_ident()
+    _finishing[me] = _finishing.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        left = _finishing.pop(me, 1) - 1
+        if left:
+            _finishing[me] = left
+        elif _sigterm_deferred and me == threading.main_thread().ident:
+            _resend_sigterm()
 
 
 def unregister(exp: Experiment) -> None:
@@ -75,19 +101,61 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    global _sigterm_installed
+    global _sigterm_deferred
     try:
         finish_all("interrupted")
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _sigterm_installed = False
-        os.kill(os.getpid(), signal.SIGTERM)
+        if threading.get_ident() in _finishing and not _sigterm_deferred:
+            # Interrupted while finishing one (the handler runs on the thread doing it): it ends first.
+            _sigterm_deferred = True
+        else:
+            _resend_sigterm()
+
+
+def _resend_sigterm() -> None:
+    global _sigterm_installed, _sigterm_deferred
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _sigterm_installed = _sigterm_deferred = False
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_mp_finalizer() -> bool:
+    """In a `multiprocessing` child, once: finish the experiments left open when it ends. Returns
+    whether this is such a child.
+
+    Its SIGTERM keeps (or gets back) the default action: a pool's `terminate()` expects it to end
+    the worker at once, and a Python handler could be left waiting, never run, while the worker
+    blocks on the pool's queue. A worker's call records are on disk as each of its tasks ends
+    (`SinkSet.calls_on_caller`), so nothing of a finished task is lost."""
+    global _finalizer_pid, _sigterm_installed
+    if _finalizer_pid == os.getpid():
+        return True
+    mp, util = sys.modules.get("multiprocessing"), sys.modules.get("multiprocessing.util")
+    if mp is None or util is None:
+        return False  # not imported: not a multiprocessing child
+    try:
+        if mp.parent_process() is None:
+            return False
+        util.Finalize(None, finish_all, args=("finished",), exitpriority=100)
+    except Exception:  # an odd multiprocessing: the atexit hook is all there is
+        return False
+    _finalizer_pid = os.getpid()
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # inherited from a forking parent
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _sigterm_installed = False
+    except (ValueError, OSError):  # not the main thread
+        pass
+    return True
 
 
 def _forget_in_child() -> None:
+    global _sigterm_deferred
     for exp in _open:
         exp._after_fork()
     _open.clear()
+    _finishing.clear()
+    _sigterm_deferred = False
 
 
 if hasattr(os, "register_at_fork"):

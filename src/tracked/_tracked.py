@@ -92,12 +92,8 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     parent = _current.get()
     exp = _current_exp.get()
     if exp is None or exp.finished:
-        if exp is not None:
-            warn_once(
-                ("after-finish", exp.name, spec.name),
-                f"tracked: {spec.name} started after its experiment {exp.name!r} had finished (work it began "
-                "and did not wait for), so it is in none of its figures",
-            )
+        if exp is not None and not exp.forked_away:
+            return _after_finish(spec, parent, exp)
         if _open:
             exp = ambient(True)
             if exp is None and parent is None:
@@ -118,6 +114,13 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
         if exp._running:  # type: ignore[union-attr]
             exp._uncarried(call)  # type: ignore[union-attr]
     if exp is not None and (parent is None or parent.experiment is not exp):
+        owner = parent.experiment if parent is not None else None
+        if owner is not None and owner.finished:
+            if not owner.forked_away:
+                return _after_finish(spec, parent, owner)  # inside a call of a finished experiment
+            call.parent = exp.parent_call  # not a call of the process it was forked from, unless its handle says
+        elif parent is None and exp.parent_call is not None:
+            call.parent = exp.parent_call  # a worker's top-level call: under the call its handle was made in
         adopt = exp._adopt
         if adopt is not None:
             # The older tracker collects the calls made for one result under it (`_results`),
@@ -160,6 +163,18 @@ def _seal(call: Call) -> None:
         call.experiment._seal(call)  # type: ignore[union-attr]
     except Exception as exc:
         internal_error("closing a row", exc)
+
+
+def _after_finish(spec: _Spec, parent: Call | None, exp: Any) -> Call:
+    """A call begun after its experiment (`exp`, the context's or its parent call's) had finished:
+    work the experiment began and did not wait for. It belongs to that experiment, which drops it
+    (it is in none of its figures, nor in any other experiment's), with one warning naming it."""
+    warn_once(
+        ("after-finish", exp.name, spec.name),
+        f"tracked: {spec.name} started after its experiment {exp.name!r} had finished (work it began "
+        "and did not wait for), so it is in none of its figures",
+    )
+    return Call(spec.name, parent, exp, perf_counter())
 
 
 # Results that are never a provider's stream, checked with one set lookup.

@@ -25,12 +25,15 @@ class ExperimentHandle:
     """What a worker process needs to record its calls in an experiment; picklable.
 
     Made by `exp.handle()`, used in the worker with `with experiment.attach(handle):`.
+    `parent_call` is the id of the call of the experiment that `exp.handle()` ran in (None outside
+    its calls): the parent of the worker's top-level calls in `calls.jsonl`, whatever the start method.
     """
 
     name: str
     path: str
     config: dict[str, Any]
     tags: tuple[str, ...]
+    parent_call: str | None = None
 
 
 def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from ._call import RESERVED, check_metrics
 from ._config import warn_once
 from ._context import current_call
 from ._experiment import Experiment
+from ._forksafe import loading
 from ._instrument import instrument as _instrument
 from ._options import check_str, check_tags
 from ._values import clean
@@ -284,7 +285,8 @@ def make_current(exp: Experiment, *, log: Callable[[Mapping[str, Any]], None]) -
         return None
     try:
         run = sink.start()  # now, on this thread: the guide calls wandb.log right after log_result
-        from wandb.sdk.lib import module
+        with loading():
+            from wandb.sdk.lib import module
     except Exception as exc:
         warn_once(("wandb-current", type(exc)), f"tracked: the W&B run could not be made wandb's current run ({exc!r})")
         return None

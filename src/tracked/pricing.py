@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._config import config, warn_once
+from ._forksafe import loading
 
 __all__ = ["Price", "price", "genai_prices_version"]
 
@@ -73,7 +74,8 @@ def genai_prices_version() -> str:
     """The installed `genai-prices` version (imports it on first use)."""
     global _version
     if _version is None:
-        import genai_prices
+        with loading():
+            import genai_prices
 
         _version = genai_prices.__version__
     return _version
@@ -255,7 +257,8 @@ def _price(
     if rates is None and cache_key in _cache:
         return _UNPRICED  # known miss
     try:
-        rates = _probe(provider, model, generation)
+        with loading():  # the first look-up imports and loads genai-prices' data: no fork meanwhile
+            rates = _probe(provider, model, generation)
     except Exception as exc:  # genai-prices missing or broken: calls go on unpriced
         warn_once(("prices-broken", type(exc)), f"tracked: cannot read genai-prices ({exc!r}); costs are unpriced")
         rates = None

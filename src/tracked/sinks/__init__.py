@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from .. import _dispatch
 from .._config import internal_error, warn_once
 from .._dispatch import Dispatcher
+from .._forksafe import loading
 from .._values import clean
 from .local import LocalSink
 from .memory import MemorySink
@@ -57,6 +59,7 @@ class SinkSet:
         self._threads: dict[str, Dispatcher] = {}
         self._extras: dict[str, Mapping[str, Any]] = {}
         self._calls: list[Any] = []
+        self._calls_lock = threading.Lock()
         self._calls_thread = Dispatcher(
             f"tracked-calls-{experiment}",
             self._on_calls_item,
@@ -167,6 +170,18 @@ class SinkSet:
         """An ended call: its record reaches every sink from the calls thread."""
         self._calls_thread.put("call", call)
 
+    def calls_on_caller(self) -> None:
+        """From now on call records are written on the caller's thread, the whole batch as each
+        top-level call ends (a worker process, which its pool may end with SIGTERM as soon as its
+        task has returned)."""
+        self.add_call = self._add_call_now  # type: ignore[method-assign]
+
+    def _add_call_now(self, call: Any) -> None:
+        with self._calls_lock:
+            self._calls.append(call)
+        if getattr(call, "_outer", False):
+            self._flush_calls()
+
     def add_records(self, records: list[dict[str, Any]]) -> None:
         """Call records read back (a worker process's), to every sink from the calls thread."""
         self._calls_thread.put("records", records)
@@ -230,7 +245,8 @@ class SinkSet:
             self._write_calls(payload)
 
     def _flush_calls(self) -> None:
-        calls, self._calls = self._calls, []
+        with self._calls_lock:  # (from the calls thread, and from the callers' with `calls_on_caller`)
+            calls, self._calls = self._calls, []
         if calls and (self.durable or self.background):
             self._write_calls([c.to_record() for c in calls])
 
@@ -334,31 +350,35 @@ class SinkSet:
 
 
 def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
-    """What a background sink's thread does with each item; nothing once the sink has failed."""
+    """What a background sink's thread does with each item; nothing once the sink has failed.
+    No fork happens while it handles one (W&B imports modules as it goes: `_forksafe`), except
+    while it waits to start its run, which holds the lock itself only to import and start."""
 
     def handle(kind: str, payload: Any) -> None:
         if sinks.background.get(sink.name) is not sink:
             return  # failed: its queue is drained without calling it again
-        if kind == "row":
-            sink.write_row(*payload)
-        elif kind == "start":
+        if kind == "start":
             start_soon = getattr(sink, "start_soon", None)
             if start_soon is not None:
                 start_soon()
-        elif kind == "work":
-            began = getattr(sink, "work_began", None)
-            if began is not None:
-                began()
-        elif kind == "calls":
-            sink.write_calls(payload)
-        elif kind == "notes":
-            sink.set_notes(payload)
-        elif kind == "tags":
-            sink.set_tags(payload)
-        elif kind == "save":
-            sink.save(*payload)
-        elif kind == "finish":
-            sinks._extras[sink.name] = sink.finish(payload)
+            return
+        with loading():
+            if kind == "row":
+                sink.write_row(*payload)
+            elif kind == "work":
+                began = getattr(sink, "work_began", None)
+                if began is not None:
+                    began()
+            elif kind == "calls":
+                sink.write_calls(payload)
+            elif kind == "notes":
+                sink.set_notes(payload)
+            elif kind == "tags":
+                sink.set_tags(payload)
+            elif kind == "save":
+                sink.save(*payload)
+            elif kind == "finish":
+                sinks._extras[sink.name] = sink.finish(payload)
 
     return handle
 

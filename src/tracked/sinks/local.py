@@ -3,12 +3,17 @@
 Writes the layout `_store` describes. A row is one `write` of an `O_APPEND` file on the caller's
 thread, so it is whole in the OS before the call returns: that is what survives the process being
 killed. Call records come in batches from the experiment's calls thread.
+
+It writes only through the descriptors it holds open: once closed, a write raises rather than going
+to the descriptor number, which the OS may since have given to another file (another experiment's,
+or the user's). The write and the close hold one lock, so that neither happens during the other.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -35,6 +40,7 @@ class LocalSink:
         self._rows_fd = os.open(path / _store.RESULTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._calls = open(path / _store.CALLS, "ab")
         self._closed = False
+        self._lock = threading.Lock()  # a row's write, and the close
 
     @classmethod
     def create(cls, run: RunInfo) -> LocalSink | None:
@@ -62,10 +68,13 @@ class LocalSink:
 
     def _append(self, row: Mapping[str, Any]) -> None:
         data = dumps_bytes(row) + b"\n"
-        # One write() of an O_APPEND file: the line is whole in the OS before the call returns.
-        written = os.write(self._rows_fd, data)
-        while written < len(data):  # pragma: no cover - short writes on odd file systems
-            written += os.write(self._rows_fd, data[written:])
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"the local store of {self.path.name} is closed; the row is not written")
+            # One write() of an O_APPEND file: the line is whole in the OS before the call returns.
+            written = os.write(self._rows_fd, data)
+            while written < len(data):  # pragma: no cover - short writes on odd file systems
+                written += os.write(self._rows_fd, data[written:])
 
     def write_calls(self, records: Iterable[Mapping[str, Any]]) -> None:
         self._calls.write(b"".join(dumps_bytes(r) + b"\n" for r in records))
@@ -96,13 +105,14 @@ class LocalSink:
         return {}
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            os.close(self._rows_fd)
-        finally:
-            self._calls.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                os.close(self._rows_fd)
+            finally:
+                self._calls.close()
 
     def references(self) -> Mapping[str, Any]:
         return {}

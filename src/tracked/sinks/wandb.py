@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
+from .._forksafe import loading
 from .._totals import metric_value
 from ._tables import CALL_COLUMNS, TASK_COLUMNS, Tables
 from .protocol import RunEnd, RunInfo
@@ -206,8 +207,13 @@ class WandbSink:
     # --- the run ----------------------------------------------------------------------------
 
     def start(self) -> Any:
+        """The run, created now if it was not (importing `wandb` the first time), with no fork
+        meanwhile (`_forksafe`)."""
         with self._starting:  # the sink's thread and the older tracker's (make_current) may both ask
-            return self._start()
+            if self.run is not None and not self.adopted:
+                return self.run
+            with loading():
+                return self._start()
 
     def _start(self) -> Any:
         if self.run is not None:
@@ -263,7 +269,8 @@ class WandbSink:
         if self.run is not None or not self._eager:
             return
         began = time.monotonic()
-        import wandb  # noqa: F401  (the first import takes a while: during the wait, not after it)
+        with loading():
+            import wandb  # noqa: F401  (the first import takes a while: during the wait, not after it)
 
         self._woken.wait(max(0.0, START_GRACE_S - (time.monotonic() - began)))
         if not self._children_first:
