@@ -133,12 +133,6 @@ ALONE = [(line, code) for line, code, mark, _ in python_blocks() if mark == "run
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 14 item 1 (fork safety, another worktree): the process pool example leaves the parent's calls "
-    "thread stuck for 120 s",
-    raises=(AssertionError, subprocess.TimeoutExpired),
-    strict=False,
-)
 @pytest.mark.parametrize(("line", "code"), ALONE, ids=[f"README.md:{line}" for line, _ in ALONE])
 def test_readme_blocks_that_run_alone(tmp_path, server, line, code):
     """A block marked to run alone runs in a fresh process after the README's first block, without a warning."""
