@@ -371,6 +371,12 @@ STUDY_CHILD = textwrap.dedent(
         with tracked.experiment("arm_b", config={"strategy": "b"}) as exp:
             for i in range(3000):
                 work(i)
+            # Killed once its W&B run exists (its rows may still be behind): there is a run to replace.
+            import json, pathlib
+            run_id = json.loads((exp.path / "config.json").read_text())["refs"]["wandb"]["id"]
+            deadline = time.monotonic() + 60
+            while not list(pathlib.Path("wandb").glob(f"*-{run_id}/*.wandb")) and time.monotonic() < deadline:
+                time.sleep(0.05)
             with open(sys.argv[1], "w") as ready:
                 ready.write(str(exp.path))
             time.sleep(600)  # killed here: 3,000 rows on disk, W&B's offline run maybe behind
