@@ -129,6 +129,23 @@ def test_every_python_block_of_the_readme_runs(tmp_path, server):
     assert {s.provider for s in server.ledger.sent} == {"openai", "ollama"}  # the clients reached the server
 
 
+def test_the_first_example_alone_measures_each_llm_call_of_a_debate(tmp_path, server):
+    """The README's first block, run on its own, counts the 7 LLM calls of a debate and their tokens, as the ledger."""
+    first = next((ln, c) for ln, c, mark, _ in python_blocks() if mark is None)
+    check = textwrap.dedent(
+        """
+        with experiment("first", wandb=False) as exp:
+            run_strategy("debate", task)
+        print("measured", exp.final_summary["total/llm_calls"], exp.final_summary["total/tokens_in"])
+        """
+    )
+    server.ledger.clear()
+    done = run_session(tmp_path, server, "first", [first, (10_000, check)])
+    ledger = server.ledger.totals()
+    assert ledger["llm_calls"] == 7
+    assert f"measured 7 {ledger['tokens_in']}" in done.stdout
+
+
 ALONE = [(line, code) for line, code, mark, _ in python_blocks() if mark == "run alone"]
 
 
