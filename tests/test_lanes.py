@@ -351,3 +351,59 @@ def test_plain_thread_calls_during_a_call_warn_once_per_experiment(tmp_path):
         assert sum("does not carry the context" in str(w.message) for w in caught) == 1
         assert f"experiment {name!r}" in str(caught[0].message)
         assert exp.final_summary["total/calls"] == 7  # each thread's call a row of its own
+
+
+def test_a_task_logs_to_its_own_row_when_another_task_called_and_ended_meanwhile():
+    """Task A's `exp.log` after its call joins A's row even though task B's call began and ended since."""
+
+    @tracked.tracked
+    async def solve(i: int) -> dict:
+        return {"tokens_in": i + 1, "tokens_out": 1, "cost_usd": 0.0, "model": "m"}
+
+    async def main() -> tracked.Experiment:
+        a_done, b_done = asyncio.Event(), asyncio.Event()
+        async with tracked.experiment("seq", wandb=False) as exp:
+
+            async def a() -> None:
+                await solve(0)
+                a_done.set()
+                await b_done.wait()
+                exp.log({"acc": 1})
+
+            async def b() -> None:
+                await a_done.wait()
+                await solve(1)
+                b_done.set()
+                exp.log({"acc": 2})
+
+            await asyncio.gather(a(), b())
+        return exp
+
+    exp = asyncio.run(main())
+    rows = read_experiment(exp.dir).rows
+    assert [(r["tokens_in"], r.get("acc")) for r in rows] == [(1, 1), (2, 2)]
+
+
+def test_twenty_tasks_each_logging_after_its_call_give_twenty_rows_with_their_own_metric():
+    """`gather` of 20 workers that each `await solve(i); exp.log(...)`: 20 rows, each with its own task's value."""
+
+    @tracked.tracked
+    async def solve(i: int) -> dict:
+        await asyncio.sleep(0.001 * (i % 3))
+        return {"tokens_in": i + 1, "tokens_out": 1, "cost_usd": 0.0, "model": "m"}
+
+    async def main() -> tracked.Experiment:
+        async with tracked.experiment("many", wandb=False) as exp:
+
+            async def worker(i: int) -> None:
+                await solve(i)
+                await asyncio.sleep(0.001 * ((i * 7) % 5))
+                exp.log({"i": i + 1})
+
+            await asyncio.gather(*(worker(i) for i in range(20)))
+        return exp
+
+    for _ in range(5):
+        rows = read_experiment(asyncio.run(main()).dir).rows
+        assert len(rows) == 20
+        assert all(r["tokens_in"] == r["i"] for r in rows)

@@ -372,14 +372,14 @@ class Experiment:
         the last one of this thread ran alongside another of its tasks' (`gather`): which of them
         the metrics are about is not known."""
         here = lane()
+        calls = [c for c in (_last_row.get(), self._here.last) if c is not None and c.experiment is self]
+        if here[1] is not None and any(c._lane == here for c in calls):
+            # In a task that made top-level calls of its own: its metrics are about those, never
+            # about a call another task of this thread made meanwhile (even one that has ended).
+            calls = [c for c in calls if c._lane == here]
         best = None
-        for call in (_last_row.get(), self._here.last):
-            if (
-                call is not None
-                and call.experiment is self
-                and reachable(call._lane, here)
-                and (best is None or call._n > best._n)
-            ):
+        for call in calls:
+            if reachable(call._lane, here) and (best is None or call._n > best._n):
                 best = call
         if best is not None and best._overlap and best._lane != here:
             return None
