@@ -254,3 +254,37 @@ def test_a_late_stream_and_a_late_thread_write_into_no_other_file(tmp_path):
     assert any("stream was still running when experiment 'first' finished" in m for m in messages)
     assert any("worker was still running when experiment 'first' finished" in m for m in messages)
     assert sum("llm started after its experiment 'first' had finished" in m for m in messages) == 1
+
+
+def test_a_strategy_still_running_at_the_end_is_a_row_of_what_it_had_done_with_its_record(tmp_path):
+    """A strategy mid-call in an unjoined thread at the end: a StillRunning row holding its ended LLM call, its record
+    on file (no child points at a missing parent), and the rows' LLM calls add up to the totals."""
+    first_done, go_on = threading.Event(), threading.Event()
+
+    @tracked.tracked(name="strategy")
+    def strategy() -> None:
+        llm(10, 2)  # ended before the experiment does
+        first_done.set()
+        go_on.wait(10)  # still running when it finishes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (warned: begun after its experiment finished)
+            llm(5, 1)  # after: counted nowhere
+
+    with pytest.warns(tracked.TrackedWarning, match="strategy was still running"):
+        with tracked.experiment("cut", dir=tmp_path, wandb=False) as exp:
+            llm(1, 1)
+            worker = threading.Thread(target=tracked.bind(strategy))
+            worker.start()
+            assert first_done.wait(10)
+    go_on.set()
+    worker.join()
+    stored = read_experiment(exp.dir)
+    assert [(r["call"], r["llm_calls"], r.get("error_type")) for r in stored.rows] == [
+        ("llm", 1, None), ("strategy", 1, "StillRunning"),
+    ]  # fmt: skip
+    assert sum(r["llm_calls"] for r in stored.rows) == exp.final_summary["total/llm_calls"] == 2
+    assert exp.final_summary["total/tokens_in"] == 11
+    ids = {c["id"] for c in stored.calls}
+    assert all(c["parent_id"] in ids for c in stored.calls if c["parent_id"] is not None)
+    (record,) = [c for c in stored.calls if c["name"] == "strategy"]
+    assert record["incomplete"] is True and record["llm_calls"] == 1

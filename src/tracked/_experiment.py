@@ -602,19 +602,32 @@ class Experiment:
 
     def _cut_short_running(self) -> None:
         """Top-level calls still running as the experiment finishes (work in a thread or task it
-        did not wait for): the LLM calls they had made count in the totals, and a warning says
-        that what they do after does not."""
+        did not wait for): each is a row of what it had done, marked `StillRunning` (so its LLM
+        calls that had ended are in the totals, and their records' parent is on record), and a
+        warning says that what it does after is not counted."""
         for call in list(self._running.values()):
             figures = call._cut_short()
-            if figures is not None:
-                tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
-                name = "result" if call._row is None else call.name
-                with self._rows.lock:
-                    self._rows.totals.add_late(name, llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
+            if call._row is not True:  # the older tracker's open result: its LLM calls count, no row
+                if figures is not None:
+                    tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures
+                    with self._rows.lock:
+                        self._rows.totals.add_late("result", llm_calls, tokens_in, tokens_out, cost, unpriced, unknown)
+            else:
+                tokens_in, tokens_out, cost, llm_calls, unpriced, unknown = figures or (0, 0, None, 0, 0, 0)
+                call._set_figures(
+                    latency_s=time.perf_counter() - call._t0, tokens_in=tokens_in, tokens_out=tokens_out,
+                    cost_usd=cost, cost_source="children" if cost is not None else None, llm_calls=llm_calls,
+                    unpriced_calls=unpriced, usage_unknown_calls=unknown,
+                )  # fmt: skip
+                call.incomplete = True
+                call.error_type = "StillRunning"
+                call.error_message = "still running when the experiment finished: what it did after is not counted"
+                self._on_call_end(call)
             warn_once(  # (also when it had made none: it is named, and its end is not recorded)
                 ("cut-short", call.name),
-                f"tracked: {call.name} was still running when experiment {self.name!r} finished: the LLM calls "
-                "it had made are counted, what it does after is not; wait for the work an experiment starts",
+                f"tracked: {call.name} was still running when experiment {self.name!r} finished: its row holds "
+                "what it had done (error_type StillRunning), what it does after is not counted; wait for the work "
+                "an experiment starts",
             )
 
     def _final_summary(self) -> dict[str, Any]:
