@@ -407,3 +407,57 @@ def test_twenty_tasks_each_logging_after_its_call_give_twenty_rows_with_their_ow
         rows = read_experiment(asyncio.run(main()).dir).rows
         assert len(rows) == 20
         assert all(r["tokens_in"] == r["i"] for r in rows)
+
+
+@pytest.mark.parametrize("block", ["async with", "with"])
+def test_a_stream_left_by_break_inside_an_async_call_is_in_that_calls_row(server, block):
+    """An instrumented async stream left by `break` in a coroutine or an async generator ends within that call:
+    each row holds its one LLM call (usage unknown), as the sync version does, and nothing is late."""
+    client = server.openai(async_=True)
+    tracked.instrument(client, provider="openai")
+    server.ledger.clear()
+    messages = [{"role": "user", "content": "Where will Sally look?"}]
+
+    @tracked.tracked
+    async def coro() -> int:
+        stream = await client.chat.completions.create(model="gpt-4o-mini", stream=True, messages=messages)
+        async for _chunk in stream:
+            break
+        return 1
+
+    @tracked.tracked
+    async def astream():
+        stream = await client.chat.completions.create(model="gpt-4o-mini", stream=True, messages=messages)
+        async for chunk in stream:
+            yield chunk
+
+    async def body(exp: tracked.Experiment) -> None:
+        await coro()
+        for i in range(2):
+            async for _chunk in astream():
+                break
+            exp.log({"i": i})
+
+    async def main() -> tracked.Experiment:
+        if block == "async with":
+            async with tracked.experiment("left", wandb=False) as exp:
+                await body(exp)
+        else:
+            with tracked.experiment("left", wandb=False) as exp:
+                await body(exp)
+        return exp
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exp = asyncio.run(main())
+    finally:
+        tracked.uninstrument(client)
+    assert not [w for w in caught if "ended after" in str(w.message)]  # no late child
+    rows = read_experiment(exp.dir).rows
+    assert [(r["call"], r["llm_calls"], r.get("i")) for r in rows] == [
+        ("coro", 1, None),
+        ("astream", 1, 0),
+        ("astream", 1, 1),
+    ]
+    assert len(server.ledger.sent) == 3 == exp.final_summary["total/llm_calls"]

@@ -281,7 +281,9 @@ class _Recorder:
         self.iterating = False  # the code is waiting for the stream's next item
         self.lazy = False  # a stream whose request is sent only when it is first iterated
         if stream and call.parent is not None:  # a generator passing this stream on does not read it
-            call.parent.__dict__["_streaming_child"] = True
+            kin = call.parent.__dict__
+            kin["_streaming_child"] = True
+            kin["_open_streams"] = kin.get("_open_streams", 0) + 1  # (see `_tracked._let_left_streams_end`)
         self.reply: Reply | None = None  # capture_io: the reply text, read as the code iterates
         if call.experiment is not None:  # ended by the experiment if it is still open at its end
             call.experiment._requests[id(self)] = self
@@ -327,6 +329,9 @@ class _Recorder:
         call = self.call
         if call.experiment is not None:
             call.experiment._requests.pop(id(self), None)
+        if self.stream and call.parent is not None:
+            kin = call.parent.__dict__
+            kin["_open_streams"] = kin.get("_open_streams", 1) - 1
         latency = perf_counter() - call._t0
         try:
             # A response is read here once; the call is ended with the Usage found.

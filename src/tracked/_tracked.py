@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import types
@@ -290,7 +291,24 @@ async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, 
         raise
     latency = perf_counter() - t0
     _current.reset(token)
+    if call.__dict__.get("_open_streams"):
+        await _let_left_streams_end(call)
     return _end(call, spec, latency, result, args, kwargs, instance)
+
+
+async def _let_left_streams_end(call: Call) -> None:
+    """An async call returning (or an async generator closing) with a stream it opened still open:
+    a stream left by `async for ... break` stays alive until the event loop has closed the
+    iterator the loop was using, a moment later. Those turns of the loop are let run, so that the
+    stream ends as left within this call, not after it (a late child, outside its row)."""
+    for _ in range(_LEFT_STREAM_TURNS):
+        await asyncio.sleep(0)
+        if not call.__dict__.get("_open_streams"):
+            return
+
+
+# Turns of the event loop an async call waits, at most, for streams it left to end (see above).
+_LEFT_STREAM_TURNS = 4
 
 
 def _stream_item(call: Call, stream: Usage | None, item: Any, n: int, t0: float) -> Usage | None:
@@ -521,6 +539,8 @@ async def _run_asyncgen(
                     await agen.aclose()
                 finally:
                     _current.reset(token)
+            if call.__dict__.get("_open_streams"):
+                await _let_left_streams_end(call)
         finally:
             if left is None:
                 _end(call, spec, latency, _stream_usage(call, seen, stream, done), args, kwargs, instance, reply)
