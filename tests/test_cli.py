@@ -689,7 +689,8 @@ def test_sync_says_nothing_to_do_once_the_offline_run_is_uploaded(capsys, tmp_pa
     assert code == 0
     assert out.splitlines() == [
         f"skip {exp.path.name}: already has an offline W&B run; upload it with: wandb sync {run_dir}",
-        f"no W&B run written; once logged in (wandb login), upload with: wandb sync {run_dir}",
+        "nothing new to write; 1 offline W&B run not uploaded yet: once logged in (wandb login), upload with: "
+        f"wandb sync {run_dir}",
     ]
     wandb_file.with_name(wandb_file.name + ".synced").write_text("")  # what `wandb sync` leaves once uploaded
     code, out, _ = run_cli(capsys, "sync", str(tmp_path))
@@ -843,3 +844,29 @@ def test_compare_shows_the_median_time_to_first_token(capsys, tmp_path, server):
     assert row[11] == f"{ttft * 1000:.1f} ms"
     _, out, _ = run_cli(capsys, "compare", str(tmp_path), "--json")
     assert json.loads(out)[0]["ttft_s_p50"] == pytest.approx(ttft)
+
+
+def test_the_time_to_first_token_is_that_of_the_llm_calls_even_inside_a_strategy(capsys, tmp_path, server):
+    """Streams read inside a `@tracked` strategy give `ttft_s/p50` (the LLM calls' median), which compare shows."""
+    client = server.openai()
+    tracked.instrument(client)
+
+    @tracked.tracked(name="strategy")
+    def strategy() -> None:
+        for _chunk in client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            pass
+
+    try:
+        with tracked.experiment("inside", config={"strategy": "s"}, dir=tmp_path, wandb=False) as exp:
+            for _ in range(3):
+                strategy()
+    finally:
+        tracked.uninstrument(client)
+    firsts = sorted(c["ttft_s"] for c in read_experiment(exp.dir).calls if c["name"] != "strategy")
+    assert len(firsts) == 3 and exp.final_summary["ttft_s/p50"] == pytest.approx(firsts[1])
+    code, out, _ = run_cli(capsys, "compare", str(tmp_path))
+    assert code == 0
+    (row,) = table_rows(out)
+    assert row[11] == f"{firsts[1] * 1000:.1f} ms"

@@ -1155,3 +1155,17 @@ def test_a_wraps_helper_keeps_its_own_kind_whatever_it_wraps(outer, inner):
     assert _sync_value(decorated, outer) == [1, 2]
     assert seen[0] is None  # the undecorated run
     assert seen[1] is not None and seen[1].name == "inner" and seen[1].ended
+
+
+def test_a_decorated_partial_is_named_for_the_function_it_calls():
+    """`tracked(functools.partial(f, 1))` is named `f`, not a repr with a memory address, so its keys are stable."""
+    import functools
+
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    call = tracked.tracked(functools.partial(add, 1))
+    with tracked.experiment("partial", wandb=False, local=False) as exp:
+        assert call(2) == 3
+    assert exp.final_summary["total/calls"] == 1
+    assert tracked._tracked._Spec(functools.partial(functools.partial(add, 1), 2), None, None, None, None).name == "add"

@@ -344,6 +344,14 @@ class Experiment:
         sinks.add_call(call)
         if "_leaf" in call.__dict__:
             self._rows.add_model(call)
+            if call.ttft_s is not None and not call._outer:
+                # A streamed LLM call inside a top-level one: the row's time to first token is its
+                # first streamed LLM call's.
+                top = call.parent
+                while top is not None and not top._outer:
+                    top = top.parent
+                if top is not None and top.experiment is self:
+                    top.__dict__.setdefault("_first_ttft", call.ttft_s)
         if call._row is not None:
             call._row = self._rows.add_call(call)
             if call._seal_at_end:
@@ -412,12 +420,18 @@ class Experiment:
         if running is None:
             return
         self._warned_uncarried = True
+        pools = settings.propagate_threads
+        where = "" if pools else ", or a thread pool with configure(propagate_threads=False)"
         warn_once(
             ("uncarried", id(self), self._started_at),
             f"tracked: {call.name} was called from a thread that does not carry the context (a threading.Thread "
-            f"target) while {running.name} was running in experiment {self.name!r}: it is a row of its own, not a "
-            f"child of {running.name}; start the thread with target=tracked.bind(fn), or submit it to a "
-            "concurrent.futures.ThreadPoolExecutor, which carries it",
+            f"target{where}) while {running.name} was running in experiment {self.name!r}: it is a row of its "
+            f"own, not a child of {running.name}; start the thread with target=tracked.bind(fn)"
+            + (
+                ", or submit it to a concurrent.futures.ThreadPoolExecutor, which carries it"
+                if pools
+                else ", or submit it to a tracked.ThreadPoolExecutor"
+            ),
         )
 
     def collect_results(self) -> Results:

@@ -37,6 +37,13 @@ class Row:
         return self.step < other.step
 
 
+def row_ttft(call: Call) -> float | None:
+    """A top-level call's time to first token: its own (a stream), else that of the first streamed
+    LLM call made inside it (seconds from that call's start to its first item)."""
+    ttft = call.ttft_s
+    return call.__dict__.get("_first_ttft") if ttft is None else ttft
+
+
 def call_row(call: Call) -> dict[str, Any]:
     """The row of a top-level call: its name, figures, error and metrics."""
     data: dict[str, Any] = {
@@ -49,8 +56,9 @@ def call_row(call: Call) -> dict[str, Any]:
         "llm_calls": call.llm_calls,
         "error": 1 if call.error_type else 0,
     }
-    if call.ttft_s is not None:
-        data["ttft_s"] = call.ttft_s
+    ttft = row_ttft(call)
+    if ttft is not None:
+        data["ttft_s"] = ttft
     if call.model is not None:
         data["model"] = call.model
     if call.error_type is not None:
@@ -94,8 +102,9 @@ class Rows:
                 call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
                 call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls, call.usage_unknown_calls,
             )  # fmt: skip
-            if call.ttft_s is not None:
-                self.totals.add_ttft(call.ttft_s)
+            ttft = row_ttft(call)
+            if ttft is not None:
+                self.totals.add_ttft(ttft)
             self.count_metrics({}, call.metrics or {})
             self._open[row.step] = row
         # Outside the lock: the write is one syscall that other threads need not wait for. Metrics

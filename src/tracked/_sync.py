@@ -242,7 +242,11 @@ def sync_experiments(target: Path, *, offline: bool, console: Any) -> int:
         runs = f"{len(written)} offline W&B run{'s' if len(written) > 1 else ''} written"
         say(f"{runs}; once logged in (wandb login), upload with: {upload_command(written + to_upload)}")
     elif to_upload:
-        say(f"no W&B run written; once logged in (wandb login), upload with: {upload_command(to_upload)}")
+        n = len(to_upload)
+        say(
+            f"nothing new to write; {n} offline W&B run{'s' if n > 1 else ''} not uploaded yet: once logged in "
+            f"(wandb login), upload with: {upload_command(to_upload)}"
+        )
     elif not uploaded and not failures:
         say("nothing to do: every experiment is synced or has no rows of its own")
     return 1 if failures else 0

@@ -34,7 +34,10 @@ class _Spec:
         self, fn: Any, name: str | None, provider: str | None, model: str | None, capture_io: bool | None
     ) -> None:
         func = getattr(fn, "__func__", fn)  # classmethod / staticmethod objects
-        qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+        named = func
+        while isinstance(named, functools.partial):  # named for the function it calls, not its repr
+            named = named.func
+        qualname = getattr(named, "__qualname__", None) or getattr(named, "__name__", None) or type(named).__qualname__
         self.name = name or qualname.rsplit("<locals>.", 1)[-1]
         # Defined in a class body ("Bot.reply", not "build" or "f.<locals>.build"): a method.
         parts = qualname.rsplit(".", 2)
