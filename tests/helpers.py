@@ -46,6 +46,9 @@ def child_env(root: Path | None = None, wandb_on: bool = True, **env: str) -> di
         "WANDB_SILENT": "true",
     }
     full_env.pop("TRACKED_DISABLED", None)
+    # Its own wandb-core service, as a separate program has (wandb puts the address of this process's
+    # in WANDB_SERVICE once it has started one; a killed child's runs would stay open in it).
+    full_env.pop("WANDB_SERVICE", None)
     # The child imports the `tracked` under test, wherever it runs (a relative PYTHONPATH would not
     # reach it from `root`, and the one installed in the environment may be another checkout's).
     full_env["PYTHONPATH"] = os.pathsep.join([_SRC, *filter(None, [os.environ.get("PYTHONPATH")])])

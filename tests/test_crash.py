@@ -444,7 +444,8 @@ def test_sigkill_mid_study_then_sync_gives_one_wandb_run_per_experiment(tmp_path
     # Again: nothing new is written, and the command is the same.
     assert cli.main(["sync", str(tmp_path)]) == 0
     again = capsys.readouterr().out.splitlines()
-    assert (
-        again[-1] == f"no W&B run written; once logged in (wandb login), upload with: wandb sync {tmp_path / 'wandb'}"
+    assert again[-1] == (
+        "nothing new to write; 2 offline W&B runs not uploaded yet: once logged in (wandb login), upload with: "
+        f"wandb sync {tmp_path / 'wandb'}"
     )
     assert would_sync(tmp_path / "wandb") == uploads
