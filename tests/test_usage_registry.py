@@ -24,6 +24,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from strategies import usage_dicts
 from tracked.usage import Usage, _registry, anthropic, extract, fields, openai
+from tracked.usage import ollama as usage_ollama
 from tracked.usage._types import Shape
 
 PYDANTIC_RESPONSES = [
@@ -209,3 +210,12 @@ def test_a_dict_reads_as_the_whole_chain_reads_it(obj):
     keys it holds, gives exactly what trying every extractor in chain order gives."""
     assert extract(obj) == _registry._search(obj, None)
     assert extract(obj) == extract(obj)  # the signature's cached chain, the second time
+
+
+@given(usage_dicts | st.builds(lambda resp, extra: {**extra, **resp}, st.sampled_from(DICT_RESPONSES), usage_dicts))
+def test_a_dict_read_directly_reads_as_any_mapping(obj):
+    """The extractors that read a plain dict's keys directly give what they give for the same
+    mapping behind a `MappingProxyType`, read key by key through `values.get`."""
+    proxy = types.MappingProxyType(obj)
+    for read in (fields.from_fields, usage_ollama.from_response, openai.from_chat):
+        assert read(obj) == read(proxy), read

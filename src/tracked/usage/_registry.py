@@ -10,7 +10,7 @@ in turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import internal_error, warn_once
@@ -213,6 +213,12 @@ _KEYS: tuple[str, ...] = tuple(sorted({key for shape in SHAPES for key in shape.
 # none of them cannot find anything in it: the chain for a signature is the whole chain without
 # the shapes that would return None, and reads every dict exactly as the whole chain does.
 _dict_chains: dict[tuple[bool, ...], tuple[Reader, ...]] = {}
+# A dict's signature: ``lambda d: ("cost_usd" in d, "eval_count" in d, ...)``, written out from
+# `_KEYS` (strings, as `Shape` checks; written with repr): about twice as fast as
+# ``tuple(map(d.__contains__, _KEYS))``, on every dict a tracked function returns.
+_signature: Callable[[dict[Any, Any]], tuple[bool, ...]] = eval(
+    "lambda d: (" + "".join(f"{key!r} in d, " for key in _KEYS) + ")"
+)
 
 
 def _dict_chain(signature: tuple[bool, ...]) -> tuple[Reader, ...]:
@@ -225,7 +231,10 @@ def _dict_chain(signature: tuple[bool, ...]) -> tuple[Reader, ...]:
 def _read_dict(obj: dict[Any, Any]) -> Usage | None:
     """`extract` for a plain dict (raw JSON, a user's dict, LiteLLM's, Ollama's and Anthropic's
     dict forms) without user extractors: offered only to the shapes whose keys it holds."""
-    signature = tuple(map(obj.__contains__, _KEYS))
+    try:
+        signature = _signature(obj)
+    except Exception:  # a key whose __eq__ raises, met by one of the keys looked for
+        return _search(obj, None)
     chain = _dict_chains.get(signature)
     if chain is None:
         chain = _dict_chain(signature)
