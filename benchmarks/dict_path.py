@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A dict-shaped response against the same response as an object: ns per `@tracked` call.
 
-    python benchmarks/dict_path.py [--rounds 7] [--calls 20000]
+    python benchmarks/dict_path.py [--rounds 7] [--calls 20000] [--capture-io]
 
 Subjects, each a `@tracked` function returning a value built once:
   (a) an OpenAI `ChatCompletion` (a pydantic model, the object path),
@@ -12,7 +12,8 @@ and, for reference, (t) a trivial call returning its argument.
 Blocks of `--calls` calls are interleaved subject by subject inside each round (the order rotated
 per round); a subject's figure is the median of its round medians, and the ratios to (a) are taken
 round by round (each within one round, then their median), so that the machine's noise cancels.
-Before timing, the usage read from every subject's value is printed once.
+Before timing, the usage read from every subject's value is printed once. `--capture-io` runs
+the same with `tracked.configure(capture_io=True)` (each call's arguments and output recorded too).
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20_000, help="calls per timed block")
+    parser.add_argument("--capture-io", action="store_true", help="with configure(capture_io=True)")
     args = parser.parse_args()
+    if args.capture_io:
+        tracked.configure(capture_io=True)
 
     for label, fn in SUBJECTS.items():
         print(f"{label:44} {extract(fn(1))}")
@@ -104,7 +108,8 @@ def main() -> None:
             block = blocks[label]
             per = [block(args.calls) / args.calls for _ in range(3)]
             medians[label].append(statistics.median(per))
-    print(f"\nns per tracked call, median of {args.rounds} rounds of 3 blocks x {args.calls} calls; ratio to (a)")
+    io = ", capture_io=True" if args.capture_io else ""
+    print(f"\nns per tracked call{io}, median of {args.rounds} rounds of 3 blocks x {args.calls} calls; ratio to (a)")
     for label, rounds in medians.items():
         ratio = statistics.median(m / o for m, o in zip(rounds, medians[OBJECT], strict=True))
         print(f"{label:44} {statistics.median(rounds):9,.0f} ns   {ratio:5.2f}x")
