@@ -235,14 +235,15 @@ _usage_fields = [
     "usage", "tokens_in", "tokens_out", "cost_usd", "model", "provider", "prompt_tokens", "completion_tokens",
     "input_tokens", "output_tokens", "prompt_tokens_details", "cached_tokens", "cache_write_tokens",
     "cache_read_input_tokens", "cache_creation_input_tokens", "prompt_eval_count", "eval_count", "type",
-    "message", "object", "input_tokens_details", "_hidden_params",
+    "message", "object", "input_tokens_details", "_hidden_params", "response", "server_tool_use",
+    "web_search_requests", "cache_creation", "ephemeral_1h_input_tokens",
 ]  # fmt: skip
 _usage_values = st.one_of(
     count_args,
     any_floats,
     any_ints,
     name_args,
-    st.sampled_from(["message", "message_start", "message_delta", "response", "chat.completion"]),
+    st.sampled_from(["message", "message_start", "message_delta", "response", "chat.completion", "response.completed"]),
     odd_leaves,
 )
 
@@ -258,6 +259,8 @@ def _to_namespace(value: Any) -> Any:
 
 
 _usage_dicts = st.recursive(_usage_dict(st.nothing()), _usage_dict, max_leaves=10)
+#: Provider-response-like dicts, nested, with arbitrary values in their usage fields.
+usage_dicts = _usage_dicts
 
 #: Provider-response-like dicts and objects with arbitrary values in their usage fields,
 #: `tracked.Usage` tuples with arbitrary fields, and anything else.

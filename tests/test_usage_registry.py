@@ -16,11 +16,15 @@ from anthropic.types import (
     RawMessageStartEvent,
     RawMessageStopEvent,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 from pydantic import BaseModel, PrivateAttr
 
+from strategies import usage_dicts
 from tracked.usage import Usage, _registry, anthropic, extract, fields, openai
+from tracked.usage import ollama as usage_ollama
 from tracked.usage._types import Shape
 
 PYDANTIC_RESPONSES = [
@@ -172,3 +176,55 @@ def test_responses_and_anthropic_shapes_split_the_input_output_reading():
     cached = {"usage": {**usage, "cache_read_input_tokens": 5}}
     assert extract(cached) == Usage(15, 2, 5, None, None, "anthropic")
     assert fields.from_fields(cached) is None
+
+
+# --- dicts: offered only to the shapes whose keys they hold -------------------------------------
+
+
+def test_every_key_a_shape_looks_for_is_in_the_dict_signature():
+    """A dict is classified by the keys the shapes look for, all of them: a shape added later is
+    covered without a second list."""
+    assert set(_registry._KEYS) == {key for shape in _registry.SHAPES for key in shape.looks_for}
+
+
+#: One response of each shape, as a dict.
+DICT_RESPONSES = [
+    {"usage": {"prompt_tokens": 3, "completion_tokens": 4}, "model": "gpt-4o-mini", "object": "chat.completion"},
+    {
+        "usage": {"input_tokens": 3, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}},
+        "object": "response",
+    },
+    {"type": "message", "model": "claude-haiku-4-5", "usage": {"input_tokens": 3, "cache_read_input_tokens": 2}},
+    {"type": "message_delta", "usage": {"output_tokens": 9}},
+    {"type": "message_start", "message": {"type": "message", "usage": {"input_tokens": 5}}},
+    {"type": "response.completed", "response": {"object": "response", "usage": {"input_tokens": 7}}},
+    {"model": "llama3.2", "prompt_eval_count": 26, "eval_count": 298, "done": True},
+    {"tokens_in": 5, "tokens_out": 6, "cost_usd": 0.25, "model": "mine", "provider": "me"},
+    {"answer": 42},
+]
+
+
+@given(usage_dicts | st.builds(lambda resp, extra: {**resp, **extra}, st.sampled_from(DICT_RESPONSES), usage_dicts))
+def test_a_dict_reads_as_the_whole_chain_reads_it(obj):
+    """Oracle for the dict fast path: a plain dict, offered only to the shapes whose `looks_for`
+    keys it holds, gives exactly what trying every extractor in chain order gives."""
+    assert extract(obj) == _registry._search(obj, None)
+    assert extract(obj) == extract(obj)  # the signature's cached chain, the second time
+
+
+@given(usage_dicts | st.builds(lambda resp, extra: {**extra, **resp}, st.sampled_from(DICT_RESPONSES), usage_dicts))
+def test_a_dict_read_directly_reads_as_any_mapping(obj):
+    """The extractors that read a plain dict's keys directly give what they give for the same
+    mapping behind a `MappingProxyType`, read key by key through `values.get` (or raise alike, for
+    a value whose reads raise)."""
+    proxy = types.MappingProxyType(obj)
+    for read in (fields.from_fields, usage_ollama.from_response, openai.from_chat):
+        assert guarded(read, obj) == guarded(read, proxy), read
+
+
+def guarded(read: Any, obj: Any) -> Any:
+    """What the registry makes of a reader's answer: a value that makes it raise is not its shape."""
+    try:
+        return read(obj)
+    except Exception as exc:
+        return ("raised", type(exc))

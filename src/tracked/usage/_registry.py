@@ -3,12 +3,14 @@ them, and the per-class fast paths, all derived from the shapes' declarations (`
 
 For a value of a class seen before, the extractor that read the last one is tried first; a class
 a shape `identifies` is read by that shape's fixed reader alone; a pydantic class is offered only
-to the shapes whose `looks_for` fields it declares. Everything else tries each extractor in turn.
+to the shapes whose `looks_for` fields it declares; a plain dict only to the shapes whose `looks_for`
+keys it holds (the chain per set of keys held is remembered). Everything else tries each extractor
+in turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import internal_error, warn_once
@@ -175,6 +177,8 @@ def extract(obj: Any) -> Usage | None:
     if kind is Usage:  # returned by the user's function: checked like any other report
         usage = _coerce(obj)
         return usage if usage is not None and usage.reported else None
+    if kind is dict and not _user:  # its keys say which shapes can read it
+        return _read_dict(obj)
     # The extractor that matched this type last time is tried first; not for mappings, whose
     # shape varies from one value to the next, nor when user extractors must be tried first.
     fn = None if _user else _by_type.get(kind)
@@ -198,6 +202,50 @@ def extract(obj: Any) -> Usage | None:
         if kind in _final:
             return None
     return _search(obj, kind)
+
+
+# --- dicts: classified by which of the shapes' `looks_for` keys they hold ----------------------
+
+#: Every key some shape looks for, in a fixed order: a dict's signature is which of them it holds.
+_KEYS: tuple[str, ...] = tuple(sorted({key for shape in SHAPES for key in shape.looks_for}))
+# The readers a dict of each signature is offered: the shapes, in chain order, one of whose
+# `looks_for` keys it holds. A shape reads a dict's fields by key (`values.get`), so one holding
+# none of them cannot find anything in it: the chain for a signature is the whole chain without
+# the shapes that would return None, and reads every dict exactly as the whole chain does.
+_dict_chains: dict[tuple[bool, ...], tuple[Reader, ...]] = {}
+# A dict's signature: ``lambda d: ("cost_usd" in d, "eval_count" in d, ...)``, written out from
+# `_KEYS` (strings, as `Shape` checks; written with repr): about twice as fast as
+# ``tuple(map(d.__contains__, _KEYS))``, on every dict a tracked function returns.
+_signature: Callable[[dict[Any, Any]], tuple[bool, ...]] = eval(
+    "lambda d: (" + "".join(f"{key!r} in d, " for key in _KEYS) + ")"
+)
+
+
+def _dict_chain(signature: tuple[bool, ...]) -> tuple[Reader, ...]:
+    held = {key for key, present in zip(_KEYS, signature, strict=True) if present}
+    chain = tuple(shape.extract for shape in SHAPES if not held.isdisjoint(shape.looks_for))
+    _dict_chains[signature] = chain  # at most 2 ** len(_KEYS) entries
+    return chain
+
+
+def _read_dict(obj: dict[Any, Any]) -> Usage | None:
+    """`extract` for a plain dict (raw JSON, a user's dict, LiteLLM's, Ollama's and Anthropic's
+    dict forms) without user extractors: offered only to the shapes whose keys it holds."""
+    try:
+        signature = _signature(obj)
+    except Exception:  # a key whose __eq__ raises, met by one of the keys looked for
+        return _search(obj, None)
+    chain = _dict_chains.get(signature)
+    if chain is None:
+        chain = _dict_chain(signature)
+    for fn in chain:
+        try:
+            found = fn(obj)
+        except Exception:  # a value whose __eq__ or __index__ raises: not this shape
+            continue
+        if found is not None:  # the built-in extractors return only reported usage
+            return found
+    return None
 
 
 def _fixed_shape(kind: type) -> bool:

@@ -67,9 +67,10 @@ class Shape:
     Attributes:
         name: What the shape is, for messages and tests (``"openai.chat"``).
         extract: The extractor: any value in, a reported `Usage` or `None` out.
-        looks_for: Fields (or properties) of which a value must have at least one for `extract` to
-            find anything. Required and non-empty: a pydantic class declaring none of them is never
-            offered to `extract`, because asking pydantic for a missing field raises inside it.
+        looks_for: Fields (or properties, or a mapping's keys) of which a value must have at least
+            one for `extract` to find anything. Required and non-empty: a pydantic class declaring
+            none of them is never offered to `extract`, because asking pydantic for a missing field
+            raises inside it, and neither is a plain dict holding none of them as keys.
         identifies: Fields that, all declared by a pydantic model or dataclass, make its instances
             this shape and no other: they are read by `fixed`, and one it finds nothing in has no
             usage (no other shape is tried).

@@ -19,11 +19,17 @@ __all__ = ["CLIENT", "RESPONSE", "from_response", "inputs", "reply", "reply_delt
 def from_response(obj: Any) -> Usage | None:
     """Usage of a chat or generate response: `tokens_in` is `prompt_eval_count`, `tokens_out`
     `eval_count`, `model` is `model`, `provider` "ollama"."""
-    tokens_in = count(get(obj, "prompt_eval_count"))
-    tokens_out = count(get(obj, "eval_count"))
+    if type(obj) is dict:  # the most frequent mapping (the client's dict form), read directly
+        try:
+            tokens_in, tokens_out, model = obj.get("prompt_eval_count"), obj.get("eval_count"), obj.get("model")
+        except Exception:  # a key whose __eq__ raises: read field by field, as any other value
+            tokens_in, tokens_out, model = get(obj, "prompt_eval_count"), get(obj, "eval_count"), get(obj, "model")
+    else:
+        tokens_in, tokens_out, model = get(obj, "prompt_eval_count"), get(obj, "eval_count"), get(obj, "model")
+    tokens_in, tokens_out = count(tokens_in), count(tokens_out)
     if tokens_in is None and tokens_out is None:
         return None
-    return new(Usage, (tokens_in, tokens_out, None, None, name(get(obj, "model")), "ollama", None, None, None))
+    return new(Usage, (tokens_in, tokens_out, None, None, name(model), "ollama", None, None, None))
 
 
 RESPONSE = Shape("ollama", from_response, looks_for=("prompt_eval_count", "eval_count"))
