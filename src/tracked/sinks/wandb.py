@@ -10,9 +10,7 @@ through this same sink.
 from __future__ import annotations
 
 import math
-import netrc
 import os
-import secrets
 import sys
 import threading
 import time
@@ -77,6 +75,9 @@ def has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    with loading():  # imported here, not by `import tracked`; on any thread: no fork meanwhile
+        import netrc
+
     try:
         auth = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
     except (OSError, netrc.NetrcParseError):
@@ -195,6 +196,9 @@ class WandbSink:
             # `tracked sync` finds this run again if the process is killed (see `_sync`).
             run_id = self._extra.get("id") or os.environ.get("WANDB_RUN_ID")
             if not run_id:
+                with loading():  # imported here, not by `import tracked`: no fork meanwhile
+                    import secrets
+
                 run_id = self._extra["id"] = "".join(secrets.choice(_ID_CHARS) for _ in range(8))
             run.refs["wandb"] = {"id": run_id, "root": kwargs.get("dir") or os.getcwd()}
         if self.adopted or os.environ.get("WANDB_SWEEP_ID"):
