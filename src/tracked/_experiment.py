@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _lifecycle
 from ._call import Call, RemoteParent, check_metrics
@@ -33,7 +33,9 @@ from ._sysinfo import system_info
 from ._totals import Totals
 from ._values import clean, cost_text, redact
 from ._workers import ExperimentHandle, merge_workers
-from .sinks import RunInfo, SinkSet
+
+if TYPE_CHECKING:
+    from .sinks import SinkSet
 
 __all__ = ["Experiment", "ExperimentHandle", "attach", "experiment"]
 
@@ -102,7 +104,7 @@ class Experiment:
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
         # The parent of its top-level calls: in a worker, the call of another process it works for.
         self.parent_call: Call | None = None
-        self._sinks = SinkSet(name, warm=_load_price_data)
+        self._sinks: SinkSet = _sink_set(name)
         self._rows = Rows(self._sinks)
         self._totals_children = Totals()
         # The older tracker's open result: calls that would be top-level rows become its children.
@@ -478,6 +480,8 @@ class Experiment:
     # --- opening and closing ----------------------------------------------------------------
 
     def _open_sinks(self) -> None:
+        from .sinks import RunInfo  # imported by `_sink_set`, when this experiment was made
+
         self.system = system_info()
         info = RunInfo(
             name=self.name,
@@ -686,6 +690,16 @@ def saved_name(path: Path) -> str:
         return full.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return full.relative_to(full.anchor).as_posix()
+
+
+def _sink_set(name: str) -> SinkSet:
+    """A new experiment's sinks. The sink modules (W&B's, the local store's) are imported by the
+    first experiment made, not by `import tracked`; on the caller's thread, any thread: no fork
+    meanwhile (`_forksafe`)."""
+    with loading():
+        from .sinks import SinkSet
+
+    return SinkSet(name, warm=_load_price_data)
 
 
 def _load_price_data() -> None:
