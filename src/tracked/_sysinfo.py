@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ._forksafe import loading
+from ._forksafe import loading_unless_imported
 from ._values import redact
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
@@ -57,7 +57,8 @@ def _git_info(cwd: str) -> dict[str, Any]:
 
 def system_info() -> dict[str, Any]:
     """Git commit and dirty flag, host, Python, platform, and package versions."""
-    with loading():  # imported when an experiment starts, not by `import tracked`: no fork meanwhile
+    # imported when an experiment starts, not by `import tracked`: no fork meanwhile
+    with loading_unless_imported("importlib.metadata", "platform"):
         import importlib.metadata  # noqa: F401
         import platform
 

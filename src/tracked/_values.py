@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from ._config import warn_once
-from ._forksafe import loading
+from ._forksafe import loading_unless_imported
 
 _MAX_DEPTH = 32
 
@@ -17,7 +17,7 @@ _MAX_DEPTH = 32
 def sha256_hex8(text: str) -> str:
     """The first 8 hex digits of `text`'s SHA-256 (`hashlib`, which loads OpenSSL, is imported on
     first use, not by `import tracked`; on any thread, so under `loading()`)."""
-    with loading():
+    with loading_unless_imported("hashlib"):
         import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import warn_once
-from ._forksafe import loading
+from ._forksafe import loading_unless_imported
 
 if TYPE_CHECKING:
     from ._rows import Rows
@@ -42,7 +42,8 @@ def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict
     """Rows and calls that worker processes wrote under `experiment_dir/workers/` become the
     experiment's. Returns one entry per worker part: its directory name and how many rows and
     calls it had."""
-    with loading():  # imported when an experiment opens its local store (`sinks`), not by `import tracked`
+    # imported when an experiment opens its local store (`sinks`), not by `import tracked`
+    with loading_unless_imported("tracked._store"):
         from . import _store
 
     workers = experiment_dir / _store.WORKERS
