@@ -69,7 +69,7 @@ def print_targets(
     if imports:
         diff = imports["wall_ms"]["tracked"] - imports["wall_ms"]["wrapt"]
         lines.append(
-            ("import tracked at most 20 ms more than import wrapt alone", diff <= 20,
+            ("import tracked at most 15 ms more than import wrapt alone (issue 15)", diff <= 15,
              f"{diff:+.1f} ms wall (median of {imports['runs']}); -X importtime: tracked after wrapt adds "
              f"{imports['tracked_after_wrapt_ms']:.1f} ms")
         )  # fmt: skip

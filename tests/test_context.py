@@ -730,3 +730,32 @@ def test_rollup_over_arbitrary_trees(tree):
     else:
         assert root.cost_usd is None
     assert current_call() is None
+
+
+def test_experiment_made_while_another_thread_loads():
+    """Once the sink modules are imported, making an experiment does not wait for the load lock another thread holds."""
+    import threading
+
+    from tracked import experiment
+    from tracked._forksafe import loading
+
+    experiment("first", wandb=False, local=False)  # imports the sink modules
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with loading():  # as W&B's thread does during its init
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    done = threading.Event()
+    maker = threading.Thread(target=lambda: (experiment("second", wandb=False, local=False), done.set()))
+    maker.start()
+    try:
+        assert done.wait(10), "experiment() waited for the load lock"
+    finally:
+        release.set()
+        holder.join()
+        maker.join()

@@ -40,3 +40,15 @@ def test_mypy_strict_is_clean():
     """`src/` passes `mypy --strict` (configured in pyproject.toml)."""
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_leaves_cold_path_modules_unimported():
+    """Beyond wrapt's imports, `import tracked` leaves cold-path modules unimported; `__version__` is read lazily."""
+    cold = {"email.parser", "platform", "hashlib", "netrc", "secrets", "tracked.sinks", "tracked._store"}
+    code = (
+        "import sys, wrapt; before = set(sys.modules); import tracked; "
+        f"print(sorted({cold!r} & (set(sys.modules) - before))); "
+        "from importlib import metadata; assert tracked.__version__ == metadata.version('tracked')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

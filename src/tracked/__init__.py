@@ -9,20 +9,37 @@ Example:
     ...     exp.log({"accuracy": 1.0})
 """
 
-from importlib import metadata as _metadata
+import typing as _typing
 
 from ._call import Call
 from ._config import TrackedWarning, configure
 from ._context import ThreadPoolExecutor, bind, current_call, current_experiment
 from ._experiment import Experiment, experiment
+from ._forksafe import loading as _loading
 from ._instrument import instrument, uninstrument
 from ._tracked import tracked
 from .usage import Usage, register_extractor
 
-try:
-    __version__ = _metadata.version("tracked")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__: str  # set on first use by `__getattr__` below
+
+
+if not _typing.TYPE_CHECKING:  # else type checkers would accept any name as an attribute of the package
+
+    def __getattr__(name: str) -> _typing.Any:
+        """`tracked.__version__`, read from the installed package's metadata on first use (PEP 562):
+        `importlib.metadata` (and `email`, `zipfile`, ... through it) is not imported by `import tracked`."""
+        if name != "__version__":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        with _loading():  # no fork meanwhile, as for every lazy import of the SDK (`_forksafe`)
+            from importlib import metadata
+
+        try:
+            version = metadata.version("tracked")
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+            version = "0.0.0"
+        globals()["__version__"] = version
+        return version
+
 
 __all__ = [
     "Call",

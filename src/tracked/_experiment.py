@@ -17,14 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _lifecycle
 from ._call import Call, RemoteParent, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import Here, _current, _current_exp, _last_row, current_experiment, lane, reachable
-from ._forksafe import loading
+from ._forksafe import loading, loading_unless_imported
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
@@ -32,10 +32,12 @@ from ._rows import Rows
 from ._sysinfo import system_info
 from ._totals import Totals
 from ._values import clean, cost_text, redact
-from ._workers import ExperimentHandle, merge_workers
-from .sinks import RunInfo, SinkSet
 
-__all__ = ["Experiment", "ExperimentHandle", "attach", "experiment"]
+if TYPE_CHECKING:
+    from ._workers import ExperimentHandle
+    from .sinks import SinkSet
+
+__all__ = ["Experiment", "attach", "experiment"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,7 +104,7 @@ class Experiment:
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
         # The parent of its top-level calls: in a worker, the call of another process it works for.
         self.parent_call: Call | None = None
-        self._sinks = SinkSet(name, warm=_load_price_data)
+        self._sinks: SinkSet = _sink_set(name)
         self._rows = Rows(self._sinks)
         self._totals_children = Totals()
         # The older tracker's open result: calls that would be top-level rows become its children.
@@ -291,6 +293,10 @@ class Experiment:
             raise RuntimeError("exp.handle() needs the local store (local=True): workers write their rows there")
         call = _current.get()
         parent_call = call.id if call is not None and call.experiment is self else None
+        # worker processes' module, imported on first use: no fork meanwhile
+        with loading_unless_imported("tracked._workers"):
+            from ._workers import ExperimentHandle
+
         return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call)
 
     @property
@@ -478,6 +484,8 @@ class Experiment:
     # --- opening and closing ----------------------------------------------------------------
 
     def _open_sinks(self) -> None:
+        from .sinks import RunInfo  # imported by `_sink_set`, when this experiment was made
+
         self.system = system_info()
         info = RunInfo(
             name=self.name,
@@ -531,6 +539,9 @@ class Experiment:
     def _finish_now(self, status: str) -> None:
         try:
             if self.path is not None and self._worker_of is None:
+                with loading_unless_imported("tracked._workers"):  # imported on first use: no fork meanwhile
+                    from ._workers import merge_workers
+
                 merged = merge_workers(self.path, self._rows, self._sinks)
                 if merged:
                     self.summary["workers"] = merged
@@ -688,6 +699,16 @@ def saved_name(path: Path) -> str:
         return full.relative_to(full.anchor).as_posix()
 
 
+def _sink_set(name: str) -> SinkSet:
+    """A new experiment's sinks. The sink modules (W&B's, the local store's) are imported by the
+    first experiment made, not by `import tracked`; on the caller's thread, any thread: no fork
+    meanwhile (`_forksafe`)."""
+    with loading_unless_imported("tracked.sinks"):
+        from .sinks import SinkSet
+
+    return SinkSet(name, warm=_load_price_data)
+
+
 def _load_price_data() -> None:
     """Load the price data on the calls thread, rather than in the first priced call (no fork
     meanwhile: `_forksafe`)."""
@@ -751,6 +772,10 @@ def attach(handle: ExperimentHandle) -> Experiment:
     """In a worker process: an experiment that records this process's calls into the experiment
     `handle` came from (`exp.handle()`). Use it as `with experiment.attach(handle):`.
     """
+    # imported on first use (or by unpickling the handle): no fork meanwhile
+    with loading_unless_imported("tracked._workers"):
+        from ._workers import ExperimentHandle
+
     if not isinstance(handle, ExperimentHandle):
         raise TypeError(f"experiment.attach takes the handle from exp.handle(), got {type(handle).__name__}")
     worker = Experiment(handle.name, config=handle.config, tags=handle.tags, wandb=False)

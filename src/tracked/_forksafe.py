@@ -20,12 +20,14 @@ from __future__ import annotations
 import concurrent.futures.thread  # noqa: F401  (its fork hook must be registered before ours)
 import logging  # noqa: F401  (likewise)
 import os
+import sys
 import threading
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from ._config import warn_once
 
-__all__ = ["FORK_WAIT_S", "loading"]
+__all__ = ["FORK_WAIT_S", "loading", "loading_unless_imported"]
 
 #: How long a fork waits, at most, for a load of the SDK on another thread to end (seconds).
 FORK_WAIT_S = 60.0
@@ -40,6 +42,20 @@ def loading() -> AbstractContextManager[bool]:
     no fork of this process happens in the block. Re-entrant; the lock is released on the object
     acquired, even in a child forked meanwhile by this thread (which has a new one)."""
     return _lock
+
+
+_NO_LOCK = nullcontext()
+
+
+def loading_unless_imported(*modules: str) -> AbstractContextManager[Any]:
+    """`loading()` while any of `modules` is not fully imported yet; once they are, a context that
+    takes no lock, for a lazy import on a path that runs again (an experiment opening): a background
+    sink's thread may hold the lock for long (W&B's init), and the import then has nothing to load."""
+    for name in modules:
+        module = sys.modules.get(name)
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return _lock
+    return _NO_LOCK
 
 
 def _before_fork() -> None:

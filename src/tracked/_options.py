@@ -7,7 +7,6 @@ refused with a clear error at that call.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import warn_once
-from ._values import clean
+from ._values import clean, sha256_hex8
 
 if TYPE_CHECKING:
     from ._experiment import Experiment
@@ -90,8 +89,7 @@ def shorten(value: str, limit: int) -> str:
     values stay apart; deterministic (the same value always gives the same result)."""
     if len(value) <= limit:
         return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return f"{value[: limit - 9]}-{digest}"
+    return f"{value[: limit - 9]}-{sha256_hex8(value)}"
 
 
 def status_for(exc: BaseException | None) -> str:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._call import Call
 from ._totals import ROW_FIELDS, Totals, metric_value
-from .sinks import SinkSet
+
+if TYPE_CHECKING:
+    from .sinks import SinkSet
 
 __all__ = ["MAX_WAITING_ROWS", "Row", "Rows", "call_row"]
 

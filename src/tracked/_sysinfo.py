@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import re
 import socket
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ._forksafe import loading_unless_imported
 from ._values import redact
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
@@ -23,9 +22,11 @@ def redact_url(url: str) -> str:
 
 
 def _version(dist: str) -> str | None:
+    from importlib import metadata  # imported by `system_info` (not by `import tracked`)
+
     try:
-        return version(dist)
-    except PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return None
 
 
@@ -56,6 +57,11 @@ def _git_info(cwd: str) -> dict[str, Any]:
 
 def system_info() -> dict[str, Any]:
     """Git commit and dirty flag, host, Python, platform, and package versions."""
+    # imported when an experiment starts, not by `import tracked`: no fork meanwhile
+    with loading_unless_imported("importlib.metadata", "platform"):
+        import importlib.metadata  # noqa: F401
+        import platform
+
     info: dict[str, Any] = {
         "host": socket.gethostname(),
         "python": platform.python_version(),

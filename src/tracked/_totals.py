@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._values import is_number
+from ._values import is_number, sha256_hex8
 
 #: Row columns written by tracked itself; every other numeric column of a row is a custom metric.
 ROW_FIELDS = frozenset(
@@ -232,9 +231,7 @@ def model_keys(models: Iterable[str]) -> dict[str, str]:
     seen: dict[str, int] = {}
     for key in plain.values():
         seen[key] = seen.get(key, 0) + 1
-    return {
-        m: k if seen[k] == 1 else f"{k[:91]}_{hashlib.sha256(m.encode()).hexdigest()[:8]}" for m, k in plain.items()
-    }
+    return {m: k if seen[k] == 1 else f"{k[:91]}_{sha256_hex8(m)}" for m, k in plain.items()}
 
 
 class Totals:

@@ -9,8 +9,19 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from ._config import warn_once
+from ._forksafe import loading_unless_imported
 
 _MAX_DEPTH = 32
+
+
+def sha256_hex8(text: str) -> str:
+    """The first 8 hex digits of `text`'s SHA-256 (`hashlib`, which loads OpenSSL, is imported on
+    first use, not by `import tracked`; on any thread, so under `loading()`)."""
+    with loading_unless_imported("hashlib"):
+        import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
 
 # Names of arguments and config keys whose values are secrets, and values that look like keys.
 _SECRET_NAME = re.compile(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _store
 from ._config import warn_once
-from ._rows import Rows
-from .sinks import SinkSet
+from ._forksafe import loading_unless_imported
+
+if TYPE_CHECKING:
+    from ._rows import Rows
+    from .sinks import SinkSet
 
 __all__ = ["ExperimentHandle", "merge_workers"]
 
@@ -40,6 +42,10 @@ def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict
     """Rows and calls that worker processes wrote under `experiment_dir/workers/` become the
     experiment's. Returns one entry per worker part: its directory name and how many rows and
     calls it had."""
+    # imported when an experiment opens its local store (`sinks`), not by `import tracked`
+    with loading_unless_imported("tracked._store"):
+        from . import _store
+
     workers = experiment_dir / _store.WORKERS
     if not workers.is_dir():
         return []

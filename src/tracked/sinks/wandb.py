@@ -10,9 +10,7 @@ through this same sink.
 from __future__ import annotations
 
 import math
-import netrc
 import os
-import secrets
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from .._config import config, warn_once
-from .._forksafe import loading
+from .._forksafe import loading, loading_unless_imported
 from .._totals import metric_value
 from ._tables import CALL_COLUMNS, TASK_COLUMNS, Tables
 from .protocol import RunEnd, RunInfo
@@ -77,6 +75,10 @@ def has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    # imported here, not by `import tracked`; on any thread: no fork meanwhile
+    with loading_unless_imported("netrc"):
+        import netrc
+
     try:
         auth = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
     except (OSError, netrc.NetrcParseError):
@@ -195,6 +197,10 @@ class WandbSink:
             # `tracked sync` finds this run again if the process is killed (see `_sync`).
             run_id = self._extra.get("id") or os.environ.get("WANDB_RUN_ID")
             if not run_id:
+                # imported here, not by `import tracked`: no fork meanwhile
+                with loading_unless_imported("secrets"):
+                    import secrets
+
                 run_id = self._extra["id"] = "".join(secrets.choice(_ID_CHARS) for _ in range(8))
             run.refs["wandb"] = {"id": run_id, "root": kwargs.get("dir") or os.getcwd()}
         if self.adopted or os.environ.get("WANDB_SWEEP_ID"):

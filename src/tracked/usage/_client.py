@@ -16,7 +16,8 @@ from ._text import PieceReader
 __all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options", "watch_parsed"]
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False (compared by identity, hashed by id): no generated __eq__ and __hash__ to build at import.
+@dataclass(frozen=True, slots=True, eq=False)
 class Endpoint:
     """One request that is an LLM call.
 
@@ -36,7 +37,7 @@ class Endpoint:
     body: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # as `Endpoint`
 class ClientSpec:
     """The clients of one provider library, and how their requests are read.
 
