@@ -139,6 +139,7 @@ class Call:
     web_searches: int = 0  # server-side web search requests an LLM call made (priced per request)
     reported: dict[str, Any] | None = None  # what the call reported where its children measured otherwise
     late: bool = False  # ended after its parent had returned
+    _open_streams: int = 0  # instrumented streams opened directly in it and not ended yet (`_instrument`)
     metrics: dict[str, Any] | None = None
     error_type: str | None = None
     error_message: str | None = None

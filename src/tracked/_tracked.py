@@ -294,7 +294,7 @@ async def _run_async(spec: _Spec, wrapped: Any, instance: Any, args: tuple[Any, 
         raise
     latency = perf_counter() - t0
     _current.reset(token)
-    if call.__dict__.get("_open_streams"):
+    if call._open_streams:
         await _let_left_streams_end(call)
     return _end(call, spec, latency, result, args, kwargs, instance)
 
@@ -306,7 +306,7 @@ async def _let_left_streams_end(call: Call) -> None:
     stream ends as left within this call, not after it (a late child, outside its row)."""
     for _ in range(_LEFT_STREAM_TURNS):
         await asyncio.sleep(0)
-        if not call.__dict__.get("_open_streams"):
+        if not call._open_streams:
             return
 
 
@@ -542,7 +542,7 @@ async def _run_asyncgen(
                     await agen.aclose()
                 finally:
                     _current.reset(token)
-            if call.__dict__.get("_open_streams"):
+            if call._open_streams:
                 await _let_left_streams_end(call)
         finally:
             if left is None:
