@@ -62,3 +62,10 @@ def server():
     lb = Loopback()
     yield lb
     lb.close()
+
+
+@pytest.fixture
+def wandb_in_thread():
+    """W&B runs written by a thread of the test's process (`configure(wandb_writer="thread")`), for
+    tests that change `wandb` in this process to make it fail; the setting is restored after."""
+    tracked.configure(wandb_writer="thread")

@@ -559,7 +559,7 @@ def test_summary_dict_methods_check_keys_and_values_too(how):
     assert refused
 
 
-def test_a_wandb_run_is_ended_even_when_wandb_fails_while_finishing(tmp_path):
+def test_a_wandb_run_is_ended_even_when_wandb_fails_while_finishing(tmp_path, wandb_in_thread):
     """If W&B raises while the summary is written, the sink is off but its run still ends (it is not left open)."""
     import wandb
     from wandb.sdk import wandb_setup, wandb_summary

@@ -142,10 +142,13 @@ NO_WANDB_CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["shim", "broken_module"])
-def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how):
-    """`wandb` not importable (a shim or a broken wandb.py): one warning, import tried once, local store complete."""
-    env = {}
+@pytest.mark.parametrize(
+    ("how", "writer"), [("shim", "thread"), ("broken_module", "thread"), ("broken_module", "process")]
+)
+def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how, writer):
+    """`wandb` not importable (a shim or a broken wandb.py), in this process or in W&B's writer
+    process: one warning naming the import error, import tried once, local store complete."""
+    env = {"TRACKED_WANDB_WRITER": writer}
     if how == "broken_module":
         shim = tmp_path / "shim"
         shim.mkdir()
@@ -158,7 +161,8 @@ def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how):
     assert message.startswith("TrackedWarning: ")
     error = "ModuleNotFoundError" if how == "shim" else "ImportError: this wandb is broken"
     assert error in message and "the local store keeps everything" in message, message
-    assert out["attempts"] == ["wandb"]  # tried once, never again
+    # Tried once, never again; with the writer, never in the user's process.
+    assert out["attempts"] == (["wandb"] if writer == "thread" else [])
     assert not out["has_wandb_info"]
     assert out["sinks"]["local"] == "ok"
     assert error in out["sinks"]["wandb"]
@@ -172,7 +176,7 @@ def test_wandb_not_importable_falls_back_to_the_local_store(tmp_path, how):
     assert not (tmp_path / "wandb").exists()
 
 
-def test_wandb_init_raising_falls_back_to_the_local_store(monkeypatch, tmp_path):
+def test_wandb_init_raising_falls_back_to_the_local_store(monkeypatch, tmp_path, wandb_in_thread):
     """A `wandb.init` that raises: one warning naming it, init never retried, local store complete."""
     import wandb
 
@@ -294,7 +298,7 @@ def test_wandb_init_returning_after_the_finish_timeout_gives_no_late_warning(mon
 
 
 @pytest.fixture
-def run_methods(monkeypatch):
+def run_methods(monkeypatch, wandb_in_thread):
     """Counting wrappers around the real `wandb` Run.log and Run.finish; `fail_on` makes one of them raise."""
     from wandb.sdk import wandb_run
 
@@ -357,7 +361,7 @@ def test_run_finish_raising_is_reported_in_the_local_summary(run_methods, tmp_pa
     assert idx(read_wandb_run(Path(run.dir).parent).history) == list(range(N))
 
 
-def test_wandb_directory_that_is_a_file_falls_back_to_the_local_store(monkeypatch, tmp_path):
+def test_wandb_directory_that_is_a_file_falls_back_to_the_local_store(monkeypatch, tmp_path, wandb_in_thread):
     """A W&B directory (`<dir>/wandb`) that is a regular file: one warning, init tried once, local store complete."""
     import wandb
 

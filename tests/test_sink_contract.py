@@ -188,7 +188,7 @@ def test_the_durable_sinks_have_each_row_before_the_call_returns(tmp_path):
 
 
 @pytest.mark.parametrize("failing", SINK_NAMES)
-def test_a_failing_sink_is_switched_off_alone(tmp_path, monkeypatch, failing):
+def test_a_failing_sink_is_switched_off_alone(tmp_path, monkeypatch, failing, wandb_in_thread):
     """A sink that raises is warned about once and switched off; the others get everything."""
     cls = next(c for c in sinks_mod.SINKS if c.name == failing)
     calls = {"n": 0}

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._config import internal_error
 
-__all__ = ["FINISH_TIMEOUT_S", "MAX_QUEUED", "Dispatcher"]
+__all__ = ["FINISH_TIMEOUT_S", "MAX_QUEUED", "Dispatcher", "start_without_signals"]
 
 # Past this many items waiting for a background thread, callers wait for it (W&B takes a few
 # thousand rows a second offline: see benchmarks/README.md).
@@ -46,6 +46,19 @@ _ASYNC_SIGNALS: set[signal.Signals] = (
 )
 
 Handler = Callable[[str, Any], None]
+
+
+def start_without_signals(thread: threading.Thread) -> None:
+    """Start a background thread of the SDK with the process's signals blocked in it (see
+    `_ASYNC_SIGNALS`), so that they reach the user's threads."""
+    if _ASYNC_SIGNALS:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)  # the new thread inherits the mask
+        try:
+            thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    else:  # pragma: no cover - no pthread_sigmask (Windows)
+        thread.start()
 
 
 class Dispatcher:
@@ -81,14 +94,7 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start the thread, with the process's signals blocked in it (see `_ASYNC_SIGNALS`)."""
-        if _ASYNC_SIGNALS:
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)  # the new thread inherits the mask
-            try:
-                self.thread.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        else:  # pragma: no cover - no pthread_sigmask (Windows)
-            self.thread.start()
+        start_without_signals(self.thread)
 
     def put(self, kind: str, payload: Any) -> None:
         """Queue an item (never blocks)."""

@@ -50,6 +50,7 @@ class Experiment:
     """
 
     _with = False  # opened by `with` / `async with` (else by `.start()`)
+    _in_process = False  # W&B's run written in this process (the older tracker: wandb's current run)
     _rerun = False  # finished because the notebook cell that started it ran again
 
     def __init__(
@@ -503,6 +504,7 @@ class Experiment:
             sweep=self.sweep,
             requested={"local": self._local_requested, "wandb": self._wandb_requested},
             worker_of=self._worker_of,
+            in_process=self._in_process,
         )
         self._sinks.open(info)  # a W&B sweep's parameters are merged into self.config
         local = self._sinks.get("local")

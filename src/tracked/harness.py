@@ -151,7 +151,11 @@ class ExperimentTracker:
             job_type=config.job_type,
             dir=self.dir,
             wandb=self.use_wandb,
-        ).start()
+        )
+        # As the older tracker's `wandb.init` did, the run is wandb's current run (below): written
+        # by this process, not W&B's writer process.
+        self.experiment._in_process = self.use_wandb
+        self.experiment.start()
         self.experiment.collect_results()
         if self.use_wandb:
             # As the older tracker's `wandb.init` did: the run is wandb's current run, so the

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ class SinkSet:
                     f"tracked-{sink.name}-{self._experiment}",
                     _handler(sink, self),
                     on_error=lambda exc, sink=sink: self.failed(sink, exc),  # type: ignore[misc]
+                    idle=getattr(sink, "idle", None),
                 )
         for name, error in failures:  # warned once the others are known, to say which keep going
             self._record_failure(name, error)
@@ -354,6 +356,9 @@ def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
     No fork happens while it handles one (W&B imports modules as it goes: `_forksafe`), except
     while it waits to start its run, which holds the lock itself only to import and start."""
 
+    # A sink written by another process (W&B's writer) loads nothing here: no lock to take.
+    lock: Any = nullcontext() if getattr(sink, "remote", False) else loading()
+
     def handle(kind: str, payload: Any) -> None:
         if sinks.background.get(sink.name) is not sink:
             return  # failed: its queue is drained without calling it again
@@ -362,7 +367,7 @@ def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
             if start_soon is not None:
                 start_soon()
             return
-        with loading():
+        with lock:
             if kind == "row":
                 sink.write_row(*payload)
             elif kind == "work":

@@ -49,6 +49,8 @@ class RunInfo:
         refs: Where other destinations keep this run, known when they open (W&B's run id and
             directory), per sink name: in `config.json` from the start, so that `tracked sync` finds
             the W&B run of an experiment whose process was killed.
+        in_process: A sink that can write from another process (W&B's writer) writes from this
+            one: the older tracker makes the experiment's W&B run wandb's current run.
     """
 
     name: str
@@ -67,6 +69,7 @@ class RunInfo:
     requested: Mapping[str, bool | None] = field(default_factory=dict)
     worker_of: Path | None = None
     refs: dict[str, Any] = field(default_factory=dict)
+    in_process: bool = False
 
     def record(self) -> dict[str, Any]:
         """The run's metadata as one JSON-ready dict (the local store's `config.json`)."""

@@ -163,7 +163,39 @@ class WandbSink:
         mode = resolve_mode(run.requested.get("wandb"))
         if mode == "disabled":
             return None
-        return cls(mode, adopted=active_sweep_run())
+        adopted = active_sweep_run()
+        sink = cls(mode, adopted=adopted)
+        here = run.in_process or adopted is not None or bool(os.environ.get("WANDB_SWEEP_ID"))
+        if here or config.wandb_writer != "process":
+            return sink  # the run lives in this process (see `_writer`)
+        from ._writer import RemoteWandbSink, writer
+
+        try:
+            writer()
+        except Exception as exc:
+            warn_once(
+                ("wandb-writer-start", type(exc)),
+                f"tracked: the W&B writer process could not start ({type(exc).__name__}: {exc}); "
+                "W&B runs are written by a thread of this process instead",
+            )
+            return sink
+        return RemoteWandbSink(sink)  # type: ignore[return-value]
+
+    def state(self) -> dict[str, Any]:
+        """What the writer process needs to make this sink's run (after `open`)."""
+        return {
+            "mode": self.mode, "init": self._extra, "init_kwargs": self._init_kwargs, "fallback": self._fallback,
+            "init_timeout": self._init_timeout,
+        }  # fmt: skip
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> WandbSink:
+        """The sink `state()` describes, in the writer process."""
+        sink = cls(
+            state["mode"], init=state["init"], fallback=state["fallback"], init_timeout=state["init_timeout"]
+        )
+        sink._init_kwargs = state["init_kwargs"]
+        return sink
 
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
         # A child experiment is (almost always) a leaf: its run starts with it. A top-level one may

@@ -1,0 +1,453 @@
+"""W&B written by a process of its own: the user's process sends rows and call records in batches.
+
+wandb spends 0.1 to 0.7 ms of Python per row in the process that calls `run.log` (flattening,
+typing every table cell, building protobufs), and on a thread of the user's process that time is
+taken from the user's code through the GIL. So by default (`configure(wandb_writer="process")`) an
+experiment's W&B run is written by the **writer**: one process per user process, started with the
+first experiment that has W&B on (`python -m tracked.sinks._writer`), serving every run of that
+process with the same `WandbSink` a thread would use.
+
+- **The user's side** (`RemoteWandbSink`, a background sink like `WandbSink`) chooses the run's id
+  and `wandb.init` arguments as the experiment opens (W&B's environment read then, as in-thread),
+  keeps W&B's start policy (a run starts with its work; a parent that only opens children gets
+  none), and on its thread only appends items to a batch, pickled and sent each time its queue is
+  empty (every 20 ms at most) over a socket pair.
+- **The writer** takes batches in order and hands each item to that experiment's `WandbSink`; it
+  sends back when a run started, the warnings it gave, a sink's failure, and what `finish` returns
+  (the run's id, mode and directory for the summary). It ignores SIGINT (Ctrl-C reaches the whole
+  process group; the user's process finishes its experiments and the writer writes them). When the
+  user's process ends without finishing a run (SIGKILL), the writer reads the batches left on the
+  socket, ends those runs with exit code 1 and exits.
+- **A writer that dies** is noticed at the next item or at `finish` (the socket closes): the sink
+  fails as any sink does (one warning, `sinks/wandb` in the summary says why), the local store
+  keeps every row, and `tracked sync` writes the W&B run again from it.
+
+Runs that must live in the user's process stay on a thread there: a run `wandb agent` started for
+a sweep (adopted), and the older tracker's, which it makes wandb's current run (`wandb.log`).
+`configure(wandb_writer="thread")` keeps every run there; a writer that cannot start does too,
+with one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._config import config, warn_once
+from .protocol import RunEnd, RunInfo
+
+__all__ = ["RemoteWandbSink", "WriterGone", "writer"]
+
+#: Items a batch holds at most before it is sent without waiting for the queue to empty.
+BATCH_ITEMS = 256
+
+#: The settings the writer needs, sent with each batch (they are read as items are handled).
+_SETTINGS = ("table_max_rows", "table_flush_s", "wandb_init_timeout_s")
+
+
+class WriterGone(RuntimeError):
+    """The writer process ended (killed, or out of memory) before a run was finished."""
+
+
+def _wandb_environment() -> dict[str, str]:
+    """W&B's settings from the environment as they are now: the writer applies them to each run."""
+    return {k: v for k, v in os.environ.items() if k.startswith("WANDB_") and k != "WANDB_SERVICE"}
+
+
+class _Writer:
+    """The user's side of the writer process: the socket, the process, and a thread reading replies."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        # Its own wandb-core: a service the user's process started would end with that process.
+        env.pop("WANDB_SERVICE", None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")) if p
+        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tracked.sinks._writer", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
+        finally:
+            theirs.close()
+        self.pid = os.getpid()  # the process it serves (a forked child starts its own)
+        self._conn = Connection(ours.detach())
+        self._send_lock = threading.Lock()
+        self._sinks: dict[int, RemoteWandbSink] = {}
+        self._next = 0
+        self.gone: str | None = None  # why the writer is gone, once it is
+        self._reader = threading.Thread(target=self._read, name="tracked-wandb-writer", daemon=True)
+        from .._dispatch import start_without_signals
+
+        start_without_signals(self._reader)
+
+    def register(self, sink: RemoteWandbSink) -> int:
+        with self._send_lock:
+            self._next += 1
+            self._sinks[self._next] = sink
+            return self._next
+
+    def send(self, items: list[tuple[int, str, Any]]) -> None:
+        """Send one batch; raises `WriterGone` when the writer has ended."""
+        if self.gone is not None:
+            raise WriterGone(self.gone)
+        data = pickle.dumps((tuple(getattr(config, k) for k in _SETTINGS), items), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with self._send_lock:
+                self._conn.send_bytes(data)
+        except OSError:
+            raise WriterGone(self._ended()) from None
+
+    def _ended(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            try:
+                code = self.process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+        how = "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
+        self.gone = f"the W&B writer process (pid {self.process.pid}) ended ({how})"
+        return self.gone
+
+    def _read(self) -> None:
+        while True:
+            try:
+                sid, kind, payload = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                self._ended()
+                for waiting in list(self._sinks.values()):
+                    waiting._reply("gone", self.gone)
+                return
+            except Exception as exc:  # pragma: no cover - a reply that cannot be read
+                warn_once(("writer-reply", type(exc)), f"tracked: a W&B writer's reply could not be read ({exc!r})")
+                continue
+            sink = self._sinks.get(sid)
+            if kind == "warn":
+                warn_once(("writer", payload), payload)
+            elif sink is not None:
+                if kind in ("done", "failed"):
+                    self._sinks.pop(sid, None)
+                sink._reply(kind, payload)
+
+    def forget(self) -> None:
+        """In a forked child: the child's copy of the socket is closed (the writer serves the parent,
+        and must see its end when the parent ends); the process object is the parent's."""
+        try:
+            self._conn.close()
+        except OSError:
+            pass
+
+
+_writer: _Writer | None = None
+_writer_lock = threading.Lock()
+
+
+def writer() -> _Writer:
+    """This process's writer, started now if it was not (or if the one it had is gone)."""
+    global _writer
+    with _writer_lock:
+        if _writer is None or _writer.gone is not None or _writer.pid != os.getpid():
+            _writer = _Writer()
+        return _writer
+
+
+def _after_fork_in_child() -> None:
+    global _writer, _writer_lock
+    _writer_lock = threading.Lock()
+    if _writer is not None:
+        _writer.forget()
+        _writer = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class RemoteWandbSink:
+    """A W&B run written by the writer process. On the user's side it only batches items.
+
+    Every method but `open`, `nudge` and `child_opened` runs on the sink's own thread in the
+    user's process, as `WandbSink`'s do; they append to a batch that `idle` sends.
+    """
+
+    name: ClassVar[str] = "wandb"
+    durable: ClassVar[bool] = False
+    label: ClassVar[str] = "W&B"
+    #: Its items need no fork lock: nothing is imported or loaded in this process.
+    remote: ClassVar[bool] = True
+
+    def __init__(self, local: Any) -> None:
+        """`local` is the `WandbSink` that chooses the run's id and arguments in this process."""
+        self._local = local
+        self.mode: str = local.mode
+        self._writer: _Writer | None = None
+        self._sid = 0
+        self._batch: list[tuple[int, str, Any]] = []
+        self._woken = threading.Event()
+        self._children_first = False
+        self._eager = False
+        self._start_sent = False
+        self._done = threading.Event()
+        self._result: tuple[str, Any] | None = None
+        self._error: str | None = None
+        self._info: dict[str, Any] | None = None
+
+    def open(self, run: RunInfo) -> Mapping[str, Any] | None:
+        # the id (in config.json's refs) and wandb.init's arguments, chosen here
+        imposed: Mapping[str, Any] | None = self._local.open(run)
+        kwargs = self._local._init_kwargs
+        if kwargs is not None:  # the writer's working directory is the one this process had first
+            kwargs["dir"] = os.path.abspath(kwargs.get("dir") or os.getcwd())
+        self._eager = self._local._eager
+        self._writer = writer()
+        self._sid = self._writer.register(self)
+        opening = {"state": self._local.state(), "env": _wandb_environment(), "cwd": os.getcwd()}
+        self._batch.append((self._sid, "open", opening))
+        return imposed
+
+    # --- replies (on the reader thread) -------------------------------------------------------
+
+    def _reply(self, kind: str, payload: Any) -> None:
+        if kind == "started":
+            self._info = dict(payload)
+        elif kind in ("failed", "gone"):
+            self._error = str(payload)
+            self._result = (kind, payload)
+            self._done.set()
+        elif kind == "done":
+            self._info = dict(payload.get("wandb") or {}) or self._info
+            self._result = (kind, payload)
+            self._done.set()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise WriterGone(self._error) if self._result and self._result[0] == "gone" else RuntimeError(self._error)
+
+    # --- items (on the sink's thread) ---------------------------------------------------------
+
+    def _add(self, kind: str, payload: Any = None) -> None:
+        self._check()
+        self._batch.append((self._sid, kind, payload))
+        if len(self._batch) >= BATCH_ITEMS:
+            self.idle()
+
+    def idle(self) -> None:
+        """Send the batch (the sink's queue is empty, or the batch is full)."""
+        if self._batch and self._writer is not None:
+            batch, self._batch = self._batch, []
+            self._writer.send(batch)
+
+    def start_soon(self) -> None:
+        """As `WandbSink.start_soon`: the run starts as the experiment does, unless a child
+        experiment opens within `START_GRACE_S` before any row (a parent of grouped runs)."""
+        if not self._eager:
+            return
+        from .wandb import START_GRACE_S
+
+        self._woken.wait(START_GRACE_S)
+        if not self._children_first:
+            self._start()
+
+    def _start(self) -> None:
+        if not self._start_sent:
+            self._start_sent = True
+            self._add("start")
+
+    def work_began(self) -> None:
+        self._start()
+
+    def nudge(self) -> None:
+        self._woken.set()
+
+    def child_opened(self) -> None:
+        if not self._woken.is_set():
+            self._children_first = True
+            self._woken.set()
+
+    @property
+    def started(self) -> bool:
+        return self._info is not None and "id" in self._info
+
+    def write_row(self, step: int, row: Mapping[str, Any]) -> None:
+        self._start_sent = True  # the writer starts the run with its first row
+        self._add("row", (step, row))
+
+    def join(self, step: int, metrics: Mapping[str, Any]) -> None:
+        pass  # a background sink gets whole rows
+
+    def write_calls(self, records: Sequence[Mapping[str, Any]]) -> None:
+        self._add("calls", records)
+
+    def set_notes(self, notes: str | None) -> None:
+        self._add("notes", notes)
+
+    def set_tags(self, tags: Sequence[str]) -> None:
+        self._add("tags", list(tags))
+
+    def save(self, path: Path, name: str) -> None:
+        self._add("save", (Path(path).resolve(), name))
+
+    def flush(self) -> None:
+        pass  # its queue is worked through before finish
+
+    def finish(self, end: RunEnd) -> Mapping[str, Any]:
+        """Send the end and wait for the writer to finish the run (its tables, its summary), as
+        long as the writer lives. Returns what `WandbSink.finish` returned there."""
+        self._add("finish", end)
+        self.idle()
+        assert self._writer is not None
+        while not self._done.wait(0.5):
+            if self._writer.process.poll() is not None and not self._done.wait(0.5):
+                raise WriterGone(self._writer._ended())
+        self._check()
+        assert self._result is not None
+        return dict(self._result[1])
+
+    def close(self) -> None:
+        self._batch = []
+
+    def references(self) -> Mapping[str, Any]:
+        info = self._info
+        if not info or "id" not in info:
+            return {}
+        return {"wandb_id": info["id"], "wandb_mode": info.get("mode", self.mode)}
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info or {"mode": self.mode})
+
+
+# --- the writer process -------------------------------------------------------------------------
+
+
+def serve(conn: Connection, broken: BaseException | None = None) -> None:
+    """The writer's loop: batches in, each item to its experiment's `WandbSink`, replies out.
+    With `broken` (wandb could not be imported), every run fails with that error."""
+    import warnings
+
+    from .. import _config
+    from .wandb import WandbSink
+
+    sinks: dict[int, WandbSink] = {}
+    started: set[int] = set()
+    failed: set[int] = set()
+    current = [0]
+    reply_lock = threading.Lock()
+
+    def reply(sid: int, kind: str, payload: Any) -> None:
+        data = pickle.dumps((sid, kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with reply_lock:
+                conn.send_bytes(data)
+        except OSError:
+            pass  # the user's process is gone: what it would be told no longer matters
+
+    show = warnings.showwarning
+
+    def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, _config.TrackedWarning):
+            reply(current[0], "warn", str(message))  # warned (once) in the user's process
+        else:
+            show(message, category, *args, **kwargs)
+
+    warnings.showwarning = showwarning
+
+    def handle(sid: int, kind: str, payload: Any) -> None:
+        if kind == "open":
+            if broken is not None:
+                raise broken
+            if os.path.isdir(payload["cwd"]):  # relative paths as the user's process reads them
+                os.chdir(payload["cwd"])
+            os.environ.update(payload["env"])
+            for key in [k for k in os.environ if k.startswith("WANDB_") and k not in payload["env"]]:
+                if key != "WANDB_SERVICE":
+                    del os.environ[key]
+            sinks[sid] = WandbSink.restore(payload["state"])
+            return
+        sink = sinks[sid]
+        if kind == "start":
+            sink.start()
+        elif kind == "row":
+            sink.write_row(*payload)
+        elif kind == "calls":
+            sink.write_calls(payload)
+        elif kind == "notes":
+            sink.set_notes(payload)
+        elif kind == "tags":
+            sink.set_tags(payload)
+        elif kind == "save":
+            sink.save(*payload)
+        elif kind == "finish":
+            extras = sink.finish(payload)
+            del sinks[sid]
+            try:
+                sink.close()
+            finally:
+                reply(sid, "done", dict(extras))
+            return
+        if sid not in started and sink.run is not None:
+            started.add(sid)
+            reply(sid, "started", sink.info())
+
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        settings, items = pickle.loads(data)
+        for key, value in zip(_SETTINGS, settings, strict=True):
+            setattr(_config.config, key, value)
+        for sid, kind, payload in items:
+            if sid in failed:
+                if kind == "finish":
+                    reply(sid, "failed", "the W&B sink failed earlier")
+                continue
+            current[0] = sid
+            try:
+                handle(sid, kind, payload)
+            except Exception as exc:
+                failed.add(sid)
+                sink = sinks.pop(sid, None)
+                reply(sid, "failed", f"{type(exc).__name__}: {exc}")
+                if sink is not None and sink.run is not None and not sink.adopted:
+                    try:
+                        sink.run.finish(exit_code=1)
+                    except Exception:
+                        pass
+    # The user's process ended without finishing these runs (killed): what reached the writer is
+    # written, and each run ends as failed. The local store has every row; `tracked sync` the rest.
+    for sink in sinks.values():
+        if sink.run is not None:
+            try:
+                sink.run.finish(exit_code=1)
+            except Exception:
+                pass
+
+
+def main(argv: Sequence[str]) -> None:
+    # Ctrl-C goes to the whole process group: the user's process finishes its experiments, and
+    # this one must be there to write them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(int(argv[0]))
+    try:
+        import wandb  # noqa: F401  (loaded while the first experiment gets going)
+    except Exception as exc:  # each run fails with it, as it would in the user's process
+        serve(conn, exc)
+    else:
+        serve(conn)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
