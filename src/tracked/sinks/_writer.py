@@ -4,7 +4,7 @@ wandb spends 0.1 to 0.7 ms of Python per row in the process that calls `run.log`
 typing every table cell, building protobufs), and on a thread of the user's process that time is
 taken from the user's code through the GIL. So by default (`configure(wandb_writer="process")`) an
 experiment's W&B run is written by the **writer**: one process per user process, started with the
-first experiment that has W&B on (`python -m tracked.sinks._writer`), serving every run of that
+first experiment that has W&B on (`python -P -c ...`, calling `main` below), serving every run of that
 process with the same `WandbSink` a thread would use.
 
 - **The user's side** (`RemoteWandbSink`, a background sink like `WandbSink`) chooses the run's id
@@ -54,8 +54,22 @@ BATCH_ITEMS = 256
 _SETTINGS = ("table_max_rows", "table_flush_s", "wandb_init_timeout_s")
 
 
+#: The writer's entry point (`python -P -c _BOOT <socket fd> <directory of tracked>`).
+_BOOT = (
+    "import sys; here = sys.argv.pop(); here in sys.path or sys.path.insert(0, here); "
+    "from tracked.sinks._writer import main; main(sys.argv[1:])"
+)
+
+
 class WriterGone(RuntimeError):
     """The writer process ended (killed, or out of memory) before a run was finished."""
+
+
+def _remote_error(name: str, message: str) -> Exception:
+    """The writer's exception in this process: its type's name and message, as a thread's would
+    read in the warning and in `sinks/wandb` (the class itself may not exist here)."""
+    cls: type[Exception] = type(name, (Exception,), {"__module__": __name__})
+    return cls(message)
 
 
 def _wandb_environment() -> dict[str, str]:
@@ -71,12 +85,12 @@ class _Writer:
         env = dict(os.environ)
         # Its own wandb-core: a service the user's process started would end with that process.
         env.pop("WANDB_SERVICE", None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")) if p
-        )
+        # `-P`: the working directory is not on its path (a `wandb.py` there must not be imported);
+        # the directory this `tracked` came from is, when the interpreter would not find it.
+        here = str(Path(__file__).resolve().parents[2])
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tracked.sinks._writer", str(theirs.fileno())],
+                [sys.executable, "-P", "-c", _BOOT, str(theirs.fileno()), here],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -202,7 +216,7 @@ class RemoteWandbSink:
         self._start_sent = False
         self._done = threading.Event()
         self._result: tuple[str, Any] | None = None
-        self._error: str | None = None
+        self._error: Exception | None = None
         self._info: dict[str, Any] | None = None
 
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
@@ -223,8 +237,12 @@ class RemoteWandbSink:
     def _reply(self, kind: str, payload: Any) -> None:
         if kind == "started":
             self._info = dict(payload)
-        elif kind in ("failed", "gone"):
-            self._error = str(payload)
+        elif kind == "gone":
+            self._error = WriterGone(payload)
+            self._result = (kind, payload)
+            self._done.set()
+        elif kind == "failed":
+            self._error = _remote_error(*payload)
             self._result = (kind, payload)
             self._done.set()
         elif kind == "done":
@@ -234,7 +252,7 @@ class RemoteWandbSink:
 
     def _check(self) -> None:
         if self._error is not None:
-            raise WriterGone(self._error) if self._result and self._result[0] == "gone" else RuntimeError(self._error)
+            raise self._error
 
     # --- items (on the sink's thread) ---------------------------------------------------------
 
@@ -412,7 +430,7 @@ def serve(conn: Connection, broken: BaseException | None = None) -> None:
         for sid, kind, payload in items:
             if sid in failed:
                 if kind == "finish":
-                    reply(sid, "failed", "the W&B sink failed earlier")
+                    reply(sid, "failed", ("RuntimeError", "the W&B sink failed earlier"))
                 continue
             current[0] = sid
             try:
@@ -420,7 +438,7 @@ def serve(conn: Connection, broken: BaseException | None = None) -> None:
             except Exception as exc:
                 failed.add(sid)
                 sink = sinks.pop(sid, None)
-                reply(sid, "failed", f"{type(exc).__name__}: {exc}")
+                reply(sid, "failed", (type(exc).__name__, str(exc)))
                 if sink is not None and sink.run is not None and not sink.adopted:
                     try:
                         sink.run.finish(exit_code=1)
@@ -442,12 +460,12 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(int(argv[0]))
     try:
-        import wandb  # noqa: F401  (loaded while the first experiment gets going)
+        import wandb  # loaded while the first experiment gets going
     except Exception as exc:  # each run fails with it, as it would in the user's process
         serve(conn, exc)
-    else:
-        serve(conn)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+        return
+    try:
+        wandb.setup()  # its service too, so that the first run starts as soon as its work does
+    except Exception:
+        pass  # the first `wandb.init` starts it, or says why it cannot
+    serve(conn)

@@ -1,0 +1,296 @@
+"""W&B's writer process: runs written outside the user's process, its death noticed, nothing lost.
+
+Every other test writes W&B runs through the writer too (it is the default); these check what is
+particular to it: the user's process never imports wandb, a killed writer warns once and leaves
+`tracked sync` a complete local store, the user's process killed leaves the writer ending its runs,
+and Ctrl-C sent to the whole process group does not take the writer down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tracked
+from helpers import child_env, run_python
+from tracked import cli
+from tracked.testing import read_experiment, read_wandb_run
+
+
+def returned_rows(path: Path) -> list[int]:
+    return [r["idx"] for r in read_experiment(path).rows]
+
+
+def test_the_users_process_never_imports_wandb(tmp_path):
+    """With the writer (the default), an experiment's W&B run is complete and `wandb` is never
+    imported in the user's process: none of its per-row work runs there."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import tracked
+
+        @tracked.tracked
+        def work(i):
+            tracked.current_call().log({"idx": i})
+            return {"tokens_in": 10, "tokens_out": 2, "model": "gpt-4o-mini"}
+
+        with tracked.experiment("outside", config={"strategy": "single"}) as exp:
+            for i in range(50):
+                work(i)
+        print(json.dumps({"wandb_imported": "wandb" in sys.modules, "wandb": exp.final_summary["wandb"],
+                          "sinks": exp.final_summary["sinks"]}))
+        """
+    )
+    done = run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["wandb_imported"] is False
+    assert out["sinks"] == {"local": "ok", "wandb": "ok"}
+    run = read_wandb_run(out["wandb"]["dir"])
+    assert run.id == out["wandb"]["id"] and run.config["strategy"] == "single"
+    assert [h["idx"] for h in run.history] == list(range(50))
+    assert run.summary["total/calls"] == 50 and run.exit_code == 0
+
+
+def test_one_writer_serves_every_run_of_a_process(tmp_path):
+    """Two experiments one after the other and a parent with two children: one writer process,
+    each run whole."""
+    from tracked.sinks import _writer
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        tracked.current_call().log({"idx": i})
+        return i
+
+    pids = []
+    with tracked.experiment("first", dir=tmp_path) as first:
+        for i in range(3):
+            work(i)
+    pids.append(_writer.writer().process.pid)
+    with tracked.experiment("study", dir=tmp_path) as study:
+        for arm in ("a", "b"):
+            with tracked.experiment(arm, config={"strategy": arm}):
+                for i in range(4):
+                    work(i)
+        pids.append(_writer.writer().process.pid)
+    assert pids[0] == pids[1]
+    assert [h["idx"] for h in read_wandb_run(first.final_summary["wandb"]["dir"]).history] == [0, 1, 2]
+    assert "id" not in study.final_summary["wandb"]  # a parent of grouped runs has none of its own
+    runs = [read_wandb_run(next(tmp_path.glob(f"wandb/*-{c['wandb_id']}"))) for c in study.children]
+    assert [r.config["strategy"] for r in runs] == ["a", "b"]
+    assert runs[0].group and runs[0].group == runs[1].group
+    assert all([h["idx"] for h in r.history] == [0, 1, 2, 3] for r in runs)
+
+
+KILL_WRITER_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys, time, warnings
+    import tracked
+    from tracked.sinks import _writer
+
+    @tracked.tracked
+    def work(i):
+        tracked.current_call().log({"idx": i})
+        return {"tokens_in": 10, "tokens_out": 2, "model": "gpt-4o-mini"}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracked.experiment("writer_killed") as exp:
+            for i in range(200):
+                work(i)
+            writer = _writer.writer()
+            deadline = time.monotonic() + 60  # its run started: there is a partial run to replace
+            while not exp._sinks.background["wandb"].started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(writer.process.pid, signal.SIGKILL)
+            writer.process.wait()
+            for i in range(200, 400):
+                work(i)
+    print(json.dumps({
+        "warnings": [str(w.message) for w in caught if issubclass(w.category, tracked.TrackedWarning)],
+        "sinks": exp.final_summary["sinks"], "path": str(exp.path), "writer": writer.process.pid,
+    }))
+    """
+)
+
+
+def test_a_killed_writer_is_noticed_and_sync_sends_the_rest(tmp_path, capsys):
+    """The writer killed mid-run: one warning naming it, the W&B sink marked failed, every row in the
+    local store, and `tracked sync` writes the whole run again (the cut-short one marked replaced)."""
+    done = run_python(KILL_WRITER_CHILD, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    (message,) = out["warnings"]
+    gone = f"the W&B writer process (pid {out['writer']}) ended (signal {int(signal.SIGKILL)})"
+    assert gone in message and "the local store keeps everything" in message, message
+    assert out["sinks"] == {"local": "ok", "wandb": f"WriterGone: {gone}"}
+    path = Path(out["path"])
+    assert returned_rows(path) == list(range(400))
+    code = cli.main(["sync", "--offline", str(path)])
+    said = " ".join(capsys.readouterr().out.split())
+    assert code == 0, said
+    assert "(offline, 400 rows)" in said and "is replaced" in said
+    state = json.loads((path / "wandb_sync.json").read_text())
+    run = read_wandb_run(state["offline_dir"])
+    ref = json.loads((path / "config.json").read_text())["refs"]["wandb"]
+    assert run.id == ref["id"]  # the same run, whole
+    assert [h["idx"] for h in run.history] == list(range(400))
+    assert run.summary["total/calls"] == 400
+
+
+KILLED_USER_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import tracked
+    from tracked.sinks import _writer
+
+    @tracked.tracked
+    def work(i):
+        tracked.current_call().log({"idx": i})
+        return i
+
+    with tracked.experiment("user_killed") as exp:
+        for i in range(300):
+            work(i)
+        deadline = time.monotonic() + 60
+        while not exp._sinks.background["wandb"].started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the rows so far reach the writer
+        with open(sys.argv[1], "w") as ready:
+            ready.write(f"{_writer.writer().process.pid} {exp.path}")
+        time.sleep(600)
+    """
+)
+
+
+def test_the_writer_ends_the_runs_of_a_killed_user_process(tmp_path):
+    """The user's process killed (SIGKILL) mid-experiment: the writer writes what reached it, ends
+    the run with exit code 1 and exits; the local store has every returned row."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_USER_CHILD, str(ready)], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), proc.poll()
+    time.sleep(0.1)
+    writer_pid, path = ready.read_text().split(" ", 1)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{writer_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{writer_pid}").exists() or "Z" in Path(f"/proc/{writer_pid}/stat").read_text().split()[2]
+    assert returned_rows(Path(path)) == list(range(300))
+    ref = json.loads((Path(path) / "config.json").read_text())["refs"]["wandb"]
+    (run_file,) = Path(ref["root"]).glob(f"wandb/*-{ref['id']}/*.wandb")
+    run = read_wandb_run(run_file, wait_s=30)
+    assert run.exit_code == 1
+    # Every row that was complete: the last stays open for metrics joining it until the next
+    # call begins or the experiment ends, so it was never sent (the local store has it).
+    assert [h["idx"] for h in run.history] == list(range(299))
+
+
+CTRL_C_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    import tracked
+
+    @tracked.tracked
+    def work(i):
+        tracked.current_call().log({"idx": i})
+        return i
+
+    try:
+        with tracked.experiment("ctrl_c") as exp:
+            for i in range(100):
+                work(i)
+            time.sleep(1.0)  # the writer has started: Ctrl-C reaches it too
+            os.killpg(os.getpgrp(), signal.SIGINT)
+            time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    print(json.dumps({"wandb": exp.final_summary.get("wandb"), "sinks": exp.final_summary["sinks"],
+                      "status": exp.final_summary["status"]}))
+    """
+)
+
+
+def test_ctrl_c_to_the_process_group_leaves_the_writer_to_write_the_run(tmp_path):
+    """SIGINT to the whole process group (Ctrl-C in a terminal): the experiment ends "interrupted"
+    and its W&B run is complete (the writer ignores SIGINT)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_CHILD], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        capture_output=True, timeout=180, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["status"] == "interrupted" and out["sinks"] == {"local": "ok", "wandb": "ok"}
+    run = read_wandb_run(out["wandb"]["dir"])
+    assert [h["idx"] for h in run.history] == list(range(100))
+    assert run.exit_code == 1 and run.summary["tracked/status"] == "interrupted"
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_the_run_is_the_same_from_either_writer(tmp_path, writer):
+    """The same experiment written by the writer process and by a thread: the same history,
+    summary keys and tables."""
+    tracked.configure(wandb_writer=writer)
+
+    @tracked.tracked
+    def work(i: int) -> dict[str, object]:
+        tracked.current_call().log({"accuracy": i % 2})
+        return {"tokens_in": 10 + i, "tokens_out": 2, "model": "gpt-4o-mini"}
+
+    with tracked.experiment("either", dir=tmp_path, tags=["t"], notes="n") as exp:
+        for i in range(10):
+            work(i)
+        exp.notes = "changed"
+    run = read_wandb_run(exp.final_summary["wandb"]["dir"])
+    assert [h["tokens_in"] for h in run.history] == [10 + i for i in range(10)]
+    assert run.summary["accuracy/mean"] == pytest.approx(0.5)
+    assert run.summary["total/tokens_in"] == sum(10 + i for i in range(10))
+    assert run.notes == "changed" and run.tags == ["t"]
+    assert len(run.table("calls")) == 10 and len(run.table("tasks")) == 10
+
+
+def test_wandb_writer_setting_is_checked(tmp_path):
+    """`configure(wandb_writer=...)` takes "process" or "thread" only."""
+    with pytest.raises(ValueError, match='"process" or "thread"'):
+        tracked.configure(wandb_writer="fork")
+    assert os.environ.get("TRACKED_WANDB_WRITER") is None
+
+
+def test_a_run_that_fails_in_the_writer_is_reported_as_in_a_thread(tmp_path):
+    """`wandb.init` failing in the writer (its directory is a file): one warning naming the error as
+    a thread would, `sinks/wandb` says it, the local store complete, the writer serves the next run."""
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        tracked.current_call().log({"idx": i})
+        return i
+
+    (tmp_path / "wandb").write_text("not a directory")
+    with pytest.warns(tracked.TrackedWarning) as record:
+        with tracked.experiment("dir_is_a_file", dir=tmp_path) as exp:
+            for i in range(5):
+                work(i)
+    (warning,) = [str(w.message) for w in record]
+    assert "the wandb sink of experiment 'dir_is_a_file' failed (NotADirectoryError: " in warning, warning
+    assert exp.final_summary["sinks"]["wandb"].startswith("NotADirectoryError: ")
+    assert returned_rows(exp.path) == list(range(5))
+    (tmp_path / "wandb").unlink()
+    with tracked.experiment("next", dir=tmp_path) as after:
+        work(0)
+    assert after.final_summary["sinks"] == {"local": "ok", "wandb": "ok"}
+    assert [h["idx"] for h in read_wandb_run(after.final_summary["wandb"]["dir"]).history] == [0]
