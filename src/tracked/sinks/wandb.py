@@ -191,9 +191,7 @@ class WandbSink:
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> WandbSink:
         """The sink `state()` describes, in the writer process."""
-        sink = cls(
-            state["mode"], init=state["init"], fallback=state["fallback"], init_timeout=state["init_timeout"]
-        )
+        sink = cls(state["mode"], init=state["init"], fallback=state["fallback"], init_timeout=state["init_timeout"])
         sink._init_kwargs = state["init_kwargs"]
         return sink
 
