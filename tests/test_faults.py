@@ -214,8 +214,11 @@ class HangingInit:
 
 
 def start_hanging_experiment(monkeypatch, tmp_path, name: str):
-    """An experiment whose W&B sink is stuck in `wandb.init` (reached), with two rows already made."""
+    """An experiment whose W&B sink (a thread of this process) is stuck in `wandb.init` (reached),
+    with two rows already made."""
     import wandb
+
+    tracked.configure(wandb_writer="thread")
 
     hang = HangingInit()
     monkeypatch.setattr(wandb, "init", hang)

@@ -178,6 +178,7 @@ FORK_WHILE_LOADING = textwrap.dedent(
     import tracked
 
     module, use_wandb = sys.argv[1], sys.argv[2] == "wandb"
+    tracked.configure(wandb_writer="thread")  # wandb imported by a thread of this process, not the writer's
 
 
     @tracked.tracked

@@ -216,7 +216,7 @@ CTRL_C_CHILD = textwrap.dedent(
             for i in range(100):
                 work(i)
             time.sleep(1.0)  # the writer has started: Ctrl-C reaches it too
-            os.killpg(os.getpgrp(), signal.SIGINT)
+            os.killpg(os.getpgrp(), getattr(signal, sys.argv[1]))
             time.sleep(5)
     except KeyboardInterrupt:
         pass
@@ -226,15 +226,22 @@ CTRL_C_CHILD = textwrap.dedent(
 )
 
 
-def test_ctrl_c_to_the_process_group_leaves_the_writer_to_write_the_run(tmp_path):
-    """SIGINT to the whole process group (Ctrl-C in a terminal): the experiment ends "interrupted"
-    and its W&B run is complete (the writer ignores SIGINT)."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_process_group_leaves_the_writer_to_write_the_run(tmp_path, sig):
+    """SIGINT or SIGTERM to the whole process group (Ctrl-C in a terminal, Slurm's scancel): the
+    experiment ends "interrupted" and its W&B run is complete (the writer ignores them)."""
     done = subprocess.run(
-        [sys.executable, "-c", CTRL_C_CHILD], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        [sys.executable, "-c", CTRL_C_CHILD, sig], cwd=tmp_path, env=child_env(tmp_path), text=True,
         capture_output=True, timeout=180, start_new_session=True,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # SIGINT: KeyboardInterrupt, caught; SIGTERM: the experiment finished, then the default action.
+    assert done.returncode == (0 if sig == "SIGINT" else -signal.SIGTERM), done.stderr[-3000:]
+    if sig == "SIGTERM":
+        path = next((tmp_path / "experiments").glob("ctrl_c_*"))
+        summary = json.loads((path / "summary.json").read_text())
+        out = {"wandb": summary["wandb"], "sinks": summary["sinks"], "status": summary["status"]}
+    else:
+        out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["status"] == "interrupted" and out["sinks"] == {"local": "ok", "wandb": "ok"}
     run = read_wandb_run(out["wandb"]["dir"])
     assert [h["idx"] for h in run.history] == list(range(100))

@@ -14,8 +14,9 @@ process with the same `WandbSink` a thread would use.
   empty (every 20 ms at most) over a socket pair.
 - **The writer** takes batches in order and hands each item to that experiment's `WandbSink`; it
   sends back when a run started, the warnings it gave, a sink's failure, and what `finish` returns
-  (the run's id, mode and directory for the summary). It ignores SIGINT (Ctrl-C reaches the whole
-  process group; the user's process finishes its experiments and the writer writes them). When the
+  (the run's id, mode and directory for the summary). It ignores SIGINT, SIGTERM and SIGHUP (Ctrl-C,
+  Slurm and containers signal every process of a group or job; the user's process finishes its
+  experiments as "interrupted" and the writer writes them), and ends with the user's process. When the
   user's process ends without finishing a run (SIGKILL), the writer reads the batches left on the
   socket, ends those runs with exit code 1 and exits.
 - **A writer that dies** is noticed at the next item or at `finish` (the socket closes): the sink
@@ -157,6 +158,14 @@ class _Writer:
                     self._sinks.pop(sid, None)
                 sink._reply(kind, payload)
 
+    def kill(self) -> None:
+        """End a writer that is stuck."""
+        self.gone = self.gone or f"the W&B writer process (pid {self.process.pid}) made no progress and was ended"
+        try:
+            self.process.kill()
+        except OSError:
+            pass
+
     def forget(self) -> None:
         """In a forked child: the child's copy of the socket is closed (the writer serves the parent,
         and must see its end when the parent ends); the process object is the parent's."""
@@ -214,6 +223,7 @@ class RemoteWandbSink:
         self._children_first = False
         self._eager = False
         self._start_sent = False
+        self._finishing = False
         self._done = threading.Event()
         self._result: tuple[str, Any] | None = None
         self._error: Exception | None = None
@@ -325,6 +335,7 @@ class RemoteWandbSink:
         """Send the end and wait for the writer to finish the run (its tables, its summary), as
         long as the writer lives. Returns what `WandbSink.finish` returned there."""
         self._add("finish", end)
+        self._finishing = True
         self.idle()
         assert self._writer is not None
         while not self._done.wait(0.5):
@@ -335,7 +346,12 @@ class RemoteWandbSink:
         return dict(self._result[1])
 
     def close(self) -> None:
+        """After the end. A finish still unanswered means the writer made no progress for
+        `FINISH_TIMEOUT_S` (a hung `wandb.init`): it is ended, and the next experiment starts
+        another (those it was serving are told, and keep their local stores)."""
         self._batch = []
+        if self._finishing and not self._done.is_set() and self._writer is not None:
+            self._writer.kill()
 
     def references(self) -> Mapping[str, Any]:
         info = self._info
@@ -455,9 +471,12 @@ def serve(conn: Connection, broken: BaseException | None = None) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    # Ctrl-C goes to the whole process group: the user's process finishes its experiments, and
-    # this one must be there to write them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, a closed terminal, Slurm's or a container's SIGTERM reach every process of the group
+    # or job: the user's process finishes its experiments as "interrupted", and this one must be
+    # there to write them. It ends when the user's process does (the socket closes).
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     conn = Connection(int(argv[0]))
     try:
         import wandb  # loaded while the first experiment gets going
