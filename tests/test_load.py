@@ -324,7 +324,7 @@ def test_metrics_logged_after_a_call_join_its_row_while_other_threads_make_many_
     assert len(rows) == 1_100
 
 
-def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
+def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path, wandb_in_thread):
     """When W&B falls behind, calls wait for it: its queue stays near the bound, and every row arrives."""
     import threading
 
@@ -351,6 +351,10 @@ def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
         for n in range(600):
             step(n)
             exp.log({"n": n})
+            if n == 0:  # W&B's run started (its import and init, seconds on a loaded machine, are not a stall)
+                deadline = time.monotonic() + 60
+                while not exp._sinks.background["wandb"].started and time.monotonic() < deadline:
+                    time.sleep(0.01)
             largest = max(largest, exp._sinks._threads["wandb"].qsize())
     assert largest <= 50 + 5
     assert seen == list(range(600))
@@ -358,7 +362,7 @@ def test_queues_to_the_background_threads_are_bounded(monkeypatch, tmp_path):
     assert threading.active_count() < 50
 
 
-def test_a_stuck_wandb_is_not_waited_for_by_the_calls(monkeypatch, tmp_path):
+def test_a_stuck_wandb_is_not_waited_for_by_the_calls(monkeypatch, tmp_path, wandb_in_thread):
     """A W&B call that hangs does not make the user's calls wait beyond about a second, however many rows queue up."""
     import threading
 
