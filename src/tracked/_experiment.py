@@ -702,10 +702,12 @@ def saved_name(path: Path) -> str:
 
 
 def _sink_set(name: str) -> SinkSet:
-    """A new experiment's sinks. The sink modules (W&B's, the local store's) are imported by the
-    first experiment made, not by `import tracked`; on the caller's thread, any thread: no fork
-    meanwhile (`_forksafe`)."""
-    with loading_unless_imported("tracked.sinks"):
+    """A new experiment's sinks. The sink modules (W&B's, the local store's) and the workers' (its
+    finish merges theirs) are imported by the first experiment made, not by `import tracked`; on the
+    caller's thread, any thread: no fork meanwhile (`_forksafe`). Not at its finish: a W&B thread
+    may then hold the lock for long (an init that does not answer)."""
+    with loading_unless_imported("tracked.sinks", "tracked._workers"):
+        from . import _workers  # noqa: F401
         from .sinks import SinkSet
 
     return SinkSet(name, warm=_load_price_data)
