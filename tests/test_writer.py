@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -301,3 +302,35 @@ def test_a_run_that_fails_in_the_writer_is_reported_as_in_a_thread(tmp_path):
         work(0)
     assert after.final_summary["sinks"] == {"local": "ok", "wandb": "ok"}
     assert [h["idx"] for h in read_wandb_run(after.final_summary["wandb"]["dir"]).history] == [0]
+
+
+def test_wandb_objects_in_a_row_reach_the_run_and_an_unpicklable_value_its_repr(tmp_path):
+    """A `wandb.Image` logged with a row reaches the tasks table as a thread would write it; a wandb
+    object that cannot be pickled reaches it as its repr, with one warning, and the row is whole."""
+    import numpy as np
+    import wandb
+
+    class Unpicklable(wandb.Histogram):  # a wandb object (module wandb...) holding a lock
+        __module__ = "wandb.custom"
+
+        def __init__(self) -> None:
+            super().__init__([1, 2, 3])
+            self.lock = threading.Lock()
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        return i
+
+    with pytest.warns(tracked.TrackedWarning, match="cannot be sent to W&B's writer process"):
+        with tracked.experiment("media", dir=tmp_path) as exp:
+            work(0)
+            exp.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8)), "odd": Unpicklable(), "n": 1})
+    (row,) = read_wandb_run(exp.final_summary["wandb"]["dir"]).table("tasks")
+    assert row["n"] == 1
+    assert row["odd"].startswith("<wandb.custom.") and "Unpicklable object at" in row["odd"]
+    tracked.configure(wandb_writer="thread")  # the image as a thread of this process writes it
+    with tracked.experiment("media_thread", dir=tmp_path) as here:
+        work(0)
+        here.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8)), "n": 1})
+    (same,) = read_wandb_run(here.final_summary["wandb"]["dir"]).table("tasks")
+    assert row["img"] == same["img"]

@@ -73,6 +73,32 @@ def _remote_error(name: str, message: str) -> Exception:
     return cls(message)
 
 
+def _picklable(item: tuple[int, str, Any]) -> tuple[int, str, Any]:
+    """`item` with each row value that cannot be sent to the writer as its `repr` (one warning), as
+    the local store keeps it."""
+    sid, kind, payload = item
+    try:
+        pickle.dumps(payload)
+        return item
+    except Exception:
+        if kind != "row":
+            raise  # (the sink fails, with one warning: only rows carry the user's objects)
+    step, row = payload
+    out = {}
+    for key, value in row.items():
+        try:
+            pickle.dumps(value)
+            out[key] = value
+        except Exception as exc:
+            warn_once(
+                ("writer-pickle", key),
+                f"tracked: {key!r} cannot be sent to W&B's writer process ({type(exc).__name__}: {exc}); "
+                "W&B gets its repr, as the local store does",
+            )
+            out[key] = repr(value)
+    return sid, kind, (step, out)
+
+
 def _wandb_environment() -> dict[str, str]:
     """W&B's settings from the environment as they are now: the writer applies them to each run."""
     return {k: v for k, v in os.environ.items() if k.startswith("WANDB_") and k != "WANDB_SERVICE"}
@@ -120,7 +146,11 @@ class _Writer:
         """Send one batch; raises `WriterGone` when the writer has ended."""
         if self.gone is not None:
             raise WriterGone(self.gone)
-        data = pickle.dumps((tuple(getattr(config, k) for k in _SETTINGS), items), protocol=pickle.HIGHEST_PROTOCOL)
+        settings = tuple(getattr(config, k) for k in _SETTINGS)
+        try:
+            data = pickle.dumps((settings, items), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a value wandb takes that cannot be pickled (a user's wandb object)
+            data = pickle.dumps((settings, [_picklable(item) for item in items]), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             with self._send_lock:
                 self._conn.send_bytes(data)
