@@ -107,11 +107,11 @@ def _status_text(exps: list[StoredExperiment]) -> str:
     return statuses.pop() if len(statuses) == 1 else _status_counts(exps)
 
 
-def compare_rows(
+def compare_buckets(
     experiments: list[StoredExperiment], by: str, group: str | None, *, include_all: bool = False
-) -> list[dict[str, Any]]:
-    """One row per value of config key `by` (or per sweep trial): status, totals and each custom
-    metric's mean; only experiments that ran to their end unless `include_all`."""
+) -> dict[str, list[StoredExperiment]]:
+    """The experiments compared, by value of config key `by` (or by sweep trial): only those that
+    ran to their end unless `include_all`. `compare` and `report` choose them here."""
     chosen = [
         e for e in _comparable(experiments, by, group)
         # A sweep's trial cut short (and run again) is never ranked with the finished ones.
@@ -120,30 +120,48 @@ def compare_rows(
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
         buckets.setdefault(_label(exp, by), []).append(exp)
-    metrics = sorted({m for e in chosen for m in e.metrics()})
-    out = []
-    for value, exps in buckets.items():
-        totals = totals_of(exps)
-        row: dict[str, Any] = {
-            by: value,
-            "experiments": len(exps),
-            "status": _status_text(exps),
-            "calls": totals.get("total/calls", 0),
-            "errors": totals.get("total/errors", 0),
-            "llm_calls": totals.get("total/llm_calls", 0),
-            "tokens_in": totals.get("total/tokens_in", 0),
-            "tokens_out": totals.get("total/tokens_out", 0),
-            "cost_usd": totals.get("total/cost_usd", 0.0),
-            "unpriced_calls": totals.get("total/unpriced_calls", 0),
-            "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
-            "latency_s_mean": totals.get("latency_s/mean"),
-            "latency_s_p95": totals.get("latency_s/p95"),
-            "ttft_s_p50": totals.get("ttft_s/p50"),
-        }
-        for metric in metrics:
-            row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
-        out.append(row)
-    return out
+    return buckets
+
+
+def compare_metrics(buckets: dict[str, list[StoredExperiment]]) -> list[str]:
+    """The custom metrics of the compared experiments, sorted."""
+    return sorted({m for exps in buckets.values() for e in exps for m in e.metrics()})
+
+
+def compare_row(
+    by: str, value: str, exps: list[StoredExperiment], totals: dict[str, Any], metrics: list[str]
+) -> dict[str, Any]:
+    """One row of the comparison: status, totals and each custom metric's mean, from `totals`
+    (`totals_of(exps)`)."""
+    row: dict[str, Any] = {
+        by: value,
+        "experiments": len(exps),
+        "status": _status_text(exps),
+        "calls": totals.get("total/calls", 0),
+        "errors": totals.get("total/errors", 0),
+        "llm_calls": totals.get("total/llm_calls", 0),
+        "tokens_in": totals.get("total/tokens_in", 0),
+        "tokens_out": totals.get("total/tokens_out", 0),
+        "cost_usd": totals.get("total/cost_usd", 0.0),
+        "unpriced_calls": totals.get("total/unpriced_calls", 0),
+        "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
+        "latency_s_mean": totals.get("latency_s/mean"),
+        "latency_s_p95": totals.get("latency_s/p95"),
+        "ttft_s_p50": totals.get("ttft_s/p50"),
+    }
+    for metric in metrics:
+        row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
+    return row
+
+
+def compare_rows(
+    experiments: list[StoredExperiment], by: str, group: str | None, *, include_all: bool = False
+) -> list[dict[str, Any]]:
+    """One row per value of config key `by` (or per sweep trial): status, totals and each custom
+    metric's mean; only experiments that ran to their end unless `include_all`."""
+    buckets = compare_buckets(experiments, by, group, include_all=include_all)
+    metrics = compare_metrics(buckets)
+    return [compare_row(by, value, exps, totals_of(exps), metrics) for value, exps in buckets.items()]
 
 
 def model_rows(
@@ -262,7 +280,9 @@ def _print_rows(rows: list[dict[str, Any]], args: argparse.Namespace, table: Cal
         _console().print(table())
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _choose(args: argparse.Namespace) -> tuple[Path, list[StoredExperiment], str, str | None, str]:
+    """What `compare` and `report` compare: the store, its experiments, the key to compare by and
+    the metric to rank by (a sweep's group ranks by the sweep's metric) with its goal."""
     root = _store_root(args.dir)
     experiments = find_experiments(root)
     if not experiments:
@@ -272,18 +292,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"no experiments in group {args.group!r} under {root} (groups: {', '.join(groups) or 'none'})")
     sweep_metric = _sweep_metric(experiments, args.group) if args.group is not None else None
     by = args.by or (TRIAL if sweep_metric is not None else "strategy")
+    metric, goal = args.metric, args.goal
+    if metric is None and sweep_metric and sweep_metric[0]:
+        metric, goal = sweep_metric
+    return root, experiments, by, metric, goal
+
+
+def _nothing_to_compare(experiments: list[StoredExperiment], by: str, left_out: str) -> UsageError:
+    if left_out:
+        return UsageError(f"no experiment to compare by {by!r} ran to its end ({left_out}; --all includes them)")
+    keys = sorted({k for e in experiments for k in e.config})
+    return UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    _, experiments, by, metric, goal = _choose(args)
     if by == "model" and not any("model" in e.config for e in experiments):
         return _compare_models(experiments, args)
     rows = compare_rows(experiments, by, args.group, include_all=args.all)
     left_out = _left_out(experiments, by, args.group) if not args.all else ""
     if not rows:
-        if left_out:
-            raise UsageError(f"no experiment to compare by {by!r} ran to its end ({left_out}; --all includes them)")
-        keys = sorted({k for e in experiments for k in e.config})
-        raise UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
-    metric, goal = args.metric, args.goal
-    if metric is None and sweep_metric and sweep_metric[0]:
-        metric, goal = sweep_metric
+        raise _nothing_to_compare(experiments, by, left_out)
     rows = _sort_rows(rows, metric, goal)
     title = f"by {by}" + (f" in group {args.group}" if args.group else "")
     title += f", ranked by {metric} ({goal})" if metric else ""
