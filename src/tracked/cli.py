@@ -1,4 +1,4 @@
-"""The `tracked` command (also `python -m tracked`): demo, ls, compare, sync, sweep."""
+"""The `tracked` command (also `python -m tracked`): demo, ls, compare, report, sync, sweep."""
 
 from __future__ import annotations
 
@@ -342,6 +342,92 @@ def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str,
     return None
 
 
+# --- report -----------------------------------------------------------------------------------
+
+REPORT = "report.html"
+
+
+def write_report(
+    experiments: list[StoredExperiment],
+    out: Path,
+    *,
+    by: str,
+    group: str | None,
+    metric: str | None,
+    goal: str,
+    include_all: bool,
+    source: str,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write the report of what `compare` would show for these arguments to `out`; return its path.
+
+    The buckets, rows and totals are compare's (`compare_buckets`, `totals_of`, `compare_row`), in
+    compare's order (`_sort_rows`); raises `ReportUnavailable` without plotly, `UsageError` when
+    there is nothing to compare or `out` cannot be written."""
+    from ._report import Bucket, render, require_plotly
+
+    require_plotly()
+    if out.is_dir():
+        raise UsageError(f"cannot write the report to {out}: it is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write the report to {out}: no directory {out.parent}")
+    buckets = compare_buckets(experiments, by, group, include_all=include_all)
+    if not buckets:
+        raise _nothing_to_compare(experiments, by, "" if include_all else _left_out(experiments, by, group))
+    metrics = compare_metrics(buckets)
+    made = []
+    for value, exps in buckets.items():
+        totals = totals_of(exps)
+        row = compare_row(by, value, exps, totals, metrics)
+        made.append(Bucket(value, exps, row, totals, model_rows(exps, None, include_all=True)))
+    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], metric, goal))}
+    made.sort(key=lambda b: order[id(b.row)])
+    quality = metric.removesuffix("/mean") if metric else None
+    if quality not in metrics:
+        quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
+    title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
+    text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ._report import ReportUnavailable
+
+    try:
+        from ._report import require_plotly
+
+        require_plotly()  # before reading a large store
+        root, experiments, by, metric, goal = _choose(args)
+        if by == "model" and not any("model" in e.config for e in experiments):
+            raise UsageError(
+                "no experiment has config key 'model'; the report's \"cost by model\" chart shows the models "
+                "the LLM calls used, whatever --by is"
+            )
+        left_out = _left_out(experiments, by, args.group) if not args.all else ""
+        notes = [f"Left out: {left_out} (--all includes them)."] if left_out else []
+        out = Path(args.output) if args.output else root / REPORT
+        start = time.perf_counter()
+        path = write_report(
+            experiments, out, by=by, group=args.group, metric=metric, goal=goal, include_all=args.all,
+            source=str(root.resolve()), notes=notes,
+        )  # fmt: skip
+    except ReportUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    elapsed = time.perf_counter() - start
+    size = path.stat().st_size / 1e6
+    print(f"report: {path.resolve()} ({size:.1f} MB, {elapsed:.1f} s)")
+    if left_out:
+        print(f"left out: {left_out} (--all includes them)", file=sys.stderr)
+    return 0
+
+
 # --- ls ---------------------------------------------------------------------------------------
 
 
@@ -438,6 +524,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
     console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
     console.print(f"local store: {parent.path.parent.resolve()}", markup=False)
+    console.print(_demo_report(children, out), markup=False)
     children_info = parent.final_summary.get("children", [])
     runs = [c["wandb_id"] for c in children_info if c.get("wandb_id")]
     mode = (parent.final_summary.get("sinks") or {}).get("wandb")
@@ -451,6 +538,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     elif mode == "off":
         console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
     return 0
+
+
+def _demo_report(children: list[StoredExperiment], out: Path) -> str:
+    """Write the demo's report next to its runs: the line that says where (or what to install)."""
+    from ._report import INSTALL_HINT, ReportUnavailable
+
+    try:
+        path = write_report(
+            children, out / REPORT, by="strategy", group=None, metric="accuracy", goal="maximize", include_all=False,
+            source=str(out.resolve()),
+        )  # fmt: skip
+    except ReportUnavailable:
+        return f"for a report with charts: {INSTALL_HINT}, then: tracked report {out}"
+    return f"report: {path.resolve()}"
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -498,7 +599,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tracked", description="Experiments tracked with tracked: run the demo, list, compare, sync to W&B."
+        prog="tracked",
+        description="Experiments tracked with tracked: run the demo, list, compare, report, sync to W&B.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -546,6 +648,29 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     compare.set_defaults(fn=cmd_compare)
+
+    report = sub.add_parser(
+        "report",
+        help="write the comparison as charts in one HTML file (offline)",
+        description=(
+            "Write one self-contained HTML file (it opens offline) with charts of what `tracked compare` compares: "
+            "each metric's mean with its standard error, cost and tokens, cost per task against the metric with "
+            "the frontier, running curves, latency and TTFT, cost by model, and a sortable per-task table. "
+            "Needs plotly: pip install 'tracked[report]'."
+        ),
+    )
+    report.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
+    report.add_argument("--by", help="config key to compare by (default: strategy; for a sweep's group, one per trial)")
+    report.add_argument("--group", help="only experiments of this group")
+    report.add_argument(
+        "--metric", help="the metric of the cost/quality charts, and the order (default: accuracy, else the first)"
+    )
+    report.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="the metric's direction")
+    report.add_argument(
+        "--all", action="store_true", help="also include failed, crashed, interrupted and running experiments"
+    )
+    report.add_argument("-o", "--output", help=f"the HTML file to write (default: DIR/{REPORT})")
+    report.set_defaults(fn=cmd_report)
 
     sync = sub.add_parser(
         "sync",
