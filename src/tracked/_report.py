@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._store import StoredExperiment
 from ._totals import metric_value
@@ -30,7 +30,7 @@ INSTALL_HINT = "pip install 'tracked[report]'"
 #: Points per running curve: more rows than this are sampled evenly (the last one always kept).
 MAX_LINE_POINTS = 400
 #: Strategy x task cells of the per-task table: more tasks than fit are sampled (flagged ones first).
-TABLE_CELLS = 20_000
+TABLE_CELLS = 10_000
 MIN_TABLE_TASKS = 100
 HISTOGRAM_BINS = 40
 #: Dollar amounts on axes: "$0.0001", "$2e-5" (not plotly's SI "20µ").
@@ -71,9 +71,10 @@ def _finite(value: Any) -> float | None:
     return float(value) if is_number(value) and math.isfinite(value) else None
 
 
-def _call_rows(exp: StoredExperiment) -> list[dict[str, Any]]:
-    """The rows that are calls (a latency), in order: the tasks."""
-    return [r for r in exp.rows if is_number(r.get("latency_s"))]
+def _num(value: Any) -> TypeGuard[int | float]:
+    """`is_number` for values read from JSON (exactly int or float), inlined for a million rows."""
+    kind = type(value)
+    return kind is int or (kind is float and value == value)
 
 
 def _task_id(row: dict[str, Any], index: int) -> str:
@@ -85,8 +86,53 @@ def _task_id(row: dict[str, Any], index: int) -> str:
     return str(index)
 
 
-def _row_cost_unknown(row: dict[str, Any]) -> bool:
-    return bool(row.get("unpriced_calls")) or (bool(row.get("llm_calls")) and not is_number(row.get("cost_usd")))
+@dataclass
+class _Scan:
+    """What the report reads from one experiment's rows, in one pass: its calls (the rows with a
+    latency: the tasks) with their task ids and whether each is flagged, the latencies and TTFTs,
+    and the running curve of the metric against the cost."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    flagged: list[bool] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    curve_cost: list[float] = field(default_factory=list)
+    curve_mean: list[float] = field(default_factory=list)
+    unpriced_rows: int = 0
+
+
+def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
+    out = _Scan()
+    unfinished = exp.status in UNFINISHED
+    cost = total = 0.0
+    count = 0
+    for row in exp.rows:
+        value = row.get("cost_usd")
+        known = _num(value)
+        if _num(value):
+            cost += value
+        if quality is not None and quality in row:
+            metric = metric_value(quality, row[quality])
+            if metric is not None and math.isfinite(metric):
+                total += metric
+                count += 1
+                out.curve_cost.append(cost)
+                out.curve_mean.append(total / count)
+        latency = row.get("latency_s")
+        if not _num(latency):
+            continue
+        out.tasks.append(_task_id(row, len(out.rows)))
+        out.rows.append(row)
+        if latency > 0:
+            out.latencies.append(float(latency))
+        ttft = row.get("ttft_s")
+        if _num(ttft) and ttft > 0:
+            out.ttfts.append(float(ttft))
+        unpriced = bool(row.get("unpriced_calls")) or (bool(row.get("llm_calls")) and not known)
+        out.unpriced_rows += unpriced
+        out.flagged.append(unpriced or unfinished or bool(row.get("error")) or bool(row.get("usage_unknown_calls")))
+    return out
 
 
 def _sample(n: int, k: int) -> list[int]:
@@ -338,7 +384,7 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
     return Chart("frontier", f"Cost per task against {quality}", text, fig)
 
 
-def _running_chart(buckets: list[Bucket], quality: str, colours: dict[str, str]) -> tuple[Chart, bool]:
+def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str, colours: dict[str, str]) -> Chart:
     """The running mean of the metric against the running cost, one line per experiment."""
     import plotly.graph_objects as go
 
@@ -347,27 +393,13 @@ def _running_chart(buckets: list[Bucket], quality: str, colours: dict[str, str])
     incomplete = []
     for b in buckets:
         for n, exp in enumerate(b.experiments):
-            xs: list[float] = []
-            ys: list[float] = []
-            cost, total, count, unknown = 0.0, 0.0, 0, 0
-            for row in exp.rows:
-                value = row.get("cost_usd")
-                if is_number(value):
-                    cost += value
-                if _row_cost_unknown(row):
-                    unknown += 1
-                metric = metric_value(quality, row.get(quality)) if quality in row else None
-                if metric is None or not math.isfinite(metric):
-                    continue
-                total += metric
-                count += 1
-                xs.append(cost)
-                ys.append(total / count)
+            scan = scans[id(exp)]
+            xs, ys = scan.curve_cost, scan.curve_mean
             if not xs:
                 continue
             keep = _sample(len(xs), MAX_LINE_POINTS)
             sampled = sampled or len(keep) < len(xs)
-            if unknown:
+            if scan.unpriced_rows:
                 incomplete.append(exp.name)
             fig.add_trace(
                 go.Scatter(
@@ -378,7 +410,7 @@ def _running_chart(buckets: list[Bucket], quality: str, colours: dict[str, str])
                     legendgroup=b.label,
                     legendgrouptitle_text=b.label if n == 0 else None,
                     meta={"figure": "running", "bucket": b.label, "tasks": len(xs)},
-                    line={"color": colours[b.label], "dash": "dot" if unknown else "solid"},
+                    line={"color": colours[b.label], "dash": "dot" if scan.unpriced_rows else "solid"},
                     hovertemplate=(
                         f"{html.escape(exp.name)}<br>cost so far $%{{x:.4g}}<br>"
                         f"{quality} so far %{{y:.4g}}<extra></extra>"
@@ -398,10 +430,10 @@ def _running_chart(buckets: list[Bucket], quality: str, colours: dict[str, str])
         f"settles, and what it paid to get there."
     )
     if sampled:
-        text += f" Lines with more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
+        text += f" Lines of more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
     if incomplete:
         text += f" Dotted lines leave unpriced calls out of their cost: {', '.join(incomplete)}."
-    return Chart("running", f"Running {quality} against running cost", text, fig), sampled
+    return Chart("running", f"Running {quality} against running cost", text, fig)
 
 
 def _histogram(values: list[float], edges: list[float]) -> list[float]:
@@ -424,7 +456,7 @@ def _edges(values: Iterable[float]) -> list[float] | None:
     return [math.exp(math.log(lo) + i * step) for i in range(HISTOGRAM_BINS + 1)]
 
 
-def _latency_chart(buckets: list[Bucket], by: str, colours: dict[str, str]) -> Chart:
+def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colours: dict[str, str]) -> Chart:
     """The latency distribution per bucket with p50/p95 marked, and TTFT where streams were used."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -434,12 +466,8 @@ def _latency_chart(buckets: list[Bucket], by: str, colours: dict[str, str]) -> C
         figures.append(("ttft_s", "time to first token (TTFT)"))
     fig = make_subplots(rows=len(figures), cols=1, subplot_titles=[t for _, t in figures], vertical_spacing=0.16)
     for r, (figure, _) in enumerate(figures, 1):
-        values = {
-            b.label: [
-                float(r[figure]) for e in b.experiments for r in e.rows if is_number(r.get(figure)) and r[figure] > 0
-            ]
-            for b in buckets
-        }
+        kind = "latencies" if figure == "latency_s" else "ttfts"
+        values = {b.label: [v for e in b.experiments for v in getattr(scans[id(e)], kind)] for b in buckets}
         edges = _edges(v for vs in values.values() for v in vs)
         if edges is None:
             continue
@@ -563,23 +591,52 @@ class _Cell:
     unpriced: int = 0
 
 
-def _cells(buckets: list[Bucket], quality: str | None) -> tuple[list[str], dict[str, dict[str, _Cell]]]:
-    """Per task, per bucket: the metric, cost, latency and errors of its row(s), with flags."""
+def _choose_tasks(buckets: list[Bucket], scans: dict[int, _Scan]) -> tuple[list[str], set[str], str]:
+    """Every task in order, the flagged ones, and the tasks the table shows: all when they fit,
+    else the flagged ones first (up to half), then an even sample of the rest, with a sentence
+    saying so (empty when all are shown)."""
     order: dict[str, None] = {}
+    flagged: set[str] = set()
+    for b in buckets:
+        for exp in b.experiments:
+            scan = scans[id(exp)]
+            order.update(dict.fromkeys(scan.tasks))
+            flagged.update(t for t, f in zip(scan.tasks, scan.flagged, strict=True) if f)
+    tasks = list(order)
+    cap = max(MIN_TABLE_TASKS, TABLE_CELLS // max(len(buckets), 1))
+    if len(tasks) <= cap:
+        return tasks, flagged, ""
+    shown_flagged = [t for t in tasks if t in flagged][: cap // 2]
+    taken = set(shown_flagged)
+    rest = [t for t in tasks if t not in taken]
+    keep = taken | {rest[i] for i in _sample(len(rest), cap - len(shown_flagged))}
+    note = (
+        f"The table shows {len(keep):,} of {len(tasks):,} tasks: {len(shown_flagged):,} of the {len(flagged):,} "
+        f"with a flagged call, and an even sample of the others. The charts above use every task; the local store "
+        f"has them all."
+    )
+    return [t for t in tasks if t in keep], flagged, note
+
+
+def _cells(
+    buckets: list[Bucket], scans: dict[int, _Scan], shown: set[str], quality: str | None
+) -> dict[str, dict[str, _Cell]]:
+    """Per task shown, per bucket: the metric, cost, latency and errors of its row(s), with flags."""
     table: dict[str, dict[str, _Cell]] = {}
     for b in buckets:
         for exp in b.experiments:
             unfinished = exp.status if exp.status in UNFINISHED else None
-            for i, row in enumerate(_call_rows(exp)):
-                task = _task_id(row, i)
-                order.setdefault(task)
+            scan = scans[id(exp)]
+            for task, row in zip(scan.tasks, scan.rows, strict=True):
+                if task not in shown:
+                    continue
                 cell = table.setdefault(task, {}).setdefault(b.label, _Cell())
                 if quality is not None and quality in row:
                     value = metric_value(quality, row[quality])
                     if value is not None:
                         cell.metric.append(value)
                 cost = row.get("cost_usd")
-                if _row_cost_unknown(row):
+                if row.get("unpriced_calls") or (row.get("llm_calls") and not is_number(cost)):
                     cell.flags.add("unpriced")
                     cell.unpriced += int(row.get("unpriced_calls") or row.get("llm_calls") or 1)
                 if is_number(cost):
@@ -592,27 +649,8 @@ def _cells(buckets: list[Bucket], quality: str | None) -> tuple[list[str], dict[
                 if row.get("usage_unknown_calls"):
                     cell.flags.add("usage unknown")
                 if unfinished:
-                    cell.flags.add(unfinished)
-    return list(order), table
-
-
-def _choose_tasks(tasks: list[str], table: dict[str, dict[str, _Cell]], n_buckets: int) -> tuple[list[str], str]:
-    """The tasks the table shows: all when they fit, else the flagged ones first (up to half), then
-    an even sample of the rest; and a sentence saying so (empty when all are shown)."""
-    cap = max(MIN_TABLE_TASKS, TABLE_CELLS // max(n_buckets, 1))
-    if len(tasks) <= cap:
-        return tasks, ""
-    flagged = [t for t in tasks if any(c.flags for c in table[t].values())]
-    shown_flagged = flagged[: cap // 2]
-    rest = [t for t in tasks if t not in set(shown_flagged)]
-    others = [rest[i] for i in _sample(len(rest), cap - len(shown_flagged))]
-    keep = set(shown_flagged) | set(others)
-    note = (
-        f"The table shows {len(keep):,} of {len(tasks):,} tasks: "
-        f"{len(shown_flagged):,} of the {len(flagged):,} with a flagged call, and an even sample of the others. "
-        f"The charts above use every task; the local store has them all."
-    )
-    return [t for t in tasks if t in keep], note
+                    cell.flags.add(f"{unfinished} run")
+    return table
 
 
 def _td(text: str, value: float | None, flag: bool = False) -> str:
@@ -621,11 +659,11 @@ def _td(text: str, value: float | None, flag: bool = False) -> str:
     return f'<td data-v="{"" if value is None else repr(value)}"{cls}>{html.escape(text)}</td>'
 
 
-def _table(buckets: list[Bucket], quality: str | None) -> tuple[str, str, int]:
+def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) -> tuple[str, str, int]:
     """The per-task table's HTML, the sampling note, and how many tasks are flagged."""
-    tasks, table = _cells(buckets, quality)
-    shown, note = _choose_tasks(tasks, table, len(buckets))
-    flagged = sum(1 for t in tasks if any(c.flags for c in table[t].values()))
+    shown, flagged_tasks, note = _choose_tasks(buckets, scans)
+    table = _cells(buckets, scans, set(shown), quality)
+    flagged = len(flagged_tasks)
     head = ['<th data-type="text">task</th>']
     for b in buckets:
         runs = len(b.experiments)
@@ -744,19 +782,19 @@ def render(
     from plotly.offline import get_plotlyjs
 
     colours = _palette([b.label for b in buckets])
+    scans = {id(e): _scan(e, quality) for b in buckets for e in b.experiments}
     charts = [_summary_chart(buckets, metrics, by)]
     page_notes = list(notes)
     if quality is not None:
         charts.append(_frontier_chart(buckets, quality, goal, by, colours))
-        running, _ = _running_chart(buckets, quality, colours)
-        charts.append(running)
+        charts.append(_running_chart(buckets, scans, quality, colours))
     else:
         page_notes.append("No custom metric was logged: the cost/quality and running charts need one.")
-    charts.append(_latency_chart(buckets, by, colours))
+    charts.append(_latency_chart(buckets, scans, by, colours))
     models = _models_chart(buckets, by)
     if models is not None:
         charts.append(models)
-    table, table_note, flagged = _table(buckets, quality)
+    table, table_note, flagged = _table(buckets, scans, quality)
     n_exps = sum(len(b.experiments) for b in buckets)
     errors = sum(b.row["errors"] or 0 for b in buckets)
     unpriced = sum(b.row["unpriced_calls"] or 0 for b in buckets)
