@@ -79,7 +79,8 @@ def write_store(root: Path, experiments: int = 50, tasks: int = 10_000, seed: in
         summary.update({
             "status": "finished", "name": name, "started_at": started + n, "finished_at": started + n + tasks * 0.01,
             f"model/{key}/name": model, f"model/{key}/llm_calls": calls,
-            f"model/{key}/tokens_in": summary["total/tokens_in"], f"model/{key}/tokens_out": summary["total/tokens_out"],
+            f"model/{key}/tokens_in": summary["total/tokens_in"],
+            f"model/{key}/tokens_out": summary["total/tokens_out"],
             f"model/{key}/unpriced_calls": summary["total/unpriced_calls"], f"model/{key}/usage_unknown_calls": 0,
             f"model/{key}/cost_usd": summary["total/cost_usd"],
         })  # fmt: skip

@@ -764,7 +764,7 @@ td:first-child, th:first-child { text-align: left; } td.flag { color: #b00020; f
 
 def _script_json(data: str) -> str:
     """JSON that can sit inside a <script> element (no `</script>` in it)."""
-    return data.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return data.replace("</", "<\\/").replace("<!--", "<\\u0021--")
 
 
 def render(
