@@ -741,10 +741,11 @@ document.querySelectorAll("table.sortable th").forEach(function (th, i) {
 """
 
 _DRAW_JS = """
-document.querySelectorAll("script.tracked-figure").forEach(function (script) {
+var drawing = Array.prototype.map.call(document.querySelectorAll("script.tracked-figure"), function (script) {
   var figure = JSON.parse(script.textContent);
-  Plotly.newPlot(script.dataset.target, figure.data, figure.layout, {responsive: true, displaylogo: false});
+  return Plotly.newPlot(script.dataset.target, figure.data, figure.layout, {responsive: true, displaylogo: false});
 });
+Promise.all(drawing).then(function () { document.body.dataset.chartsDrawn = String(drawing.length); });
 """
 
 _CSS = """
