@@ -429,6 +429,8 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
         f"Each experiment's mean {quality} so far against what it had cost so far, task by task: where a strategy "
         f"settles, and what it paid to get there."
     )
+    if any(scan.curve_cost and not scan.curve_cost[-1] for scan in scans.values()):
+        text += " An experiment that cost nothing (a local model) is a vertical line at $0."
     if sampled:
         text += f" Lines of more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
     if incomplete:
@@ -478,7 +480,7 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
             shares = _histogram(values[b.label], edges)
             fig.add_trace(
                 go.Scatter(
-                    x=centres,
+                    x=[c * 1000 for c in centres],  # milliseconds: plotly's SI "2m" would read as minutes
                     y=shares,
                     mode="lines",
                     line={"shape": "hvh", "color": colours[b.label]},
@@ -486,7 +488,7 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
                     legendgroup=b.label,
                     showlegend=r == 1,
                     meta={"figure": figure, "bucket": b.label},
-                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of calls near %{{x:.3g}} s<extra></extra>",
+                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of calls near %{{x:.3g}} ms<extra></extra>",
                 ),
                 row=r,
                 col=1,
@@ -498,7 +500,8 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
 
             fig.add_trace(
                 go.Scatter(
-                    x=[v for _, v in marks],
+                    x=[v * 1000 for _, v in marks],
+                    customdata=[v for _, v in marks],  # seconds, as compare reports them
                     y=[share_at(v) for _, v in marks],
                     mode="markers+text",
                     text=[q for q, _ in marks],
@@ -508,12 +511,12 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
                     marker={"symbol": "triangle-down", "size": 11, "color": colours[b.label]},
                     name=f"{b.label} p50/p95",
                     meta={"figure": f"{figure}/percentiles", "bucket": b.label},
-                    hovertemplate=f"{html.escape(b.label)} %{{text}}: %{{x:.3g}} s<extra></extra>",
+                    hovertemplate=f"{html.escape(b.label)} %{{text}}: %{{x:.3g}} ms<extra></extra>",
                 ),
                 row=r,
                 col=1,
             )
-        fig.update_xaxes(type="log", title_text="seconds (log scale)", row=r, col=1)
+        fig.update_xaxes(type="log", title_text="milliseconds (log scale)", tickformat="~g", row=r, col=1)
         fig.update_yaxes(title_text="share of calls", tickformat=".0%", row=r, col=1)
     _layout(fig, height=380 * len(figures))
     text = (

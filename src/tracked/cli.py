@@ -524,7 +524,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rows = _sort_rows(compare_rows(children, "strategy", None), "accuracy", "maximize")
     console.print(render_compare(rows, "strategy", f"strategy comparison: {args.tasks} tasks, {elapsed:.1f} s"))
     console.print(f"local store: {parent.path.parent.resolve()}", markup=False)
-    console.print(_demo_report(children, out), markup=False)
     children_info = parent.final_summary.get("children", [])
     runs = [c["wandb_id"] for c in children_info if c.get("wandb_id")]
     mode = (parent.final_summary.get("sinks") or {}).get("wandb")
@@ -537,6 +536,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"  wandb sync {out.resolve() / 'wandb'}/offline-run-*   (or: tracked sync {out})", markup=False)
     elif mode == "off":
         console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
+    console.print(_demo_report(children, out), markup=False, soft_wrap=True)
     return 0
 
 
