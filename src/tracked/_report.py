@@ -171,7 +171,7 @@ def _layout(fig: Any, **extra: Any) -> None:
     fig.update_layout(**{**settings, **extra})
 
 
-def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str) -> Chart:
+def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: dict[str, str]) -> Chart:
     """Each metric's mean with its standard error, the total cost and the tokens, per bucket."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -193,6 +193,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str) -> Chart:
             go.Bar(
                 x=labels,
                 y=means,
+                marker_color=[colours[label] for label in labels],
                 name=f"{metric} mean",
                 meta={"metric": metric, "figure": "mean"},
                 error_y={"type": "data", "array": errors, "visible": True},
@@ -214,7 +215,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str) -> Chart:
             text=cost_labels,
             textposition="outside",
             showlegend=False,
-            marker_color="#4c78a8",
+            marker_color=[colours[label] for label in labels],
             hovertemplate="%{x}: %{text}<extra></extra>",
         ),
         **at(i),
@@ -787,7 +788,7 @@ def render(
 
     colours = _palette([b.label for b in buckets])
     scans = {id(e): _scan(e, quality) for b in buckets for e in b.experiments}
-    charts = [_summary_chart(buckets, metrics, by)]
+    charts = [_summary_chart(buckets, metrics, by, colours)]
     page_notes = list(notes)
     if quality is not None:
         charts.append(_frontier_chart(buckets, quality, goal, by, colours))
