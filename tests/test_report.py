@@ -315,3 +315,46 @@ def test_a_large_store_is_sampled_and_says_so(tmp_path, capsys, monkeypatch):
     lines = traces(figures(page)["running"], "running")
     assert len(lines) == 5 and all(len(t["x"]) == 50 and t["meta"]["tasks"] == 600 for t in lines)
     assert "drawn through 50 evenly spaced ones" in page
+
+
+def crash(path: Path) -> None:
+    """Make a finished experiment look killed: no summary.json, its process (on this host) gone."""
+    import socket
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # a pid that has ended
+    meta = json.loads((path / "config.json").read_text())
+    meta["system"] = {**meta.get("system", {}), "host": socket.gethostname(), "pid": child.pid}
+    (path / "config.json").write_text(json.dumps(meta))
+    (path / "summary.json").unlink()
+
+
+def test_a_crashed_run_is_left_out_unless_all_and_then_flagged(store, capsys, tmp_path):
+    """As compare: a crashed experiment is left out (the page says so); with --all it is drawn and its tasks flagged."""
+    debate = next(p for p in (store / "experiments").iterdir() if p.name.startswith("debate"))
+    crash(debate)
+    out = tmp_path / "r.html"
+    code, _, err = run_cli(capsys, "report", str(store), "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert "Left out: 1 crashed (--all includes them)." in page
+    assert "debate: accuracy" not in page
+    code, _, err = run_cli(capsys, "report", str(store), "--all", "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert "debate: accuracy" in page and "crashed run" in page
+
+
+def test_without_a_metric_the_cost_charts_are_drawn_and_the_page_says_why_others_are_not(capsys, tmp_path):
+    """Experiments that logged no metric: bars of cost and tokens, latency, cost by model; a note for the rest."""
+    for strategy, fn in (("single", single), ("debate", debate)):
+        with tracked.experiment(strategy, config={"strategy": strategy}, dir=tmp_path, wandb=False):
+            fn(0)
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert list(figures(page)) == ["summary", "latency", "models"]
+    assert "No custom metric was logged" in page
+    (cost,) = traces(figures(page)["summary"], "cost_usd")
+    assert all(y > 0 for y in cost["y"])

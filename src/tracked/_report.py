@@ -109,9 +109,10 @@ def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
     count = 0
     for row in exp.rows:
         value = row.get("cost_usd")
-        known = _num(value)
+        known = False
         if _num(value):
             cost += value
+            known = True
         if quality is not None and quality in row:
             metric = metric_value(quality, row[quality])
             if metric is not None and math.isfinite(metric):
