@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -107,14 +108,17 @@ def main() -> None:
               f"written in {time.perf_counter() - start:.1f} s")  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
         out = root / "report.html"
-        times, renders = [], []
+        times, renders, cpus = [], [], []
         for _ in range(args.runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             done = subprocess.run(
                 [sys.executable, "-m", "tracked", "report", str(root), "-o", str(out)],
                 env=env, capture_output=True, text=True, check=False,
             )  # fmt: skip
             times.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
             if done.returncode != 0:
                 print(f"tracked report failed ({done.returncode}):\n{done.stderr}")
                 return
@@ -125,13 +129,18 @@ def main() -> None:
         print(
             f"tracked report: {', '.join(f'{t:.2f}' for t in times)} s (fresh interpreter, import included), "
             f"of which {', '.join(f'{t:.2f}' for t in renders)} s after reading the store (compare's reader); "
+            f"CPU {', '.join(f'{t:.2f}' for t in cpus)} s; "
             f"file {out.stat().st_size / 1e6:.1f} MB ({note}); target < 10 s and < 20 MB"
         )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "tracked", "compare", str(root)], env=env, capture_output=True, check=False
         )
-        print(f"tracked compare on the same store: {time.perf_counter() - start:.2f} s")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        print(f"tracked compare on the same store: {time.perf_counter() - start:.2f} s (CPU {cpu:.2f} s)")
+        print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
