@@ -119,7 +119,9 @@ def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
         if quality is not None:
             metric = row.get(quality)
             if metric is not None:
-                number = metric_value(quality, metric)
+                # `quality` is one of compare's metrics, so a plain number counts as itself (as in metric_value)
+                kind = type(metric)
+                number = float(metric) if kind is float or kind is int else metric_value(quality, metric)
                 if number is not None and math.isfinite(number):
                     total += number
                     count += 1
@@ -642,7 +644,10 @@ def _cells(
             for task, row in zip(scan.tasks, scan.rows, strict=True):
                 if task not in shown:
                     continue
-                cell = table.setdefault(task, {}).setdefault(b.label, _Cell())
+                cells = table.setdefault(task, {})
+                cell = cells.get(b.label)
+                if cell is None:
+                    cell = cells[b.label] = _Cell()
                 if quality is not None and quality in row:
                     value = metric_value(quality, row[quality])
                     if value is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._config import configure
 from ._store import StoredExperiment, find_experiments, totals_of
+from ._totals import ROW_FIELDS, metric_value
 from ._values import cost_text, is_number, tokens_text
 
 __all__ = ["main"]
@@ -124,8 +125,17 @@ def compare_buckets(
 
 
 def compare_metrics(buckets: dict[str, list[StoredExperiment]]) -> list[str]:
-    """The custom metrics of the compared experiments, sorted."""
-    return sorted({m for exps in buckets.values() for e in exps for m in e.metrics()})
+    """The custom metrics of the compared experiments, sorted: the keys `StoredExperiment.metrics()`
+    finds, each checked by `metric_value` until it is found once (tracked's own row fields never
+    are), which matters on a store of millions of rows."""
+    found: set[str] = set()
+    for exps in buckets.values():
+        for exp in exps:
+            for row in exp.rows:
+                for key, value in row.items():
+                    if key not in found and key not in ROW_FIELDS and metric_value(key, value) is not None:
+                        found.add(key)
+    return sorted(found)
 
 
 def compare_row(
