@@ -68,11 +68,16 @@ def open_report(page_file: Path, screenshot: Path) -> dict:
             column.click()  # descending: the debate's right answers first
             after = page.locator("#tasks tbody tr td:first-child").all_inner_texts()
             page.screenshot(path=str(screenshot), full_page=True)
+            # The control: a request the page itself would make is seen (and aborted) by the route.
+            seen_before, errors_before = list(requests), list(errors)
+            page.evaluate("() => fetch('https://cdn.plot.ly/plotly-latest.min.js').catch(() => null)")
+            control = [u for u in requests if u not in seen_before]
         finally:
             browser.close()
     return {
-        "requests": requests,
-        "errors": errors,
+        "control": control,
+        "requests": seen_before,
+        "errors": errors_before,
         "drawn": drawn_count,
         "marks": marks,
         "before": before,
@@ -91,6 +96,7 @@ def test_every_chart_draws_offline_in_chromium(tmp_path, capsys):
     assert code == 0, err
     shot = tmp_path / "report.png"
     seen = open_report(store / "report.html", shot)
+    assert seen["control"] == ["https://cdn.plot.ly/plotly-latest.min.js"]  # the route does see requests
     assert seen["requests"] == []
     assert seen["errors"] == []
     assert seen["drawn"] == str(len(CHARTS))
