@@ -691,7 +691,7 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
     head.append('<th data-type="text">flags</th>')
     body = []
     for task in shown:
-        cells = [f'<td data-v="{_task_sort_key(task)}">{html.escape(task)}</td>']
+        cells = [f"<td{_task_sort_key(task)}>{html.escape(task)}</td>"]
         flags: set[str] = set()
         for b in buckets:
             c = table[task].get(b.label)
@@ -726,8 +726,9 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
 
 
 def _task_sort_key(task: str) -> str:
+    """A numeric task id sorts as a number (2 before 10); any other as its text."""
     try:
-        return repr(float(task))
+        return f' data-v="{float(task)!r}"'
     except ValueError:
         return ""
 
