@@ -94,11 +94,11 @@ def table_rows(text: str) -> list[list[str]]:
 
 # --- --help -----------------------------------------------------------------------------------------
 
-SUBCOMMANDS = ["demo", "ls", "compare", "sync", "sweep"]
+SUBCOMMANDS = ["demo", "ls", "compare", "report", "sync", "sweep"]
 
 
 def test_the_parser_has_exactly_the_documented_subcommands():
-    """The subcommands checked below are all the parser has: demo, ls, compare, sync, sweep."""
+    """The subcommands checked below are all the parser has: demo, ls, compare, report, sync, sweep."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(SUBCOMMANDS)

@@ -167,3 +167,14 @@ def test_demo_says_its_runs_are_offline_and_prints_no_banners(demo):
     done, _, _ = demo
     assert "offline" in done.stdout and "wandb sync" in done.stdout
     assert "wandb:" not in done.stderr and "tracked: demo" not in done.stderr  # the demo's own footer says it
+
+
+def test_demo_ends_with_its_report_next_to_its_runs(demo):
+    """The demo's last line names the report it wrote beside experiments/ and wandb/: one strategy per bar."""
+    done, out, _ = demo
+    report = out / "report.html"
+    assert done.stdout.strip().splitlines()[-1].strip() == f"report: {report.resolve()}"
+    page = report.read_text(encoding="utf-8")
+    assert page.count('class="tracked-figure"') == 5
+    for strategy in STRATEGIES:
+        assert f"{strategy}: accuracy" in page  # its columns in the per-task table

@@ -1,4 +1,4 @@
-"""The `tracked` command (also `python -m tracked`): demo, ls, compare, sync, sweep."""
+"""The `tracked` command (also `python -m tracked`): demo, ls, compare, report, sync, sweep."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from ._config import configure
 from ._store import StoredExperiment, find_experiments, totals_of
+from ._totals import ROW_FIELDS, metric_value
 from ._values import cost_text, is_number, tokens_text
 
 __all__ = ["main"]
@@ -107,11 +108,11 @@ def _status_text(exps: list[StoredExperiment]) -> str:
     return statuses.pop() if len(statuses) == 1 else _status_counts(exps)
 
 
-def compare_rows(
+def compare_buckets(
     experiments: list[StoredExperiment], by: str, group: str | None, *, include_all: bool = False
-) -> list[dict[str, Any]]:
-    """One row per value of config key `by` (or per sweep trial): status, totals and each custom
-    metric's mean; only experiments that ran to their end unless `include_all`."""
+) -> dict[str, list[StoredExperiment]]:
+    """The experiments compared, by value of config key `by` (or by sweep trial): only those that
+    ran to their end unless `include_all`. `compare` and `report` choose them here."""
     chosen = [
         e for e in _comparable(experiments, by, group)
         # A sweep's trial cut short (and run again) is never ranked with the finished ones.
@@ -120,30 +121,57 @@ def compare_rows(
     buckets: dict[str, list[StoredExperiment]] = {}
     for exp in chosen:
         buckets.setdefault(_label(exp, by), []).append(exp)
-    metrics = sorted({m for e in chosen for m in e.metrics()})
-    out = []
-    for value, exps in buckets.items():
-        totals = totals_of(exps)
-        row: dict[str, Any] = {
-            by: value,
-            "experiments": len(exps),
-            "status": _status_text(exps),
-            "calls": totals.get("total/calls", 0),
-            "errors": totals.get("total/errors", 0),
-            "llm_calls": totals.get("total/llm_calls", 0),
-            "tokens_in": totals.get("total/tokens_in", 0),
-            "tokens_out": totals.get("total/tokens_out", 0),
-            "cost_usd": totals.get("total/cost_usd", 0.0),
-            "unpriced_calls": totals.get("total/unpriced_calls", 0),
-            "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
-            "latency_s_mean": totals.get("latency_s/mean"),
-            "latency_s_p95": totals.get("latency_s/p95"),
-            "ttft_s_p50": totals.get("ttft_s/p50"),
-        }
-        for metric in metrics:
-            row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
-        out.append(row)
-    return out
+    return buckets
+
+
+def compare_metrics(buckets: dict[str, list[StoredExperiment]]) -> list[str]:
+    """The custom metrics of the compared experiments, sorted: the keys `StoredExperiment.metrics()`
+    finds, each checked by `metric_value` until it is found once (tracked's own row fields never
+    are), which matters on a store of millions of rows."""
+    found: set[str] = set()
+    for exps in buckets.values():
+        for exp in exps:
+            for row in exp.rows:
+                for key, value in row.items():
+                    if key not in found and key not in ROW_FIELDS and metric_value(key, value) is not None:
+                        found.add(key)
+    return sorted(found)
+
+
+def compare_row(
+    by: str, value: str, exps: list[StoredExperiment], totals: dict[str, Any], metrics: list[str]
+) -> dict[str, Any]:
+    """One row of the comparison: status, totals and each custom metric's mean, from `totals`
+    (`totals_of(exps)`)."""
+    row: dict[str, Any] = {
+        by: value,
+        "experiments": len(exps),
+        "status": _status_text(exps),
+        "calls": totals.get("total/calls", 0),
+        "errors": totals.get("total/errors", 0),
+        "llm_calls": totals.get("total/llm_calls", 0),
+        "tokens_in": totals.get("total/tokens_in", 0),
+        "tokens_out": totals.get("total/tokens_out", 0),
+        "cost_usd": totals.get("total/cost_usd", 0.0),
+        "unpriced_calls": totals.get("total/unpriced_calls", 0),
+        "usage_unknown_calls": totals.get("total/usage_unknown_calls", 0),
+        "latency_s_mean": totals.get("latency_s/mean"),
+        "latency_s_p95": totals.get("latency_s/p95"),
+        "ttft_s_p50": totals.get("ttft_s/p50"),
+    }
+    for metric in metrics:
+        row[f"{metric}_mean"] = totals.get(f"{metric}/mean")
+    return row
+
+
+def compare_rows(
+    experiments: list[StoredExperiment], by: str, group: str | None, *, include_all: bool = False
+) -> list[dict[str, Any]]:
+    """One row per value of config key `by` (or per sweep trial): status, totals and each custom
+    metric's mean; only experiments that ran to their end unless `include_all`."""
+    buckets = compare_buckets(experiments, by, group, include_all=include_all)
+    metrics = compare_metrics(buckets)
+    return [compare_row(by, value, exps, totals_of(exps), metrics) for value, exps in buckets.items()]
 
 
 def model_rows(
@@ -262,7 +290,9 @@ def _print_rows(rows: list[dict[str, Any]], args: argparse.Namespace, table: Cal
         _console().print(table())
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _choose(args: argparse.Namespace) -> tuple[Path, list[StoredExperiment], str, str | None, str]:
+    """What `compare` and `report` compare: the store, its experiments, the key to compare by and
+    the metric to rank by (a sweep's group ranks by the sweep's metric) with its goal."""
     root = _store_root(args.dir)
     experiments = find_experiments(root)
     if not experiments:
@@ -272,18 +302,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"no experiments in group {args.group!r} under {root} (groups: {', '.join(groups) or 'none'})")
     sweep_metric = _sweep_metric(experiments, args.group) if args.group is not None else None
     by = args.by or (TRIAL if sweep_metric is not None else "strategy")
+    metric, goal = args.metric, args.goal
+    if metric is None and sweep_metric and sweep_metric[0]:
+        metric, goal = sweep_metric
+    return root, experiments, by, metric, goal
+
+
+def _nothing_to_compare(experiments: list[StoredExperiment], by: str, left_out: str) -> UsageError:
+    if left_out:
+        return UsageError(f"no experiment to compare by {by!r} ran to its end ({left_out}; --all includes them)")
+    keys = sorted({k for e in experiments for k in e.config})
+    return UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    _, experiments, by, metric, goal = _choose(args)
     if by == "model" and not any("model" in e.config for e in experiments):
         return _compare_models(experiments, args)
     rows = compare_rows(experiments, by, args.group, include_all=args.all)
     left_out = _left_out(experiments, by, args.group) if not args.all else ""
     if not rows:
-        if left_out:
-            raise UsageError(f"no experiment to compare by {by!r} ran to its end ({left_out}; --all includes them)")
-        keys = sorted({k for e in experiments for k in e.config})
-        raise UsageError(f"no experiment has config key {by!r} (keys: {', '.join(keys) or 'none'})")
-    metric, goal = args.metric, args.goal
-    if metric is None and sweep_metric and sweep_metric[0]:
-        metric, goal = sweep_metric
+        raise _nothing_to_compare(experiments, by, left_out)
     rows = _sort_rows(rows, metric, goal)
     title = f"by {by}" + (f" in group {args.group}" if args.group else "")
     title += f", ranked by {metric} ({goal})" if metric else ""
@@ -311,6 +350,92 @@ def _sweep_metric(experiments: list[StoredExperiment], group: str) -> tuple[str,
             metric = sweep.get("metric")
             return (metric, sweep.get("goal") or "minimize") if isinstance(metric, str) else ("", "")
     return None
+
+
+# --- report -----------------------------------------------------------------------------------
+
+REPORT = "report.html"
+
+
+def write_report(
+    experiments: list[StoredExperiment],
+    out: Path,
+    *,
+    by: str,
+    group: str | None,
+    metric: str | None,
+    goal: str,
+    include_all: bool,
+    source: str,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write the report of what `compare` would show for these arguments to `out`; return its path.
+
+    The buckets, rows and totals are compare's (`compare_buckets`, `totals_of`, `compare_row`), in
+    compare's order (`_sort_rows`); raises `ReportUnavailable` without plotly, `UsageError` when
+    there is nothing to compare or `out` cannot be written."""
+    from ._report import Bucket, render, require_plotly
+
+    require_plotly()
+    if out.is_dir():
+        raise UsageError(f"cannot write the report to {out}: it is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write the report to {out}: no directory {out.parent}")
+    buckets = compare_buckets(experiments, by, group, include_all=include_all)
+    if not buckets:
+        raise _nothing_to_compare(experiments, by, "" if include_all else _left_out(experiments, by, group))
+    metrics = compare_metrics(buckets)
+    made = []
+    for value, exps in buckets.items():
+        totals = totals_of(exps)
+        row = compare_row(by, value, exps, totals, metrics)
+        made.append(Bucket(value, exps, row, totals, model_rows(exps, None, include_all=True)))
+    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], metric, goal))}
+    made.sort(key=lambda b: order[id(b.row)])
+    quality = metric.removesuffix("/mean") if metric else None
+    if quality not in metrics:
+        quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
+    title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
+    text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ._report import ReportUnavailable
+
+    try:
+        from ._report import require_plotly
+
+        require_plotly()  # before reading a large store
+        root, experiments, by, metric, goal = _choose(args)
+        if by == "model" and not any("model" in e.config for e in experiments):
+            raise UsageError(
+                "no experiment has config key 'model'; the report's \"cost by model\" chart shows the models "
+                "the LLM calls used, whatever --by is"
+            )
+        left_out = _left_out(experiments, by, args.group) if not args.all else ""
+        notes = [f"Left out: {left_out} (--all includes them)."] if left_out else []
+        out = Path(args.output) if args.output else root / REPORT
+        start = time.perf_counter()
+        path = write_report(
+            experiments, out, by=by, group=args.group, metric=metric, goal=goal, include_all=args.all,
+            source=str(root.resolve()), notes=notes,
+        )  # fmt: skip
+    except ReportUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    elapsed = time.perf_counter() - start
+    size = path.stat().st_size / 1e6
+    print(f"report: {path.resolve()} ({size:.1f} MB, {elapsed:.1f} s)")
+    if left_out:
+        print(f"left out: {left_out} (--all includes them)", file=sys.stderr)
+    return 0
 
 
 # --- ls ---------------------------------------------------------------------------------------
@@ -421,7 +546,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"  wandb sync {out.resolve() / 'wandb'}/offline-run-*   (or: tracked sync {out})", markup=False)
     elif mode == "off":
         console.print(f"W&B was off; to send these experiments to W&B later: tracked sync {out}", markup=False)
+    console.print(_demo_report(children, out), markup=False, soft_wrap=True)
     return 0
+
+
+def _demo_report(children: list[StoredExperiment], out: Path) -> str:
+    """Write the demo's report next to its runs: the line that says where (or what to install)."""
+    from ._report import INSTALL_HINT, ReportUnavailable
+
+    try:
+        path = write_report(
+            children, out / REPORT, by="strategy", group=None, metric="accuracy", goal="maximize", include_all=False,
+            source=str(out.resolve()),
+        )  # fmt: skip
+    except ReportUnavailable:
+        return f"for a report with charts: {INSTALL_HINT}, then: tracked report {out}"
+    return f"report: {path.resolve()}"
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -469,7 +609,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tracked", description="Experiments tracked with tracked: run the demo, list, compare, sync to W&B."
+        prog="tracked",
+        description="Experiments tracked with tracked: run the demo, list, compare, report, sync to W&B.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -517,6 +658,29 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     compare.set_defaults(fn=cmd_compare)
+
+    report = sub.add_parser(
+        "report",
+        help="write the comparison as charts in one HTML file (offline)",
+        description=(
+            "Write one self-contained HTML file (it opens offline) with charts of what `tracked compare` compares: "
+            "each metric's mean with its standard error, cost and tokens, cost per task against the metric with "
+            "the frontier, running curves, latency and TTFT, cost by model, and a sortable per-task table. "
+            "Needs plotly: pip install 'tracked[report]'."
+        ),
+    )
+    report.add_argument("dir", nargs="?", help="the store (default: TRACKED_DIR, else here)")
+    report.add_argument("--by", help="config key to compare by (default: strategy; for a sweep's group, one per trial)")
+    report.add_argument("--group", help="only experiments of this group")
+    report.add_argument(
+        "--metric", help="the metric of the cost/quality charts, and the order (default: accuracy, else the first)"
+    )
+    report.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="the metric's direction")
+    report.add_argument(
+        "--all", action="store_true", help="also include failed, crashed, interrupted and running experiments"
+    )
+    report.add_argument("-o", "--output", help=f"the HTML file to write (default: DIR/{REPORT})")
+    report.set_defaults(fn=cmd_report)
 
     sync = sub.add_parser(
         "sync",

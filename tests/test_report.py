@@ -1,0 +1,360 @@
+"""`tracked report`: the comparison drawn in one self-contained HTML file, its numbers compare's own."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tracked
+from tracked import _report, cli
+from tracked._store import find_experiments
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+FIGURE = re.compile(
+    r'<script type="application/json" class="tracked-figure" data-target="chart-(\w+)"[^>]*>(.*?)</script>', re.S
+)
+
+
+@tracked.tracked(provider="openai")
+def ask_model(model: str, tokens_in: int, tokens_out: int) -> dict:
+    """A model call that reports its usage: priced from genai-prices when it knows the model."""
+    return {"tokens_in": tokens_in, "tokens_out": tokens_out, "model": model}
+
+
+@tracked.tracked
+def single(task: int) -> str:
+    ask_model("gpt-4o-mini", 100 + task, 10)
+    return "basket"
+
+
+@tracked.tracked
+def debate(task: int) -> str:
+    for _ in range(3):
+        ask_model("gpt-4o-mini", 300, 40)
+    ask_model("gpt-4o", 500, 20)
+    if task == 1:
+        raise TimeoutError("the judge did not answer")
+    return "basket"
+
+
+@tracked.tracked
+def local(task: int) -> str:
+    ask_model("my-finetune-xyz", 80, 8)  # no price: unknown, never $0
+    return "box"
+
+
+@tracked.tracked
+def streamed(task: int):
+    """A generator: its row has a time to first item (TTFT)."""
+    ask_model("gpt-4o-mini", 120, 12)
+    yield "bas"
+    yield "ket"
+
+
+# name, strategy, function, accuracy per task (three tasks, ids logged as task_id)
+STORE = [
+    ("single_seed0", "single", single, [1, 0, 1]),
+    ("single_seed1", "single", single, [1, 1, 0]),
+    ("debate_seed0", "debate", debate, [1, 1, 1]),
+    ("local_seed0", "local", local, [0, 1, 0]),
+    ("stream_seed0", "stream", streamed, [1, 0, 0]),
+]
+
+
+def write_store(root: Path) -> None:
+    """Five experiments of three tasks (W&B off): priced, partly failed, unpriced and streamed calls."""
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        for name, strategy, fn, accuracies in STORE:
+            config = {"strategy": strategy, "model": "gpt-4o-mini" if strategy != "local" else "my-finetune-xyz"}
+            group = "g_local" if strategy == "local" else "g1"
+            with tracked.experiment(name, config=config, group=group, dir=root, wandb=False) as exp:
+                for task, accuracy in enumerate(accuracies):
+                    try:
+                        result = fn(task)
+                        if strategy == "stream":
+                            list(result)
+                    except TimeoutError:
+                        pass
+                    exp.log({"accuracy": accuracy, "task_id": f"t{task}"})
+            time.sleep(0.01)  # distinct start times
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def figures(page: str) -> dict[str, dict]:
+    """Every chart's plotly figure (data and layout), as embedded in the page, by chart name."""
+    return {name: json.loads(data) for name, data in FIGURE.findall(page)}
+
+
+def traces(figure: dict, kind: str, **meta: str) -> list[dict]:
+    """The traces of a figure whose `meta.figure` is `kind` (and whose other meta keys match)."""
+    return [
+        t for t in figure["data"]
+        if (t.get("meta") or {}).get("figure") == kind and all(t["meta"].get(k) == v for k, v in meta.items())
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = tmp_path / "store"
+    write_store(root)
+    return root
+
+
+@pytest.fixture
+def report(store, capsys):
+    """The report of the store (by strategy), its page and figures, and `compare --json`'s rows."""
+    code, out, err = run_cli(capsys, "report", str(store))
+    assert code == 0, err
+    path = store / "report.html"
+    assert out.strip().startswith(f"report: {path.resolve()}")
+    page = path.read_text(encoding="utf-8")
+    code, out, _ = run_cli(capsys, "compare", str(store), "--json")
+    assert code == 0
+    return page, figures(page), json.loads(out)
+
+
+def test_every_chart_is_in_the_page(report):
+    """The page has the summary, frontier, running, latency (with TTFT) and models charts, and the task table."""
+    page, figs, _ = report
+    assert list(figs) == ["summary", "frontier", "running", "latency", "models"]
+    for name in figs:
+        assert f'<div class="chart" id="chart-{name}"' in page
+    assert '<table class="sortable" id="tasks">' in page
+    assert "time to first token" in json.dumps(figs["latency"]["layout"])
+
+
+def test_the_bars_are_compares_numbers(report):
+    """Each bar (metric means, cost, tokens) is `compare --json`'s figure for that strategy, in compare's order."""
+    _, figs, rows = report
+    summary = figs["summary"]
+    labels = [r["strategy"] for r in rows]
+    (mean,) = traces(summary, "mean", metric="accuracy")
+    assert mean["x"] == labels
+    assert mean["y"] == pytest.approx([r["accuracy_mean"] for r in rows])
+    (cost,) = traces(summary, "cost_usd")
+    assert cost["x"] == labels
+    assert cost["y"] == [pytest.approx(r["cost_usd"]) if r["cost_usd"] is not None else None for r in rows]
+    for figure in ("tokens_in", "tokens_out"):
+        (bars,) = traces(summary, figure)
+        assert bars["y"] == [r[figure] for r in rows]
+
+
+def test_the_error_bars_are_the_standard_errors_of_the_summaries(report, store):
+    """A strategy of one experiment has its summary's `accuracy/stderr` as error bar; two seeds pool their tasks."""
+    _, figs, _ = report
+    (mean,) = traces(figs["summary"], "mean", metric="accuracy")
+    errors = dict(zip(mean["x"], mean["error_y"]["array"], strict=True))
+    debate = next(p for p in (store / "experiments").iterdir() if p.name.startswith("debate"))
+    summary = json.loads((debate / "summary.json").read_text())
+    assert errors["debate"] == pytest.approx(summary.get("accuracy/stderr", 0.0))
+    # single: 6 tasks, 4 right: the standard error of the mean of [1, 0, 1, 1, 1, 0]
+    values = [1, 0, 1, 1, 1, 0]
+    m = sum(values) / 6
+    assert errors["single"] == pytest.approx((sum((v - m) ** 2 for v in values) / 5 / 6) ** 0.5)
+
+
+def test_latency_percentiles_are_compares(report):
+    """The p95 marked on each strategy's latency distribution is compare's `latency_s_p95`."""
+    _, figs, rows = report
+    for row in rows:
+        (marks,) = traces(figs["latency"], "latency_s/percentiles", bucket=row["strategy"])
+        assert marks["text"] == ["p50", "p95"]
+        assert marks["customdata"][1] == pytest.approx(row["latency_s_p95"])  # seconds; drawn in milliseconds
+        assert marks["x"][1] == pytest.approx(row["latency_s_p95"] * 1000)
+    (ttft,) = traces(figs["latency"], "ttft_s/percentiles", bucket="stream")
+    assert ttft["customdata"][0] == pytest.approx(next(r for r in rows if r["strategy"] == "stream")["ttft_s_p50"])
+
+
+def test_cost_by_model_adds_up_to_the_per_model_totals(report, store):
+    """Each model's stacked costs, summed over the strategies, are the per-model totals `compare --by model` prints
+    (`model_rows`), a model without a price staying unknown."""
+    _, figs, _ = report
+    by_model = {r["model"]: r for r in cli.model_rows(find_experiments(store), None)}
+    assert by_model["my-finetune-xyz"]["cost_usd"] is None
+    for model, row in by_model.items():
+        (bars,) = traces(figs["models"], "model_cost", model=model)
+        known = [y for y in bars["y"] if y is not None]
+        if row["cost_usd"] is None:
+            assert known == []
+        else:
+            assert sum(known) == pytest.approx(row["cost_usd"])
+
+
+def test_unknown_cost_is_labelled_never_drawn_as_zero(report):
+    """The unpriced strategy has no cost bar but a mark saying "unknown (3 unpriced)"; its table cells say so too."""
+    page, figs, _ = report
+    (cost,) = traces(figs["summary"], "cost_usd")
+    position = cost["x"].index("local")
+    assert cost["y"][position] is None
+    assert cost["text"][position] == "unknown (3 unpriced)"
+    marks = traces(figs["summary"], "unknown")
+    assert any("local" in m["x"] and "unknown (3 unpriced)" in m["text"] for m in marks)
+    models = traces(figs["models"], "unknown")
+    assert models and "my-finetune-xyz: unknown (3 unpriced)" in models[0]["text"]
+    assert "unknown (1 unpriced)" in page  # a task's cell
+    assert "1 failed, 3 unpriced, 0 with usage unknown" in page
+
+
+def test_the_frontier_is_the_cheapest_best(report):
+    """One point per experiment of known cost; the frontier's points are ones no other beats on cost and accuracy."""
+    _, figs, _ = report
+    points = traces(figs["frontier"], "experiments")
+    drawn = [(x, y) for t in points for x, y in zip(t["x"], t["y"], strict=True)]
+    assert len(drawn) == 4  # the unpriced experiment is not drawn, and is named below the chart
+    (frontier,) = traces(figs["frontier"], "frontier")
+    for x, y in zip(frontier["x"], frontier["y"], strict=True):
+        assert (x, y) in drawn
+        assert not any(ox <= x and oy >= y and (ox, oy) != (x, y) for ox, oy in drawn)
+
+
+def test_running_curves_end_at_each_experiments_totals(report, store):
+    """Each running curve ends at its experiment's total cost and accuracy mean."""
+    _, figs, _ = report
+    stored = {e.name: e.summary for e in find_experiments(store)}
+    lines = traces(figs["running"], "running")
+    assert sorted(t["name"] for t in lines) == sorted(stored)
+    for line in lines:
+        summary = stored[line["name"]]
+        assert line["y"][-1] == pytest.approx(summary["accuracy/mean"])
+        assert line["x"][-1] == pytest.approx(summary["total/cost_usd"] or 0.0)
+
+
+def test_the_task_table_flags_failed_and_unpriced_calls(report):
+    """The table has a row per task id with each strategy's columns; failed and unpriced calls are flagged."""
+    page, _, _ = report
+    table = page[page.index('<table class="sortable"') :]
+    rows = re.findall(r"<tr><td[^>]*>(t\d)</td>", table)
+    assert rows == ["t0", "t1", "t2"]
+    assert "debate: accuracy" in table and "single (mean of 2 runs): cost" in table
+    assert "TimeoutError" in table
+    assert '<td class="flag">error</td>' in table or "error, unpriced" in table
+
+
+def test_the_page_fetches_nothing(report):
+    """No script, style, image or font is loaded from elsewhere: plotly.js is embedded, the page has no src or href."""
+    page, _, _ = report
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=", page)
+    assert "@import" not in page and "url(http" not in page
+    assert page.count("<script>") == 2  # plotly.js, then the page's own drawing and sorting
+
+
+def test_group_and_by_choose_as_compare_does(store, capsys, tmp_path):
+    """`--group` keeps that group's experiments only, `--by` buckets by another key, `-o` names the file."""
+    out = tmp_path / "g1.html"
+    code, _, err = run_cli(capsys, "report", str(store), "--group", "g1", "-o", str(out))
+    assert code == 0, err
+    (mean,) = traces(figures(out.read_text())["summary"], "mean", metric="accuracy")
+    assert sorted(mean["x"]) == ["debate", "single", "stream"]
+    code, _, err = run_cli(capsys, "report", str(store), "--by", "model", "-o", str(out))
+    assert code == 0, err
+    (mean,) = traces(figures(out.read_text())["summary"], "mean", metric="accuracy")
+    assert sorted(mean["x"]) == ["gpt-4o-mini", "my-finetune-xyz"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{empty}"], "no experiments under"),
+        (["{store}", "--group", "nope"], "no experiments in group 'nope'"),
+        (["{store}", "--by", "n_debaters"], "no experiment has config key 'n_debaters'"),
+        (["{store}", "-o", "{store}/missing/report.html"], "cannot write the report"),
+        (["{store}", "-o", "{store}/experiments"], "cannot write the report"),
+        (["{store}", "-o", "{file}/report.html"], "cannot write the report"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(store, capsys, tmp_path, args, message):
+    """No experiments, an unknown group or key, an unwritable output: a one-line message and exit code 2."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    argv = [a.format(store=store, empty=tmp_path / "empty", file=tmp_path / "file") for a in args]
+    code, out, err = run_cli(capsys, "report", *argv)
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err and out == ""
+
+
+def test_without_plotly_it_says_which_extra_to_install(store, capsys, monkeypatch):
+    """Without plotly, `tracked report` exits 2 naming the extra, and the demo's last line says the same."""
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
+    code, _, err = run_cli(capsys, "report", str(store))
+    assert code == 2
+    assert "pip install 'tracked[report]'" in " ".join(err.split())
+    assert not (store / "report.html").exists()
+    line = cli._demo_report(find_experiments(store), store)
+    assert line.startswith("for a report with charts: pip install 'tracked[report]'")
+
+
+def test_a_large_store_is_sampled_and_says_so(tmp_path, capsys, monkeypatch):
+    """More tasks than the table holds: it shows a sample with the flagged tasks first and says so; long running
+    curves are drawn through evenly spaced points, also said."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import report_scale
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    report_scale.write_store(tmp_path, experiments=5, tasks=600)
+    monkeypatch.setattr(_report, "TABLE_CELLS", 500)  # 100 tasks for 5 strategies
+    monkeypatch.setattr(_report, "MAX_LINE_POINTS", 50)
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert re.search(r'id="table-note">The table shows 100 of 600 tasks: \d+ of the \d+ with a flagged call', page)
+    table = page[page.index('<table class="sortable"') :]
+    assert table.count("<tr>") == 1 + 100
+    lines = traces(figures(page)["running"], "running")
+    assert len(lines) == 5 and all(len(t["x"]) == 50 and t["meta"]["tasks"] == 600 for t in lines)
+    assert "drawn through 50 evenly spaced ones" in page
+
+
+def crash(path: Path) -> None:
+    """Make a finished experiment look killed: no summary.json, its process (on this host) gone."""
+    import socket
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # a pid that has ended
+    meta = json.loads((path / "config.json").read_text())
+    meta["system"] = {**meta.get("system", {}), "host": socket.gethostname(), "pid": child.pid}
+    (path / "config.json").write_text(json.dumps(meta))
+    (path / "summary.json").unlink()
+
+
+def test_a_crashed_run_is_left_out_unless_all_and_then_flagged(store, capsys, tmp_path):
+    """As compare: a crashed experiment is left out (the page says so); with --all it is drawn and its tasks flagged."""
+    debate = next(p for p in (store / "experiments").iterdir() if p.name.startswith("debate"))
+    crash(debate)
+    out = tmp_path / "r.html"
+    code, _, err = run_cli(capsys, "report", str(store), "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert "Left out: 1 crashed (--all includes them)." in page
+    assert "debate: accuracy" not in page
+    code, _, err = run_cli(capsys, "report", str(store), "--all", "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert "debate: accuracy" in page and "crashed run" in page
+
+
+def test_without_a_metric_the_cost_charts_are_drawn_and_the_page_says_why_others_are_not(capsys, tmp_path):
+    """Experiments that logged no metric: bars of cost and tokens, latency, cost by model; a note for the rest."""
+    for strategy, fn in (("single", single), ("debate", debate)):
+        with tracked.experiment(strategy, config={"strategy": strategy}, dir=tmp_path, wandb=False):
+            fn(0)
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert list(figures(page)) == ["summary", "latency", "models"]
+    assert "No custom metric was logged" in page
+    (cost,) = traces(figures(page)["summary"], "cost_usd")
+    assert all(y > 0 for y in cost["y"])
