@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _lifecycle
+from . import _lifecycle, pricing
 from ._call import Call, RemoteParent, check_metrics
 from ._config import config as settings
 from ._config import internal_error, warn_once
 from ._context import Here, _current, _current_exp, _last_row, current_experiment, lane, reachable
-from ._forksafe import loading, loading_unless_imported
+from ._forksafe import loading_unless_imported
 from ._instrument import end_open_requests
 from ._options import Summary, check_str, check_tags, inherit, join_sweep, parents_of, status_for
 from ._results import Results
@@ -335,11 +335,16 @@ class Experiment:
         """Its first top-level call began (any thread): its W&B run, if not started yet, starts now,
         so that W&B's Created and Runtime are the experiment's work (a parent that only opens
         children never gets here, and gets no run)."""
-        self._working = True
-        try:
-            self._sinks.work_began()
-        except Exception as exc:
-            internal_error("starting the runs", exc)
+        if not self._working:
+            self._working = True
+            try:
+                self._sinks.work_began()
+            except Exception as exc:
+                internal_error("starting the runs", exc)
+        # The price data loads (once per process) on the calls thread as the experiment opens. Had
+        # a call waited for it to price, the wait (0.3 to 1 s) would count in the latency of every
+        # call around it: the first top-level calls wait now, before their clocks start.
+        pricing.wait_for_data(PRICE_DATA_WAIT_S)
 
     def _on_call_end(self, call: Call) -> None:
         """Every call of this experiment ends here; top-level ones (`call._row` set) are rows."""
@@ -713,13 +718,13 @@ def _sink_set(name: str) -> SinkSet:
     return SinkSet(name, warm=_load_price_data)
 
 
-def _load_price_data() -> None:
-    """Load the price data on the calls thread, rather than in the first priced call (no fork
-    meanwhile: `_forksafe`)."""
-    with loading():
-        from genai_prices import data_snapshot
+#: How long an experiment's first calls wait, at most, for the price data to load (seconds).
+PRICE_DATA_WAIT_S = 30.0
 
-        data_snapshot.get_snapshot()
+
+def _load_price_data() -> None:
+    """Load the price data on the calls thread, rather than in the first priced call."""
+    pricing.load_data()
 
 
 def _fmt(value: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 import wrapt
 
+from . import pricing
 from ._call import _KIDS, UNKNOWN, Call
 from ._capture import Reply, capture_arguments, output_of
 from ._config import config, internal_error, warn_once
@@ -125,6 +126,9 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             call.parent = exp.parent_call  # not a call of the process it was forked from, unless its handle says
         elif parent is None and exp.parent_call is not None:
             call.parent = exp.parent_call  # a worker's top-level call: under the call its handle was made in
+        if not (exp._working and pricing.ready):
+            exp._work_began()  # (its first calls wait for the price data: not their time)
+            call._t0 = perf_counter()
         adopt = exp._adopt
         if adopt is not None:
             # The older tracker collects the calls made for one result under it (`_results`),
@@ -152,8 +156,7 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             call._lane = here
         call._outer = True  # still running when its experiment finishes, it is cut short there
         exp._running[id(call)] = call
-        if not exp._working:
-            exp._work_began()
+
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
             call.inputs = _capture_inputs(spec, instance is not None, args, kwargs)
