@@ -58,14 +58,17 @@ class E2EPlan:
     tasks: int
     in_flight: int
     rounds: int  # rounds of tracked's subjects, each against an untraced run of the same round
-    peer_rounds: int  # of those rounds, how many also run the peers (the first ones)
+    peer_tasks: int  # the peers' round: its size (untraced, tracked and each peer, interleaved)
     delay_s: float  # the server's answer delay
 
 
-# Three rounds of the untraced and tracked evals (about 15 to 30 s each here), the peers in the
-# first: `bench.py --e2e` in about 15 minutes on this 2-core machine (Weave is the slow one).
-FULL = E2EPlan(tasks=20_000, in_flight=256, rounds=3, peer_rounds=1, delay_s=0.005)
-QUICK = E2EPlan(tasks=300, in_flight=64, rounds=1, peer_rounds=1, delay_s=0.005)
+# 20,000 tasks take about 110 s untraced here (the client is CPU-bound: 2.5 ms of CPU per task, most
+# of it httpcore's connection pool, which scans all 256 connections for every request), so two
+# rounds of tracked's subjects fit in about 15 minutes. The peers are slower (Weave about 45 ms of
+# CPU per task: 20,000 tasks would take 15 minutes alone), so they run in a round of their own with
+# fewer tasks, against untraced and tracked runs of that size.
+FULL = E2EPlan(tasks=20_000, in_flight=256, rounds=2, peer_tasks=2_000, delay_s=0.005)
+QUICK = E2EPlan(tasks=200, in_flight=64, rounds=1, peer_tasks=200, delay_s=0.005)
 
 # name -> label, in the order of the table.
 TRACKED = {
@@ -224,10 +227,16 @@ class Sampler:
         self.pid = os.getpid()
         self.threads: dict[int, tuple[str, float]] = {}  # native id -> (name, CPU s)
         self.children: dict[int, tuple[str, float, int | None]] = {}  # pid -> (comm, CPU s, peak RSS)
+        self.base_threads: dict[int, float] = {}
+        self.base_children: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
     def start(self) -> Sampler:
+        """The first reading is the baseline: the figures are what was spent after it."""
+        self.sample()
+        self.base_threads = {tid: cpu for tid, (_, cpu) in self.threads.items()}
+        self.base_children = {pid: cpu for pid, (_, cpu, _) in self.children.items()}
         self._thread.start()
         return self
 
@@ -264,15 +273,15 @@ class Sampler:
             if name == "bench-sampler":
                 continue
             kind = "main" if tid == main else "tracked" if name.startswith("tracked-") else "other"
-            out[kind] += cpu
+            out[kind] += cpu - self.base_threads.get(tid, 0.0)
         return out
 
     def tracked_threads(self) -> dict[str, float]:
         """CPU seconds of each of tracked's threads, by name."""
         out: dict[str, float] = {}
-        for name, cpu in self.threads.values():
+        for tid, (name, cpu) in self.threads.items():
             if name.startswith("tracked-"):
-                out[name] = out.get(name, 0.0) + cpu
+                out[name] = out.get(name, 0.0) + cpu - self.base_threads.get(tid, 0.0)
         return out
 
 
@@ -369,7 +378,7 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
         t_loop = time.perf_counter()
         leave()
         t_end = time.perf_counter()
-        times.update(enter_s=t_in - t_start, loop_s=t_loop - t_in, finish_s=t_end - t_loop, wall_s=t_end - t_start)
+        times.update(enter_s=t_in - t_start, loop_s=t_loop - t_in, finish_s=t_end - t_loop, eval_s=t_end - t_start)
         await client.close()
 
     rss_before = _rss_bytes()
@@ -382,7 +391,8 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
     # reaped (RUSAGE_CHILDREN), or ended and reaped by another (their last sample).
     reaped_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     children = [
-        {"pid": pid, "name": comm, "cpu_s": cpu, "peak_rss": hwm} for pid, (comm, cpu, hwm) in sampler.children.items()
+        {"pid": pid, "name": comm, "cpu_s": cpu - sampler.base_children.get(pid, 0.0), "peak_rss": hwm}
+        for pid, (comm, cpu, hwm) in sampler.children.items()
     ]
     live = set(descendants(os.getpid()))
     gone_unreaped = sum(c["cpu_s"] for c in children if c["pid"] not in live)
@@ -392,13 +402,13 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
         "in_flight": in_flight,
         "setup_s": setup_s,
         **times,
-        "rows_per_s": tasks / times["wall_s"],
+        "rows_per_s": tasks / times["eval_s"],
         "cpu_s": (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime),
         "threads_cpu_s": sampler.by_kind(),
         "tracked_threads_cpu_s": sampler.tracked_threads(),
         "children": children,
         "children_cpu_s": sum(c["cpu_s"] for c in children if c["pid"] in live) + max(reaped_cpu, gone_unreaped),
-        "children_peak_rss": max([c["peak_rss"] or 0 for c in children] + [kids1.ru_maxrss * 1024]) or None,
+        "children_peak_rss": sum(c["peak_rss"] or 0 for c in children) or None,  # each one's peak, summed
         "peak_rss": self1.ru_maxrss * 1024,
         "rss_before": rss_before,
         "version": setup.version,
@@ -450,7 +460,7 @@ def _setup(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
         return {}
 
     if name == "e2e-untraced":
-        return _Setup(make(), solve, scores.append, nothing, nothing, dist_version("openai") or "", 
+        return _Setup(make(), solve, scores.append, nothing, nothing, dist_version("openai") or "",
                       "openai.AsyncOpenAI, no SDK; accuracy kept in a list", mean, no_check)  # fmt: skip
     if name in TRACKED:
         return _tracked(name, make, tasks)
@@ -544,11 +554,11 @@ def _setup(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
 
 def _tracked(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
     """tracked's subjects: `@tracked` strategy, instrumented client, one experiment around the eval."""
+    import inspect
+
     from experiment import exp_dir
 
     import tracked
-
-    import inspect
 
     writer_option = "wandb_writer" in inspect.signature(tracked.configure).parameters
     if name == "e2e-tracked-thread":
@@ -616,46 +626,88 @@ def _tracked(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
 
 
 def run_rounds(names: list[str], quick: bool, timeout_s: float) -> dict[str, Any]:
-    """Every subject in `names` once per round, each round with an untraced run, the order rotated
-    per round; peers only in the first `peer_rounds` rounds. The server's CPU is read around each."""
-    from harness import rotated
-    from worker import run_subject
-
+    """tracked's subjects in `names` once per round, each round with an untraced run, the order
+    rotated per round; then the peers' round (untraced, tracked and each peer, at `peer_tasks`), or,
+    when that is the same size, the peers in the first round. The server's CPU is read around each
+    subject. Returns {"plan", "runs": {name: [result per round]}, "peer_runs": {...}}."""
     plan = plan_of(quick)
-    others = [n for n in names if n != "e2e-untraced"]
-    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in ["e2e-untraced", *others]}
+    tracked_names = [n for n in names if n in TRACKED and n != "e2e-untraced"]
+    peer_names = [n for n in names if n in PEERS]
+    unknown = [n for n in names if n not in LABELS]
+    together = plan.peer_tasks == plan.tasks
+    out: dict[str, Any] = {"plan": plan, "runs": {}, "peer_runs": {}, "unknown": unknown}
     with loopback_server(plan.delay_s) as server:
         os.environ[URL_ENV] = server.url
         try:
             for r in range(plan.rounds):
-                todo = [n for n in others if n in TRACKED or r < plan.peer_rounds]
-                for name in rotated(["e2e-untraced", *todo], r):
-                    if runs[name] and "skipped" in runs[name][-1]:
-                        continue
-                    print(f"  [{time.strftime('%H:%M:%S')}] round {r + 1}: {name} ...", file=sys.stderr, flush=True)
-                    cpu0 = server.cpu_s()
-                    result = run_subject(name, quick, timeout_s)
-                    cpu1 = server.cpu_s()
-                    if cpu0 is not None and cpu1 is not None and "wall_s" in result and "skipped" not in result:
-                        result["server_cpu_s"] = cpu1 - cpu0
-                    result["round"] = r
-                    runs[name].append(result)
-                    state = f"skipped: {result['skipped']}" if "skipped" in result else f"{result.get('wall_s', 0):.1f} s"
-                    print(f"  [{time.strftime('%H:%M:%S')}] round {r + 1}: {name}: {state}", file=sys.stderr, flush=True)
+                todo = ["e2e-untraced", *tracked_names, *(peer_names if together and r == 0 else [])]
+                _round(server, todo, r, plan.tasks, plan.in_flight, quick, timeout_s, out["runs"])
+            if peer_names and not together:
+                todo = ["e2e-untraced", *(["e2e-tracked"] if "e2e-tracked" in names else []), *peer_names]
+                _round(server, todo, 0, plan.peer_tasks, plan.in_flight, quick, timeout_s, out["peer_runs"])
         finally:
             del os.environ[URL_ENV]
-    return {"plan": plan, "runs": runs}
+            os.environ.pop(PLAN_ENV, None)
+    return out
+
+
+def _round(
+    server: Server,
+    names: list[str],
+    r: int,
+    tasks: int,
+    in_flight: int,
+    quick: bool,
+    timeout_s: float,
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    """One round: each subject of `names` in a fresh process, the order rotated by `r`."""
+    from harness import rotated
+    from worker import run_subject
+
+    os.environ[PLAN_ENV] = f"{tasks},{in_flight}"
+    for name in rotated(names, r):
+        past = runs.setdefault(name, [])
+        if past and "skipped" in past[-1]:
+            continue
+        now = time.strftime("%H:%M:%S")
+        print(f"  [{now}] {tasks:,} tasks, round {r + 1}: {name} ...", file=sys.stderr, flush=True)
+        cpu0 = server.cpu_s()
+        result = run_subject(name, quick, timeout_s)
+        cpu1 = server.cpu_s()
+        if cpu0 is not None and cpu1 is not None and "eval_s" in result:
+            result["server_cpu_s"] = cpu1 - cpu0
+        result["round"] = r
+        past.append(result)
+        state = f"skipped: {result['skipped']}" if "skipped" in result else f"eval {result.get('eval_s', 0):.1f} s"
+        print(f"  [{time.strftime('%H:%M:%S')}] {name}: {state}", file=sys.stderr, flush=True)
+
+
+def save(results: dict[str, Any], path: str) -> None:
+    """The figures of `run_rounds` as JSON (`load` reads them back, for `report.print_e2e`)."""
+    import dataclasses
+    import json
+
+    Path(path).write_text(json.dumps({**results, "plan": dataclasses.asdict(results["plan"])}, default=repr))
+
+
+def load(path: str) -> dict[str, Any]:
+    import json
+
+    results: dict[str, Any] = json.loads(Path(path).read_text())
+    results["plan"] = E2EPlan(**results["plan"])
+    return results
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]], name: str) -> list[float]:
-    """Subject `name`'s wall time over the untraced wall time of the same round, round by round."""
-    base = {r["round"]: r["wall_s"] for r in runs.get("e2e-untraced", []) if "skipped" not in r}
-    return [r["wall_s"] / base[r["round"]] for r in runs.get(name, []) if "skipped" not in r and r["round"] in base]
+    """Subject `name`'s eval time over the untraced eval time of the same round, round by round."""
+    base = {r["round"]: r["eval_s"] for r in runs.get("e2e-untraced", []) if "eval_s" in r}
+    return [r["eval_s"] / base[r["round"]] for r in runs.get(name, []) if "eval_s" in r and r["round"] in base]
 
 
 def summary_of(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, Any] | None:
     """The median over rounds of each figure of one subject, with its ratios round by round."""
-    ok = [r for r in runs.get(name, []) if "skipped" not in r]
+    ok = [r for r in runs.get(name, []) if "eval_s" in r]
     if not ok:
         return None
 
@@ -666,23 +718,30 @@ def summary_of(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, An
     rs = ratios(runs, name)
     tasks = ok[0]["tasks"]
     threads = [r["threads_cpu_s"] for r in ok]
+    per_thread: dict[str, list[float]] = {}
+    for r in ok:
+        for t, cpu in r.get("tracked_threads_cpu_s", {}).items():
+            per_thread.setdefault(t, []).append(cpu)
     return {
         "n": len(ok),
         "tasks": tasks,
-        "wall_s": med("wall_s"),
-        "walls": [r["wall_s"] for r in ok],
+        "in_flight": ok[0]["in_flight"],
+        "eval_s": med("eval_s"),
+        "evals": [r["eval_s"] for r in ok],
         "ratio": statistics.median(rs) if rs else None,
         "ratios": rs,
         "rows_per_s": med("rows_per_s"),
         "finish_s": med("finish_s"),
         "enter_s": med("enter_s"),
         "peak_rss": med("peak_rss"),
+        "rss_before": med("rss_before"),
         "children_peak_rss": med("children_peak_rss"),
         "cpu_per_row": (med("cpu_s") or 0) / tasks,
         "children_cpu_per_row": (med("children_cpu_s") or 0) / tasks,
         "tracked_cpu_per_row": statistics.median(t["tracked"] for t in threads) / tasks,
         "other_cpu_per_row": statistics.median(t["other"] for t in threads) / tasks,
         "main_cpu_per_row": statistics.median(t["main"] for t in threads) / tasks,
+        "tracked_threads_per_row": {t: statistics.median(v) / tasks for t, v in per_thread.items()},
         "server_cpu_per_req": (med("server_cpu_s") or 0) / (2 * tasks),
         "last": ok[-1],
     }
