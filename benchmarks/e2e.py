@@ -250,8 +250,8 @@ class Sampler:
             tid = int(entry.name)
             cpu = _proc_cpu(self.pid, tid)
             if cpu is not None:
-                old = self.threads.get(tid)
-                self.threads[tid] = (names.get(tid) or (old[0] if old else f"thread {tid}"), cpu)
+                seen = self.threads.get(tid)
+                self.threads[tid] = (names.get(tid) or (seen[0] if seen else f"thread {tid}"), cpu)
         for pid in descendants(self.pid):
             cpu = _proc_cpu(pid)
             if cpu is not None:
@@ -346,8 +346,12 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
         if importlib.util.find_spec(needed) is None:
             return {"subject": name, "skipped": "not installed"}
     t0 = time.perf_counter()
-    import httpx
     import openai
+
+    try:
+        import httpx2 as httpx  # openai 3's HTTP client
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
 
     # Keep-alive for every connection in flight (httpx keeps 100 by default): without it the server
     # opens a thread for a new connection on most requests, and its CPU, not the client's, is what
@@ -390,7 +394,7 @@ def run_point(name: str, quick: bool) -> dict[str, Any]:
     # The processes below this one: alive (wandb-core until this process exits), or ended and
     # reaped (RUSAGE_CHILDREN), or ended and reaped by another (their last sample).
     reaped_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-    children = [
+    children: list[dict[str, Any]] = [
         {"pid": pid, "name": comm, "cpu_s": cpu - sampler.base_children.get(pid, 0.0), "peak_rss": hwm}
         for pid, (comm, cpu, hwm) in sampler.children.items()
     ]
@@ -486,7 +490,7 @@ def _setup(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
 
         quiet("langfuse", "opentelemetry", "urllib3", "requests")
         from langfuse import get_client, observe
-        from langfuse.openai import AsyncOpenAI  # patches openai's classes
+        from langfuse.openai import AsyncOpenAI  # type: ignore[attr-defined]  # patches openai's classes
 
         lf = get_client()
         return _Setup(make(AsyncOpenAI), observe(name="solve")(solve), scores.append, nothing, lf.flush,
@@ -534,7 +538,7 @@ def _setup(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
                         "mlflow package") from None  # fmt: skip
         uri = os.environ["MLFLOW_TRACKING_URI"]
         mlflow.set_tracking_uri(uri)
-        mlflow.config.enable_async_logging(True)
+        mlflow.config.enable_async_logging(True)  # type: ignore[no-untyped-call]
         mlflow.set_experiment("bench")
         mlflow.openai.autolog()
 
@@ -575,7 +579,7 @@ def _tracked(name: str, make: Callable[..., Any], tasks: int) -> _Setup:
         where = f"W&B offline (wandb_writer={writer!r}) + local store"
     else:
         where = "W&B offline (written on a thread of this process: this build has no wandb_writer option) + local store"
-    sinks = {"wandb": name != "e2e-tracked-local", "local": True}
+    sinks: dict[str, Any] = {"wandb": name != "e2e-tracked-local", "local": True}
     client = make()
     # A loopback address is a local provider (cost 0): priced as OpenAI's, as in `--client`.
     tracked.instrument(client, provider="openai")
