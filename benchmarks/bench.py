@@ -6,12 +6,13 @@
     python benchmarks/bench.py --scaling    # tracked at 1k..1M calls, depth 1..50, 1..16 threads
     python benchmarks/bench.py --import-time
     python benchmarks/bench.py --client     # tracked.instrument(client) against logfire.instrument_openai(client)
+    python benchmarks/bench.py --e2e        # an async eval of 20,000 tasks: traced / untraced wall time, peers
     python benchmarks/bench.py --all        # all of the above, then the issue's targets
     python benchmarks/bench.py --quick ...  # a few seconds, a few hundred calls (CI smoke test)
     python benchmarks/bench.py --calls N    # N calls per timed block (in-process subjects)
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
-`--peers`, `--scaling`, `--import-time` and `--client` run every subject in a process of its own
+`--peers`, `--scaling`, `--import-time`, `--client` and `--e2e` run every subject in a process of its own
 (`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
 directory and their roles are listed in `benchmarks/README.md`.
 
@@ -594,11 +595,21 @@ def profile(calls: int, root: str) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time, --client: every subject in a process of its own (worker.py)."""
+    """--peers, --scaling, --import-time, --client, --e2e: every subject in a process of its own (worker.py)."""
+    import e2e
     import instrumented
     from harness import FULL, QUICK
     from import_time import import_times
-    from report import machine, print_client, print_disabled, print_import, print_peers, print_scaling, versions
+    from report import (
+        machine,
+        print_client,
+        print_disabled,
+        print_e2e,
+        print_import,
+        print_peers,
+        print_scaling,
+        versions,
+    )
     from scaling import scaling_subjects
     from subjects import DISABLED, PEERS
     from targets import print_targets
@@ -610,7 +621,7 @@ def run_separate(args: argparse.Namespace) -> None:
     print(f"== {machine()}")
     print(f"== {versions()}")
     print()
-    peers = scaling = imports = client = None
+    peers = scaling = imports = client = end_to_end = None
     if args.peers or args.all:
         names = PEERS + DISABLED
         if args.subjects:
@@ -647,7 +658,15 @@ def run_separate(args: argparse.Namespace) -> None:
             finally:
                 del os.environ[instrumented.URL_ENV]
         print_client(client, instrumented.plan_of(quick))
-    print_targets(peers, scaling, imports, quick, client)
+    if args.e2e or args.all:
+        names = e2e.SUBJECTS
+        if args.subjects:
+            names = [n.strip() for n in args.subjects.split(",") if n.strip()]
+        end_to_end = e2e.run_rounds(names, quick, timeout)
+        if args.e2e_out:
+            e2e.save(end_to_end, args.e2e_out)
+        print_e2e(end_to_end)
+    print_targets(peers, scaling, imports, quick, client, end_to_end)
     print(f"== finished {machine()}")
 
 
@@ -673,6 +692,13 @@ def main(argv: list[str] | None = None) -> int:
         help="chat completions through an instrumented openai.OpenAI against a loopback server: tracked "
         "against logfire.instrument_openai",
     )
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="an async eval of 20,000 tasks (2 calls each, 256 in flight) through an instrumented "
+        "openai.AsyncOpenAI: traced / untraced wall time, for tracked and each installed peer",
+    )
+    parser.add_argument("--e2e-out", default=None, help="also write --e2e's figures to this JSON file")
     parser.add_argument("--all", action="store_true", help="everything, then the issue's targets")
     parser.add_argument(
         "--subjects",
@@ -680,11 +706,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subjects for --peers (default: all of "
         "minimum,tracked,logfire,langfuse,weave,mlflow,opik and their disabled forms), or for --scaling "
         "(scale-calls-N, scale-depth-N, scale-threads-N), or for --client (client-tracked, client-tracked-local, "
-        "client-tracked-noexp, client-logfire)",
+        "client-tracked-noexp, client-logfire), or for --e2e (e2e-untraced, e2e-tracked, e2e-tracked-local, "
+        "e2e-tracked-thread, e2e-logfire, e2e-langfuse, e2e-weave, e2e-mlflow)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per subject process (default 1800)")
     args = parser.parse_args(argv)
-    separate = args.peers or args.scaling or args.import_time or args.client or args.all
+    separate = args.peers or args.scaling or args.import_time or args.client or args.e2e or args.all
     if args.quick:
         calls, blocks, rounds, exp_rounds, warm_exp = args.calls or 100, 3, 2, 1, False
     else:

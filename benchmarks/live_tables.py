@@ -67,9 +67,8 @@ def main() -> None:
     for name, values in seen.items():
         low = min(values)
         spread = statistics.pstdev(values) / statistics.mean(values)
-        print(
-            f"  {name:16} {low * 1e6:8.1f} us/task  x{low / base:.3f}  (spread {spread:.0%}, {updates[name]} updates)"
-        )
+        figures = f"{low * 1e6:8.1f} us/task  x{low / base:.3f}  (spread {spread:.0%}, {updates[name]} updates)"
+        print(f"  {name:16} {figures}")
 
 
 if __name__ == "__main__":

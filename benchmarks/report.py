@@ -1,4 +1,4 @@
-"""The tables of `bench.py --peers`, `--scaling`, `--import-time` and `--client`, from the subjects' results.
+"""The tables of `bench.py --peers`, `--scaling`, `--import-time`, `--client` and `--e2e`, from the subjects' results.
 
 Printing only: the figures come from the subjects' processes (`worker.py`); the targets they are
 checked against are in `targets.py`.
@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import e2e
 import peers
 from harness import Plan
 from instrumented import LABELS as CLIENT_LABELS
@@ -310,6 +311,86 @@ def print_client(results: Results, plan: ClientPlan) -> None:
         r = results.get(name)
         if r and "config" in r:
             print(f"  {CLIENT_LABELS[name]} {r.get('version', '')}: {r['config']}")
+    print()
+
+
+# --- --e2e ----------------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.2f}"
+
+
+def print_e2e(results: dict[str, Any]) -> None:
+    plan = results["plan"]
+    print("e2e: an async eval, each task a strategy making 2 chat completions (an answer, a judge) through")
+    print(
+        f"openai.AsyncOpenAI to the loopback server (its own process, answers after {plan.delay_s * 1000:.0f} ms); "
+        f"{plan.in_flight} tasks in flight,"
+    )
+    print("accuracy logged per task; every subject in a fresh process, the order rotated per round")
+    print("eval s = entering the experiment to having left it (finish() included; a peer: to the end of its flush);")
+    print("x untraced = eval time / the untraced eval of the same round, median [lowest, highest] over rounds;")
+    print("CPU per row (ms): the process (every thread), of it tracked's threads (tracked-*) and other threads")
+    print("(wandb's, a peer's exporter), and the processes below it (wandb-core, a writer); peak RSS: the process")
+    print("(before the eval, then peak), and the processes below it (each one's peak, summed); server = the")
+    print("loopback server's CPU per request (it must not be the bottleneck: the client is)")
+    for key, title in (("runs", f"{plan.tasks:,} tasks, {plan.rounds} round{'s' if plan.rounds > 1 else ''}"),
+                       ("peer_runs", f"the peers' round: {plan.peer_tasks:,} tasks")):  # fmt: skip
+        runs = results.get(key) or {}
+        if not runs:
+            continue
+        print()
+        print(title)
+        _header(
+            f"{'subject':<30} {'rounds':>6} {'eval s':>7} {'x untraced':>22} {'rows/s':>7} {'finish s':>8} "
+            f"{'CPU/row':>7} {'tracked':>7} {'other':>6} {'children':>8} {'RSS MB':>13} {'child MB':>8} "
+            f"{'server us':>9}"
+        )
+        for name in e2e.SUBJECTS:
+            if name not in runs:
+                continue
+            label = e2e.LABELS[name]
+            skipped = next((r["skipped"] for r in runs[name] if "skipped" in r), None)
+            sm = e2e.summary_of(runs, name)
+            if sm is None:
+                print(f"{label:<30} skipped: {skipped}")
+                continue
+            rs = sm["ratios"]
+            ratio = "-" if not rs else f"{sm['ratio']:.3f} [{min(rs):.3f}, {max(rs):.3f}]"
+            rss = f"{sm['rss_before'] / 1e6:,.0f} -> {sm['peak_rss'] / 1e6:,.0f}"
+            child = "-" if not sm["children_peak_rss"] else f"{sm['children_peak_rss'] / 1e6:,.0f}"
+            print(
+                f"{label:<30} {sm['n']:>6} {sm['eval_s']:>7.1f} {ratio:>22} {sm['rows_per_s']:>7,.0f} "
+                f"{sm['finish_s']:>8.2f} {_ms(sm['cpu_per_row']):>7} {_ms(sm['tracked_cpu_per_row']):>7} "
+                f"{_ms(sm['other_cpu_per_row']):>6} {_ms(sm['children_cpu_per_row']):>8} {rss:>13} {child:>8} "
+                f"{sm['server_cpu_per_req'] * 1e6:>9,.0f}"
+            )
+        print("what was written (last round):")
+        for name in e2e.SUBJECTS:
+            sm = e2e.summary_of(runs, name)
+            if sm is None:
+                continue
+            last = sm["last"]
+            threads = ", ".join(f"{t} {_ms(v)}" for t, v in sorted(sm["tracked_threads_per_row"].items()))
+            kids = ", ".join(f"{c['name']} {c['cpu_s']:.1f} s" for c in last.get("children", []) if c["cpu_s"] > 0.05)
+            print(
+                f"  {e2e.LABELS[name]}: {last.get('rows', 'no read-back')}; eval times "
+                + ", ".join(f"{t:.1f}" for t in sm["evals"])
+                + f" s; setup {last.get('setup_s', 0):.1f} s"
+                + (f"; CPU ms/row of tracked's threads: {threads}" if threads else "")
+                + (f"; processes below: {kids}" if kids else "")
+            )
+    print("configuration:")
+    shown = set()
+    for key in ("runs", "peer_runs"):
+        for name, rs in (results.get(key) or {}).items():
+            ok = [r for r in rs if "config" in r]
+            if ok and name not in shown:
+                shown.add(name)
+                print(f"  {e2e.LABELS[name]} {ok[-1].get('version', '')}: {ok[-1]['config']}")
+    for name in results.get("unknown", []):
+        print(f"{name}: skipped: unknown subject")
     print()
 
 

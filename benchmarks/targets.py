@@ -1,10 +1,11 @@
 """The issue's targets, checked on the figures of this run (`bench.py --peers`, `--scaling`,
-`--import-time`, `--client`; the in-process table checks its own, in `bench.py`)."""
+`--import-time`, `--client`, `--e2e`; the in-process table checks its own, in `bench.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import e2e as end_to_end
 from instrumented import LABELS as CLIENT_LABELS
 from instrumented import WORKLOADS as CLIENT_WORKLOADS
 from instrumented import added as client_added
@@ -23,6 +24,7 @@ def print_targets(
     imports: dict[str, Any] | None,
     quick: bool,
     client: Results | None = None,
+    e2e: dict[str, Any] | None = None,
 ) -> None:
     """The issue's targets, from the figures of this run."""
     lines: list[tuple[str, bool | None, str]] = []
@@ -121,6 +123,8 @@ def print_targets(
             )  # fmt: skip
     if client:
         lines.extend(_client_targets(client))
+    if e2e:
+        lines.extend(_e2e_targets(e2e))
     print("targets" + (" (quick run: too few calls for the figures to mean anything)" if quick else "") + ":")
     for label, ok, detail in lines:
         tag = "n/a " if ok is None else "PASS" if ok else "MISS"
@@ -160,3 +164,26 @@ def _client_targets(client: Results) -> list[tuple[str, bool | None, str]]:
              + (f"; {', '.join(others)}" if others else ""))
         )  # fmt: skip
     return lines
+
+
+def _e2e_targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """Issue 15 item 2: the async eval with tracked (both sinks) at most 1.05x the untraced wall time,
+    every row in W&B and on disk."""
+    runs = results.get("runs") or {}
+    what = "e2e: tracked, both sinks <= 1.05x untraced (async eval, wall time, round by round)"
+    sm = end_to_end.summary_of(runs, "e2e-tracked")
+    if sm is None or sm["ratio"] is None:
+        why = next((r.get("skipped") for r in runs.get("e2e-tracked", []) if "skipped" in r), "not run")
+        return [(what, None, f"tracked: {why}")]
+    rows = [(r.get("rows_local"), r.get("rows_wandb")) for r in runs["e2e-tracked"] if "eval_s" in r]
+    complete = all(local == sm["tasks"] and w == sm["tasks"] for local, w in rows)
+    untraced = end_to_end.summary_of(runs, "e2e-untraced")
+    own = sm["tracked_cpu_per_row"]
+    share = f"; tracked's threads {own * 1000:.2f} ms CPU per row" + (
+        f" = {own / untraced['cpu_per_row']:.1%} of the untraced eval's CPU per task" if untraced else ""
+    )
+    return [
+        (what, sm["ratio"] <= 1.05 and complete,
+         f"{sm['ratio']:.3f}x (rounds: {', '.join(f'{r:.3f}' for r in sm['ratios'])}) over {sm['tasks']:,} tasks; "
+         f"rows local/W&B per round {rows}" + share)
+    ]  # fmt: skip

@@ -28,6 +28,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import e2e
 import instrumented
 import scaling
 from experiment import experiment_workload
@@ -166,6 +167,8 @@ def subject_main(name: str, quick: bool) -> dict[str, Any]:
         return scaling.run_point(name, quick)
     if name.startswith("client-"):
         return instrumented.run_point(name, quick)
+    if name.startswith("e2e-"):
+        return e2e.run_point(name, quick)
 
     if name not in KITS:
         return {"subject": name, "skipped": "unknown subject"}

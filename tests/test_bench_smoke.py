@@ -151,3 +151,25 @@ def test_bench_client_quick_runs(tmp_path):
     assert len(rows) == 2 and not any("skipped" in line for line in rows), out
     logfire = [line for line in out.splitlines() if line.startswith("  logfire     ")]
     assert len(logfire) == 2, out  # figures, or `skipped: not installed ...` where logfire is missing
+
+
+def test_bench_e2e_quick_runs(tmp_path):
+    """--e2e: the async eval through the loopback server for tracked's subjects, every row read back; an unknown
+    subject is skipped, not an error (the peers are left out: they would add tens of seconds)."""
+    subjects = "e2e-untraced,e2e-tracked,e2e-tracked-local,e2e-tracked-thread,no-such-peer"
+    out = _run_bench(tmp_path, "--e2e", "--subjects", subjects)
+    for text in (
+        "e2e: an async eval, each task a strategy making 2 chat completions",
+        "200 tasks, 1 round",
+        "untraced (no SDK)",
+        "tracked, both sinks (default)",
+        "tracked, local store only",
+        "tracked, W&B on a thread",
+        "rows: local 200, W&B 200 (tasks 200)",
+        "rows: local 200, W&B - (tasks 200)",
+        "no-such-peer: skipped: unknown subject",
+        "e2e: tracked, both sinks <= 1.05x untraced",
+    ):
+        assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
+    rows = [line for line in out.splitlines() if line.startswith(("untraced (no SDK) ", "tracked, both sinks "))]
+    assert len(rows) == 2 and not any("skipped" in line for line in rows), out
