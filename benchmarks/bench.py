@@ -514,16 +514,19 @@ def run(calls: int, blocks: int, rounds: int, exp_rounds: int, exp_calls: int, w
     print()
 
     # --- targets -------------------------------------------------------------------------------
-    def target(label: str, ok: bool, detail: str) -> None:
-        print(f"  [{'PASS' if ok else 'MISS'}] {label}: {detail}")
+    def target(label: str, ok: bool, detail: str, *, goal: bool = False) -> None:
+        tag = ("goal: met" if ok else "goal: not met") if goal else "PASS" if ok else "MISS"
+        print(f"  [{tag}] {label}: {detail}")
 
     print("targets:")
     r6 = by[OPENAI].ns / m
     target(
-        "active tracked call with usage extraction and pricing at most 5x the hand-written minimum",
+        "active tracked call with usage extraction and pricing at most 5x the hand-written minimum "
+        "(a stated goal since issue 15, not a requirement: what remains is the SDK's duties)",
         r6 <= 5.0,
         f"{fmt_ns(by[OPENAI].ns)} ns = {r6:.2f}x of {fmt_ns(m)} ns; the same work inlined by hand, with no error "
         f"path, experiment or parent (6b): {fmt_ns(by[FLOOR].ns)} ns = {by[FLOOR].ns / m:.2f}x",
+        goal=True,
     )
     target(
         "memory after finish() back to where it was before the experiment (tracemalloc, at most 1 MB)",

@@ -12,6 +12,10 @@ from instrumented import added as client_added
 from report import Results, fmt_mb, fmt_ns, fmt_us, ns_of, with_finish, workload
 from subjects import LABELS, PEER_NAMES
 
+#: A line that is not a requirement: a stated goal, met or not, or a figure shown for information.
+GOAL_MET, GOAL_MISSED, INFO = "goal-met", "goal-missed", "info"
+TAGS = {GOAL_MET: "goal: met", GOAL_MISSED: "goal: not met", INFO: "info"}
+
 
 def _measured(scaling: Results, prefix: str) -> list[dict[str, Any]]:
     """The scaling points named `prefix`N that have figures, in the order they ran."""
@@ -27,13 +31,14 @@ def print_targets(
     e2e: dict[str, Any] | None = None,
 ) -> None:
     """The issue's targets, from the figures of this run."""
-    lines: list[tuple[str, bool | None, str]] = []
+    lines: list[tuple[str, bool | str | None, str]] = []
     peers = peers or {}
     ours = ns_of(peers, "tracked", "nested")
     base = ns_of(peers, "minimum", "nested")
     if ours and base:
         lines.append(
-            ("nested call with usage and pricing at most 5x the hand-written minimum", ours / base <= 5,
+            ("nested call with usage and pricing at most 5x the hand-written minimum (a goal since issue 15: "
+             "what remains is the SDK's duties, see README)", GOAL_MET if ours / base <= 5 else GOAL_MISSED,
              f"{fmt_ns(ours)} ns per call = {ours / base:.2f}x of {fmt_ns(base)} ns")
         )  # fmt: skip
     if ours:
@@ -87,8 +92,8 @@ def print_targets(
         if len(calls) > 1:
             lo, hi = calls[0], calls[-1]
             lines.append(
-                (f"scaling: ns per call flat from {lo['calls']:,} to {hi['calls']:,} calls in one experiment",
-                 hi["ns"] <= 1.25 * lo["ns"] and hi["last_tenth_mean"] <= 1.25 * hi["first_tenth_mean"],
+                (f"scaling: ns per call from {lo['calls']:,} to {hi['calls']:,} back-to-back calls in one experiment "
+                 "(the mean under sustained overload: replaced by the e2e target in issue 15)", INFO,
                  f"{fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])} ns; within the {hi['calls']:,}: first tenth "
                  f"{fmt_ns(hi['first_tenth_mean'])}, last tenth {fmt_ns(hi['last_tenth_mean'])} ns "
                  "(criterion: at most +25%)")
@@ -103,10 +108,9 @@ def print_targets(
         if len(depth) > 1:
             lo, hi = depth[0], depth[-1]
             # Outside an experiment: in one, every depth-1 call is a row, which would hide the rest.
-            outside = [r["outside_ns_per_call"] for r in depth]
             lines.append(
-                (f"scaling: ns per call flat from depth {lo['depth']} to {hi['depth']} (outside an experiment)",
-                 max(outside) <= 1.25 * min(outside),
+                (f"scaling: ns per call from depth {lo['depth']} to {hi['depth']} (outside an experiment; the growth "
+                 "past depth 40 is CPython 3.11's frame-stack chunks: documented, not a target since issue 15)", INFO,
                  ", ".join(f"depth {r['depth']}: {fmt_ns(r['outside_ns_per_call'])}" for r in depth)
                  + f" ns per tracked call (criterion: highest at most +25% over lowest); "
                  f"in an experiment {fmt_ns(lo['ns'])} -> {fmt_ns(hi['ns'])}")
@@ -127,7 +131,7 @@ def print_targets(
         lines.extend(_e2e_targets(e2e))
     print("targets" + (" (quick run: too few calls for the figures to mean anything)" if quick else "") + ":")
     for label, ok, detail in lines:
-        tag = "n/a " if ok is None else "PASS" if ok else "MISS"
+        tag = TAGS.get(ok) if isinstance(ok, str) else "n/a " if ok is None else "PASS" if ok else "MISS"
         print(f"  [{tag}] {label}: {detail}")
     print()
 

@@ -47,7 +47,8 @@ def test_bench_quick_runs(tmp_path):
     for name in SUBJECTS:
         assert name in out, f"{name!r} missing from the benchmark output:\n{out}"
     assert "targets:" in out
-    assert out.count("[PASS]") + out.count("[MISS]") == 5
+    assert out.count("[PASS]") + out.count("[MISS]") == 4  # and the per-call 5x, a goal since issue 15
+    assert out.count("[goal: met]") + out.count("[goal: not met]") == 1
 
 
 def _run_bench(tmp_path, *flags):
