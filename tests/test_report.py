@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -270,17 +274,60 @@ def test_group_and_by_choose_as_compare_does(store, capsys, tmp_path):
         (["{store}", "-o", "{store}/missing/report.html"], "cannot write the report"),
         (["{store}", "-o", "{store}/experiments"], "cannot write the report"),
         (["{store}", "-o", "{file}/report.html"], "cannot write the report"),
+        (["{store}", "-o", ""], "-o names no file"),
+        (["{store}", "-o", "{fifo}"], "it is not a regular file"),
+        (["{store}", "-o", "{link_to_fifo}"], "it is not a regular file"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(store, capsys, tmp_path, args, message):
     """No experiments, an unknown group or key, an unwritable output: a one-line message and exit code 2."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("x")
-    argv = [a.format(store=store, empty=tmp_path / "empty", file=tmp_path / "file") for a in args]
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    paths = {"empty": tmp_path / "empty", "file": tmp_path / "file", "fifo": tmp_path / "fifo"}
+    argv = [a.format(store=store, link_to_fifo=tmp_path / "link", **paths) for a in args]
     code, out, err = run_cli(capsys, "report", *argv)
     assert code == 2
     assert message in " ".join(err.split())
     assert "Traceback" not in err and out == ""
+    assert stat.S_ISFIFO((tmp_path / "fifo").stat().st_mode) and (tmp_path / "link").is_symlink()
+    assert not (store / "report.html").exists()
+
+
+def test_a_link_to_a_file_writes_the_file_and_keeps_the_link(store, capsys, tmp_path):
+    """`-o LINK` to a regular file replaces the file it names (its permissions kept); the link stays a link."""
+    (tmp_path / "old.html").write_text("old")
+    (tmp_path / "old.html").chmod(0o640)
+    (tmp_path / "link.html").symlink_to("old.html")
+    code, _, err = run_cli(capsys, "report", str(store), "-o", str(tmp_path / "link.html"))
+    assert code == 0, err
+    assert (tmp_path / "link.html").is_symlink()
+    assert (tmp_path / "old.html").read_text().startswith("<!DOCTYPE html>")
+    assert stat.S_IMODE((tmp_path / "old.html").stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.html", "old.html", "store"]
+
+
+def test_a_full_disk_exits_2_and_leaves_the_old_report(store, capsys, tmp_path, monkeypatch):
+    """An error while writing (no space left) exits 2 naming it, prints no success, keeps the old file, no temp."""
+    out = tmp_path / "r.html"
+    out.write_text("old")
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def open_on_a_full_disk(fd: int, *args: object, **kwargs: object) -> Full:
+        os.close(fd)
+        return Full()
+
+    monkeypatch.setattr(cli, "open", open_on_a_full_disk, raising=False)
+    code, printed, err = run_cli(capsys, "report", str(store), "-o", str(out))
+    monkeypatch.undo()
+    assert code == 2 and printed == ""
+    assert "No space left on device" in " ".join(err.split())
+    assert out.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "store"]
 
 
 def test_without_plotly_it_says_which_extra_to_install(store, capsys, monkeypatch):

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -377,10 +378,7 @@ def write_report(
     from ._report import Bucket, render, require_plotly
 
     require_plotly()
-    if out.is_dir():
-        raise UsageError(f"cannot write the report to {out}: it is a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write the report to {out}: no directory {out.parent}")
+    target = _report_target(out)
     buckets = compare_buckets(experiments, by, group, include_all=include_all)
     if not buckets:
         raise _nothing_to_compare(experiments, by, "" if include_all else _left_out(experiments, by, group))
@@ -397,14 +395,44 @@ def write_report(
         quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
     title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
     text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
-    tmp = out.with_name(f".{out.name}.tmp")
+    _write_file(target, text, out)
+    return out
+
+
+def _report_target(out: Path) -> Path:
+    """The regular file the report replaces: `out`, or the file a symlink names; a `UsageError`
+    for anything else (a directory, a device such as /dev/full, a FIFO), which a temporary file
+    renamed over it would replace."""
+    if out.is_dir():  # (through links)
+        raise UsageError(f"cannot write the report to {out}: it is a directory")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"cannot write the report to {out}: it is not a regular file (a device, FIFO or socket)")
+    target = out.resolve() if out.is_symlink() else out
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write the report to {out}: no directory {target.parent}")
+    return target
+
+
+def _write_file(target: Path, text: str, out: Path) -> None:
+    """Write `text` to a new file next to `target`, then rename it over `target` (a reader never
+    sees half a report); any error (a full disk, a directory that takes no new files) is a
+    `UsageError` naming what failed, and leaves `target` as it was."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the report to {out}: cannot create a file in {target.parent} ({exc.strerror or exc})"
+        ) from None
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if target.is_file():
+            shutil.copymode(target, tmp)  # an existing report keeps its permissions
+        os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -422,7 +450,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         left_out = _left_out(experiments, by, args.group) if not args.all else ""
         notes = [f"Left out: {left_out} (--all includes them)."] if left_out else []
-        out = Path(args.output) if args.output else root / REPORT
+        if args.output is not None and not args.output.strip():
+            raise UsageError("cannot write the report: -o names no file (it is empty)")
+        out = Path(args.output) if args.output is not None else root / REPORT
         start = time.perf_counter()
         path = write_report(
             experiments, out, by=by, group=args.group, metric=metric, goal=goal, include_all=args.all,
