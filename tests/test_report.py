@@ -224,13 +224,20 @@ def test_the_frontier_is_the_cheapest_best(report):
 def test_running_curves_end_at_each_experiments_totals(report, store):
     """Each running curve ends at its experiment's total cost and accuracy mean."""
     _, figs, _ = report
-    stored = {e.name: e.summary for e in find_experiments(store)}
+    stored = {e.name: e.summary for e in find_experiments(store) if e.name != "local_seed0"}
     lines = traces(figs["running"], "running")
     assert sorted(t["name"] for t in lines) == sorted(stored)
     for line in lines:
         summary = stored[line["name"]]
         assert line["y"][-1] == pytest.approx(summary["accuracy/mean"])
         assert line["x"][-1] == pytest.approx(summary["total/cost_usd"] or 0.0)
+
+
+def test_an_experiment_of_unknown_cost_has_no_running_curve_and_is_named(report):
+    """The all-unpriced experiment is not drawn on the cost axis (it would read as $0) but named as not drawn."""
+    page, figs, _ = report
+    assert "local_seed0" not in [t["name"] for t in traces(figs["running"], "running")]
+    assert "Not drawn, cost unknown: local_seed0." in page[page.index('id="section-running"') :].split("</section>")[0]
 
 
 def test_the_task_table_flags_failed_and_unpriced_calls(report):
@@ -360,7 +367,7 @@ def test_a_large_store_is_sampled_and_says_so(tmp_path, capsys, monkeypatch):
     table = page[page.index('<table class="sortable"') :]
     assert table.count("<tr>") == 1 + 100
     lines = traces(figures(page)["running"], "running")
-    assert len(lines) == 5 and all(len(t["x"]) == 50 and t["meta"]["tasks"] == 600 for t in lines)
+    assert len(lines) == 4 and all(len(t["x"]) == 50 and t["meta"]["tasks"] == 600 for t in lines)  # 1 unpriced
     assert "drawn through 50 evenly spaced ones" in page
 
 

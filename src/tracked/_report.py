@@ -401,12 +401,16 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
 
     fig = go.Figure()
     sampled = False
-    incomplete = []
+    incomplete: list[str] = []
+    unknown: list[str] = []
     for b in buckets:
         for n, exp in enumerate(b.experiments):
             scan = scans[id(exp)]
             xs, ys = scan.curve_cost, scan.curve_mean
             if not xs:
+                continue
+            if not is_number(exp.totals().get("total/cost_usd")):
+                unknown.append(exp.name)  # every call unpriced or of unknown usage: no cost axis to draw it on
                 continue
             keep = _sample(len(xs), MAX_LINE_POINTS)
             sampled = sampled or len(keep) < len(xs)
@@ -445,7 +449,11 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
     if sampled:
         text += f" Lines of more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
     if incomplete:
-        text += f" Dotted lines leave unpriced calls out of their cost: {', '.join(incomplete)}."
+        text += (
+            f" Dotted lines leave unpriced calls out of their cost (a lower bound): {', '.join(incomplete)}."
+        )
+    if unknown:
+        text += f" Not drawn, cost unknown: {', '.join(unknown)}."
     return Chart("running", f"Running {quality} against running cost", text, fig)
 
 
