@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import html
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 import tracked
 from tracked import _report, cli
 from tracked._store import find_experiments
+from tracked._values import money
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FIGURE = re.compile(
@@ -86,6 +88,25 @@ def write_store(root: Path) -> None:
                         pass
                     exp.log({"accuracy": accuracy, "task_id": f"t{task}"})
             time.sleep(0.01)  # distinct start times
+
+
+def add_experiment(root: Path, name: str, strategy: str, fn, accuracies: list, **config) -> None:
+    """One more experiment of `fn` over tasks t0, t1, ... in the store, logging each accuracy (None: no metric)."""
+    with tracked.experiment(name, config={"strategy": strategy, **config}, dir=root, wandb=False) as exp:
+        for task, accuracy in enumerate(accuracies):
+            try:
+                fn(task)
+            except TimeoutError:
+                pass
+            exp.log({"task_id": f"t{task}"} if accuracy is None else {"accuracy": accuracy, "task_id": f"t{task}"})
+    time.sleep(0.01)
+
+
+def task_row(page: str, task: str) -> list[str]:
+    """The cells of one row of the per-task table, as text."""
+    table = page[page.index('<table class="sortable"') :]
+    row = re.search(rf"<tr><td[^>]*>{task}</td>(.*?)</tr>", table).group(1)
+    return [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -249,6 +270,21 @@ def test_the_task_table_flags_failed_and_unpriced_calls(report):
     assert "debate: accuracy" in table and "single (mean of 2 runs): cost" in table
     assert "TimeoutError" in table
     assert '<td class="flag">error</td>' in table or "error, unpriced" in table
+
+
+def test_a_run_of_unknown_cost_is_not_averaged_in_as_zero(capsys, tmp_path):
+    """Two runs of a strategy, one unpriced: a task's cost is the priced run's, with the unknown run said."""
+    add_experiment(tmp_path, "priced", "mixed", single, [1, 0])
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        add_experiment(tmp_path, "unpriced", "mixed", local, [0, 1])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    priced = next(e for e in find_experiments(tmp_path) if e.name == "priced")
+    cost = next(r["cost_usd"] for r in priced.rows if "latency_s" in r)  # task t0's
+    cells = task_row(page, "t0")
+    assert cells[1] == f"{money(cost)} (mean of 1; 1 run unknown)"
+    assert re.search(rf'<td data-v="{re.escape(repr(cost))}" class="flag">', page)
 
 
 def test_the_page_fetches_nothing(report):

@@ -611,6 +611,8 @@ class _Cell:
     errors: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
     unpriced: int = 0
+    #: unpriced calls in the rows whose cost is known (a lower bound)
+    unpriced_in_known: int = 0
 
 
 def _choose_tasks(buckets: list[Bucket], scans: dict[int, _Scan]) -> tuple[list[str], set[str], str]:
@@ -667,6 +669,7 @@ def _cells(
                 if is_number(cost):
                     cell.cost += cost
                     cell.cost_rows += 1
+                    cell.unpriced_in_known += int(row.get("unpriced_calls") or 0)
                 cell.latency.append(float(row["latency_s"]))
                 if row.get("error"):
                     cell.errors.append(str(row.get("error_type") or "error"))
@@ -711,12 +714,7 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
                 mean = sum(c.metric) / len(c.metric) if c.metric else None
                 cells.append(_td(f"{mean:.4g}" if mean is not None else "-", mean))
             runs = len(c.latency)
-            if c.unpriced:
-                cost = c.cost / runs if c.cost_rows else None
-                cells.append(_td(cost_text(cost, c.unpriced), cost, flag=True))
-            else:
-                cost = c.cost / runs
-                cells.append(_td(f"${cost:.6g}", cost))
+            cells.append(_cost_td(c, runs))
             latency = sum(c.latency) / runs
             cells.append(_td(f"{latency * 1000:.1f} ms" if latency < 1 else f"{latency:.2f} s", latency))
             error = ", ".join(sorted(set(c.errors)))
@@ -731,6 +729,19 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
         + "</tbody></table></div>"
     )
     return html_table, note, flagged
+
+
+def _cost_td(c: _Cell, runs: int) -> str:
+    """A task's cost: the mean over the runs whose cost for it is known (a run of unknown cost is
+    not a $0 one), saying what it leaves out; unknown, and sorted last, when no run's is known."""
+    if not c.cost_rows:
+        return _td(cost_text(None, c.unpriced or runs), None, flag=True)
+    mean = c.cost / c.cost_rows
+    unknown_runs = runs - c.cost_rows
+    text = cost_text(mean, c.unpriced_in_known)
+    if unknown_runs:
+        text += f" (mean of {c.cost_rows}; {unknown_runs} run{'s' if unknown_runs > 1 else ''} unknown)"
+    return _td(text, mean, flag=bool(c.unpriced))
 
 
 def _task_sort_key(task: str) -> str:
