@@ -200,6 +200,17 @@ def test_latency_percentiles_are_compares(report):
     assert ttft["customdata"][0] == pytest.approx(next(r for r in rows if r["strategy"] == "stream")["ttft_s_p50"])
 
 
+def test_the_ttft_chart_is_per_task_as_compares_p50(report, store):
+    """The TTFT distribution has one value per streamed task (the rows compare's `ttft_s_p50` is taken over), and
+    says so."""
+    page, figs, _ = report
+    (ttft,) = traces(figs["latency"], "ttft_s", bucket="stream")
+    stream = next(e for e in find_experiments(store) if e.name == "stream_seed0")
+    assert ttft["meta"]["n"] == sum(1 for r in stream.rows if r.get("ttft_s")) == 3
+    assert "time to first token (TTFT), one per task" in json.dumps(figs["latency"]["layout"])
+    assert "one per task as compare's TTFT p50 is" in html.unescape(page)
+
+
 def test_cost_by_model_adds_up_to_the_per_model_totals(report, store):
     """Each model's stacked costs, summed over the strategies, are the per-model totals `compare --by model` prints
     (`model_rows`), a model without a price staying unknown."""

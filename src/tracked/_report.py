@@ -484,7 +484,7 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
 
     figures = [("latency_s", "latency")]
     if any(is_number(b.totals.get("ttft_s/p50")) for b in buckets):
-        figures.append(("ttft_s", "time to first token (TTFT)"))
+        figures.append(("ttft_s", "time to first token (TTFT), one per task"))
     fig = make_subplots(rows=len(figures), cols=1, subplot_titles=[t for _, t in figures], vertical_spacing=0.16)
     for r, (figure, _) in enumerate(figures, 1):
         kind = "latencies" if figure == "latency_s" else "ttfts"
@@ -506,8 +506,8 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
                     name=b.label,
                     legendgroup=b.label,
                     showlegend=r == 1,
-                    meta={"figure": figure, "bucket": b.label},
-                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of calls near %{{x:.3g}} ms<extra></extra>",
+                    meta={"figure": figure, "bucket": b.label, "n": len(values[b.label])},
+                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of tasks near %{{x:.3g}} ms<extra></extra>",
                 ),
                 row=r,
                 col=1,
@@ -536,14 +536,18 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
                 col=1,
             )
         fig.update_xaxes(type="log", title_text="milliseconds (log scale)", tickformat="~g", row=r, col=1)
-        fig.update_yaxes(title_text="share of calls", tickformat=".0%", row=r, col=1)
+        fig.update_yaxes(title_text="share of tasks", tickformat=".0%", row=r, col=1)
     _layout(fig, height=380 * len(figures))
     text = (
         f"How long each {by}'s top-level calls (one per task) took: the share of calls in each band of a log "
         f"scale, with the p50 and p95 compare reports marked."
     )
     if len(figures) > 1:
-        text += " Below, the time to the first streamed token, for the calls that read a stream."
+        text += (
+            " Below, the time to the first token, one per task as compare's TTFT p50 is: the top-level call's own "
+            "(a generator's first item), else that of the first streamed LLM call inside it; tasks without a stream "
+            "are not counted."
+        )
     return Chart("latency", "Latency" + (" and TTFT" if len(figures) > 1 else ""), text, fig)
 
 
