@@ -137,13 +137,13 @@ def store(tmp_path):
 
 @pytest.fixture
 def report(store, capsys):
-    """The report of the store (by strategy), its page and figures, and `compare --json`'s rows."""
+    """The report of the store (by strategy), its page and figures, and `compare --json --metric accuracy`'s rows."""
     code, out, err = run_cli(capsys, "report", str(store))
     assert code == 0, err
     path = store / "report.html"
     assert out.strip().startswith(f"report: {path.resolve()}")
     page = path.read_text(encoding="utf-8")
-    code, out, _ = run_cli(capsys, "compare", str(store), "--json")
+    code, out, _ = run_cli(capsys, "compare", str(store), "--json", "--metric", "accuracy")
     assert code == 0
     return page, figures(page), json.loads(out)
 
@@ -172,6 +172,14 @@ def test_the_bars_are_compares_numbers(report):
     for figure in ("tokens_in", "tokens_out"):
         (bars,) = traces(summary, figure)
         assert bars["y"] == [r[figure] for r in rows]
+
+
+def test_without_metric_the_order_is_by_accuracy(report):
+    """Without `--metric` the strategies are ranked by accuracy, best first, as `--help` says."""
+    _, figs, _ = report
+    (mean,) = traces(figs["summary"], "mean", metric="accuracy")
+    assert mean["y"] == sorted(mean["y"], reverse=True) and mean["y"][0] > mean["y"][-1]
+    assert mean["x"][0] == "debate"
 
 
 def test_the_error_bars_are_the_standard_errors_of_the_summaries(report, store):
@@ -325,6 +333,7 @@ def test_group_and_by_choose_as_compare_does(store, capsys, tmp_path):
         (["{empty}"], "no experiments under"),
         (["{store}", "--group", "nope"], "no experiments in group 'nope'"),
         (["{store}", "--by", "n_debaters"], "no experiment has config key 'n_debaters'"),
+        (["{store}", "--metric", "acuracy"], "no metric 'acuracy' in the experiments compared (metrics: accuracy)"),
         (["{store}", "-o", "{store}/missing/report.html"], "cannot write the report"),
         (["{store}", "-o", "{store}/experiments"], "cannot write the report"),
         (["{store}", "-o", "{file}/report.html"], "cannot write the report"),

@@ -369,12 +369,14 @@ def write_report(
     include_all: bool,
     source: str,
     notes: Sequence[str] = (),
+    metric_given: bool = False,
 ) -> Path:
     """Write the report of what `compare` would show for these arguments to `out`; return its path.
 
     The buckets, rows and totals are compare's (`compare_buckets`, `totals_of`, `compare_row`), in
     compare's order (`_sort_rows`); raises `ReportUnavailable` without plotly, `UsageError` when
-    there is nothing to compare or `out` cannot be written."""
+    there is nothing to compare, `out` cannot be written, or `metric_given` and `metric` is none of
+    the experiments' metrics."""
     from ._report import Bucket, render, require_plotly
 
     require_plotly()
@@ -388,11 +390,14 @@ def write_report(
         totals = totals_of(exps)
         row = compare_row(by, value, exps, totals, metrics)
         made.append(Bucket(value, exps, row, totals, model_rows(exps, None, include_all=True)))
-    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], metric, goal))}
-    made.sort(key=lambda b: order[id(b.row)])
     quality = metric.removesuffix("/mean") if metric else None
     if quality not in metrics:
+        if metric_given:
+            raise UsageError(f"no metric {metric!r} in the experiments compared (metrics: {', '.join(metrics) or 'none'})")
         quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
+    # ranked by the metric the charts draw (--metric, else accuracy, else the first), as `--help` says
+    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], quality, goal))}
+    made.sort(key=lambda b: order[id(b.row)])
     title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
     text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
     _write_file(target, text, out)
@@ -456,7 +461,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         path = write_report(
             experiments, out, by=by, group=args.group, metric=metric, goal=goal, include_all=args.all,
-            source=str(root.resolve()), notes=notes,
+            source=str(root.resolve()), notes=notes, metric_given=args.metric is not None,
         )  # fmt: skip
     except ReportUnavailable as exc:
         raise UsageError(str(exc)) from None
@@ -703,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", help="config key to compare by (default: strategy; for a sweep's group, one per trial)")
     report.add_argument("--group", help="only experiments of this group")
     report.add_argument(
-        "--metric", help="the metric of the cost/quality charts, and the order (default: accuracy, else the first)"
+        "--metric",
+        help="the metric of the cost/quality charts, and the order (default: accuracy, else the first in name order)",
     )
     report.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="the metric's direction")
     report.add_argument(
