@@ -261,6 +261,22 @@ def test_the_frontier_is_the_cheapest_best(report):
         assert not any(ox <= x and oy >= y and (ox, oy) != (x, y) for ox, oy in drawn)
 
 
+def test_the_frontier_rings_and_names_its_points_and_says_what_it_is(report):
+    """The frontier is a ring around each of its points (their colours show), each named; the text states the rule."""
+    page, figs, _ = report
+    (ring,) = traces(figs["frontier"], "frontier")
+    assert ring["marker"]["symbol"] == "circle-open" and ring["text"] == ring["customdata"]
+    assert "that no other is at least as cheap and at least as good as (higher accuracy) while better on one" in page
+
+
+def test_the_frontier_keeps_equal_points(report):
+    """Two experiments of the same cost and quality, neither better on one: both are on the frontier."""
+    a = _report._Point("s", "a", 1.0, 0, 0.5)
+    b = _report._Point("s", "b", 1.0, 0, 0.5)
+    c = _report._Point("s", "c", 2.0, 0, 0.5)
+    assert [p.name for p in _report._frontier([a, b, c], "maximize")] == ["a", "b"]
+
+
 def test_running_curves_end_at_each_experiments_totals(report, store):
     """Each running curve ends at its experiment's total cost and accuracy mean."""
     _, figs, _ = report
@@ -454,6 +470,15 @@ def test_a_crashed_run_is_left_out_unless_all_and_then_flagged(store, capsys, tm
     assert code == 0, err
     page = out.read_text()
     assert "debate: accuracy" in page and "crashed run" in page
+    frontier = figures(page)["frontier"]
+    (point,) = [t for t in traces(frontier, "experiments") if t["name"] == "debate"]
+    assert point["marker"]["symbol"] == ["x"] and point["text"] == ["crashed"]
+    (ring,) = traces(frontier, "frontier")
+    assert not any(name.startswith("debate") for name in ring["customdata"])
+    assert "not considered for the frontier: debate_seed0 (crashed)" in page
+    assert "debate (crashed)" in page  # the summary's text
+    running = [t["name"] for t in traces(figures(page)["running"], "running")]
+    assert "debate_seed0 (crashed)" in running
 
 
 def test_without_a_metric_the_cost_charts_are_drawn_and_the_page_says_why_others_are_not(capsys, tmp_path):

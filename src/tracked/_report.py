@@ -250,14 +250,15 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
     _layout(fig, barmode="stack", height=330 * rows, legend={"orientation": "h", "y": -0.08 - 0.02 * rows})
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(tickformat=USD, **at(i))
-    return Chart(
-        "summary",
-        f"Per {by}: metrics, cost and tokens",
+    text = (
         f"Each custom metric's mean over the tasks, with its standard error (the error bars); the total cost "
         f"and tokens of each {by}. A cost or token count that leaves calls out says so on the bar; one known for "
-        f"no call is marked \u201cunknown\u201d, never drawn as 0.",
-        fig,
+        f"no call is marked \u201cunknown\u201d, never drawn as 0."
     )
+    unfinished = [f"{b.label} ({b.row['status']})" for b in buckets if any(e.status in UNFINISHED for e in b.experiments)]
+    if unfinished:
+        text += f" With runs that did not run to their end (--all): {', '.join(unfinished)}."
+    return Chart("summary", f"Per {by}: metrics, cost and tokens", text, fig)
 
 
 def _unknown_marks(
@@ -299,17 +300,25 @@ class _Point:
     cost_per_task: float | None
     unpriced: int
     quality: float | None
+    #: the experiment's status when it did not run to its end ("crashed", ...), else None
+    unfinished: str | None = None
 
 
 def _frontier(points: list[_Point], goal: str) -> list[_Point]:
-    """The points no other beats on both cost (lower) and quality: complete costs only."""
+    """The points no other is at least as cheap and at least as good as, and better on one of the
+    two: of complete costs and finished experiments only."""
     sign = 1.0 if goal == "maximize" else -1.0
-    known = [p for p in points if p.cost_per_task is not None and p.quality is not None and not p.unpriced]
+    known = [
+        p for p in points
+        if p.cost_per_task is not None and p.quality is not None and not p.unpriced and not p.unfinished
+    ]  # fmt: skip
     known.sort(key=lambda p: (p.cost_per_task, -sign * (p.quality or 0.0)))
     best, out = -math.inf, []
     for p in known:
-        if sign * (p.quality or 0.0) > best:
-            best = sign * (p.quality or 0.0)
+        q = sign * (p.quality or 0.0)
+        last = out[-1] if out else None
+        if q > best or (last and q == best and (p.cost_per_task, p.quality) == (last.cost_per_task, last.quality)):
+            best = q
             out.append(p)
     return out
 
@@ -327,6 +336,7 @@ def _points(buckets: list[Bucket], quality: str) -> list[_Point]:
                     cost / calls if is_number(cost) and calls else None,
                     int(totals.get("total/unpriced_calls") or 0),
                     _finite(totals.get(f"{quality}/mean")),
+                    exp.status if exp.status in UNFINISHED else None,
                 )
             )
     return points
@@ -346,14 +356,21 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
             go.Scatter(
                 x=[p.cost_per_task for p in mine],
                 y=[p.quality for p in mine],
-                mode="markers",
+                mode="markers+text",
                 name=b.label,
                 meta={"figure": "experiments"},
-                customdata=[[p.name, cost_text(p.cost_per_task, p.unpriced)] for p in mine],
+                text=[p.unfinished or "" for p in mine],
+                textposition="bottom center",
+                customdata=[
+                    [p.name + (f" ({p.unfinished})" if p.unfinished else ""), cost_text(p.cost_per_task, p.unpriced)]
+                    for p in mine
+                ],
                 marker={
                     "size": 11,
                     "color": colours[b.label],
-                    "symbol": ["circle-open" if p.unpriced else "circle" for p in mine],
+                    "symbol": [
+                        "x" if p.unfinished else "circle-open" if p.unpriced else "circle" for p in mine
+                    ],
                     "line": {"width": 2},
                 },
                 hovertemplate=(
@@ -367,11 +384,14 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
             go.Scatter(
                 x=[p.cost_per_task for p in best],
                 y=[p.quality for p in best],
-                mode="lines+markers",
+                mode="lines+markers+text",
                 name="cost/quality frontier",
                 meta={"figure": "frontier"},
                 line={"shape": "hv", "dash": "dash", "color": "#444"},
-                marker={"symbol": "star", "size": 15, "color": "#444"},
+                # a ring around each frontier point: its own colour (its strategy) stays visible, its name beside it
+                marker={"symbol": "circle-open", "size": 20, "color": "#444", "line": {"width": 1.5}},
+                text=[p.name for p in best],
+                textposition="top left",
                 customdata=[p.name for p in best],
                 hovertemplate="frontier: %{customdata}<extra></extra>",
             )
@@ -382,13 +402,19 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
     better = "higher" if goal == "maximize" else "lower"
     text = (
         f"One point per experiment: its cost per task (total cost / tasks) against its mean {quality}. The dashed "
-        f"line joins the experiments no other beats on both (cheaper and {better})."
+        f"line joins the experiments, ringed and named, that no other is at least as cheap and at least as good "
+        f"as ({better} {quality}) while better on one of the two."
     )
     if partial:
         text += (
-            " Hollow points leave unpriced calls out of their cost (a lower bound) and are not on the frontier: "
-            + ", ".join(partial)
-            + "."
+            " Hollow points leave unpriced calls out of their cost (a lower bound) and are not considered for the "
+            "frontier, even when above it: " + ", ".join(partial) + "."
+        )
+    unfinished = [f"{p.name} ({p.unfinished})" for p in points if p.unfinished and p.cost_per_task is not None]
+    if unfinished:
+        text += (
+            " Crosses are experiments that did not run to their end (--all), labelled with their status and not "
+            "considered for the frontier: " + ", ".join(unfinished) + "."
         )
     if unknown:
         text += f" Not drawn, cost unknown: {', '.join(unknown)}."
@@ -421,7 +447,7 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
                     x=[xs[i] for i in keep],
                     y=[ys[i] for i in keep],
                     mode="lines",
-                    name=exp.name,
+                    name=exp.name + (f" ({exp.status})" if exp.status in UNFINISHED else ""),
                     legendgroup=b.label,
                     legendgrouptitle_text=b.label if n == 0 else None,
                     meta={"figure": "running", "bucket": b.label, "tasks": len(xs)},
