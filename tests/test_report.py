@@ -322,6 +322,26 @@ def test_a_run_of_unknown_cost_is_not_averaged_in_as_zero(capsys, tmp_path):
     assert re.search(rf'<td data-v="{re.escape(repr(cost))}" class="flag">', page)
 
 
+def test_experiments_without_the_metric_are_named_and_one_value_has_no_error_bar(capsys, tmp_path):
+    """A strategy that logged no accuracy is named as not drawn in the cost/quality charts and its bar says "no
+    value"; a mean of one value has no error bar and says n=1."""
+    add_experiment(tmp_path, "two", "two", single, [1, 0])
+    add_experiment(tmp_path, "one", "one", single, [1])
+    add_experiment(tmp_path, "silent", "silent", single, [None, None])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    figs = figures(page)
+    (mean,) = traces(figs["summary"], "mean", metric="accuracy")
+    bars = dict(zip(mean["x"], zip(mean["y"], mean["error_y"]["array"], mean["text"], strict=True), strict=True))
+    assert bars["one"] == (1, None, "n=1") and bars["two"][1] > 0 and bars["two"][2] == ""
+    (empty,) = traces(figs["summary"], "no value", metric="accuracy")
+    assert empty["x"] == ["silent"] and empty["text"] == ["no value"]
+    for chart in ("frontier", "running"):
+        section = page[page.index(f'id="section-{chart}"') :].split("</section>")[0]
+        assert "Not drawn, no accuracy logged: silent." in section
+
+
 def test_the_page_fetches_nothing(report):
     """No script, style, image or font is loaded from elsewhere: plotly.js is embedded, the page has no src or href."""
     page, _, _ = report

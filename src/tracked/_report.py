@@ -197,22 +197,41 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
 
     for i, metric in enumerate(metrics):
         means = [_finite(b.row.get(f"{metric}_mean")) for b in buckets]
-        errors = [_finite(b.totals.get(f"{metric}/stderr")) or 0.0 for b in buckets]
-        counts = [b.totals.get(f"{metric}/n", 0) for b in buckets]
+        counts = [int(b.totals.get(f"{metric}/n") or 0) for b in buckets]
+        # no error bar from fewer than two values (a ±0 would claim a precision one value cannot give)
+        errors = [_finite(b.totals.get(f"{metric}/stderr")) if n >= 2 else None for b, n in zip(buckets, counts)]
         fig.add_trace(
             go.Bar(
                 x=labels,
                 y=means,
                 marker_color=[colours[label] for label in labels],
                 name=f"{metric} mean",
-                meta={"metric": metric, "figure": "mean"},
+                meta={"figure": "mean", "metric": metric},
                 error_y={"type": "data", "array": errors, "visible": True},
+                text=["n=1" if n == 1 else "" for n in counts],
+                textposition="outside",
                 customdata=counts,
                 showlegend=False,
-                hovertemplate="%{x}: %{y:.4g} ± %{error_y.array:.2g} (n=%{customdata})<extra></extra>",
+                hovertemplate="%{x}: %{y:.4g} (n=%{customdata})<extra></extra>",
             ),
             **at(i),
         )
+        missing = [label for label, mean in zip(labels, means) if mean is None]
+        if missing:
+            fig.add_trace(
+                go.Scatter(
+                    x=missing,
+                    y=[0] * len(missing),
+                    mode="text",
+                    text=["no value"] * len(missing),
+                    textposition="top center",
+                    showlegend=False,
+                    name=f"{metric}: no value",
+                    meta={"figure": "no value", "metric": metric},
+                    hovertemplate=f"%{{x}}: no {html.escape(metric)} logged<extra></extra>",
+                ),
+                **at(i),
+            )
     i = len(metrics)
     costs = [_finite(b.row["cost_usd"]) for b in buckets]
     cost_labels = [cost_text(b.row["cost_usd"], b.row["unpriced_calls"]) for b in buckets]
@@ -251,7 +270,8 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(tickformat=USD, **at(i))
     text = (
-        f"Each custom metric's mean over the tasks, with its standard error (the error bars); the total cost "
+        f"Each custom metric's mean over the tasks, with its standard error (the error bars; none from one value: "
+        f"n=1); \u201cno value\u201d where no task logged it. The total cost "
         f"and tokens of each {by}. A cost or token count that leaves calls out says so on the bar; one known for "
         f"no call is marked \u201cunknown\u201d, never drawn as 0."
     )
@@ -398,6 +418,7 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
         )
     _layout(fig, height=420, xaxis_title="cost per task (USD)", yaxis_title=f"{quality} (mean)", xaxis_tickformat=USD)
     unknown = [p.name for p in points if p.cost_per_task is None]
+    no_metric = [p.name for p in points if p.quality is None]
     partial = [p.name for p in points if p.cost_per_task is not None and p.unpriced]
     better = "higher" if goal == "maximize" else "lower"
     text = (
@@ -418,6 +439,8 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
         )
     if unknown:
         text += f" Not drawn, cost unknown: {', '.join(unknown)}."
+    if no_metric:
+        text += f" Not drawn, no {quality} logged: {', '.join(no_metric)}."
     return Chart("frontier", f"Cost per task against {quality}", text, fig)
 
 
@@ -429,11 +452,13 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
     sampled = False
     incomplete: list[str] = []
     unknown: list[str] = []
+    no_metric: list[str] = []
     for b in buckets:
         for n, exp in enumerate(b.experiments):
             scan = scans[id(exp)]
             xs, ys = scan.curve_cost, scan.curve_mean
             if not xs:
+                no_metric.append(exp.name)
                 continue
             if not is_number(exp.totals().get("total/cost_usd")):
                 unknown.append(exp.name)  # every call unpriced or of unknown usage: no cost axis to draw it on
@@ -480,6 +505,8 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
         )
     if unknown:
         text += f" Not drawn, cost unknown: {', '.join(unknown)}."
+    if no_metric:
+        text += f" Not drawn, no {quality} logged: {', '.join(no_metric)}."
     return Chart("running", f"Running {quality} against running cost", text, fig)
 
 
