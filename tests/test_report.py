@@ -246,7 +246,7 @@ def test_unknown_cost_is_labelled_never_drawn_as_zero(report):
     models = traces(figs["models"], "unknown")
     assert models and "my-finetune-xyz: unknown (3 unpriced)" in models[0]["text"]
     assert "unknown (1 unpriced)" in page  # a task's cell
-    assert "1 failed, 3 unpriced, 0 with usage unknown" in page
+    assert "1 failed, 0 failed inside a task (an exception it caught), 3 unpriced, 0 with usage unknown" in page
 
 
 def test_the_frontier_is_the_cheapest_best(report):
@@ -340,6 +340,34 @@ def test_experiments_without_the_metric_are_named_and_one_value_has_no_error_bar
     for chart in ("frontier", "running"):
         section = page[page.index(f'id="section-{chart}"') :].split("</section>")[0]
         assert "Not drawn, no accuracy logged: silent." in section
+
+
+@tracked.tracked
+def careful(task: int) -> str:
+    """A strategy that catches its model call's failure on task 1 (and retries)."""
+    if task == 1:
+        try:
+            ask_model_or_fail()
+        except TimeoutError:
+            pass
+    ask_model("gpt-4o-mini", 100, 10)
+    return "basket"
+
+
+@tracked.tracked(provider="openai")
+def ask_model_or_fail() -> dict:
+    raise TimeoutError("the model did not answer")
+
+
+def test_a_failed_call_inside_a_task_is_flagged_in_the_table(capsys, tmp_path):
+    """A call that failed inside a task (its exception caught by the strategy) is flagged in that task's row."""
+    add_experiment(tmp_path, "careful", "careful", careful, [1, 1, 0])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert task_row(page, "t1")[3:] == ["1 failed call inside", "failed call inside"]
+    assert task_row(page, "t0")[3:] == ["", ""]
+    assert "0 failed, 1 failed inside a task (an exception it caught)" in page
 
 
 def test_the_page_fetches_nothing(report):

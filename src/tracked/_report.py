@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, TypeGuard
 
-from ._store import StoredExperiment
+from ._store import CALLS, StoredExperiment, read_calls
 from ._totals import metric_value
 from ._values import cost_text, is_number, tokens_text
 
@@ -101,11 +101,38 @@ class _Scan:
     curve_cost: list[float] = field(default_factory=list)
     curve_mean: list[float] = field(default_factory=list)
     unpriced_rows: int = 0
+    #: per top-level call id: the calls inside it that failed (an exception the strategy caught)
+    nested_errors: dict[str, int] = field(default_factory=dict)
+
+
+def _nested_errors(exp: StoredExperiment) -> dict[str, int]:
+    """Per top-level call id, how many calls inside it failed, from the call records (`calls.jsonl`);
+    read in full only when a record has an error (most stores have none)."""
+    path = exp.path / CALLS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if '"error":"' not in text:
+        return {}
+    records = read_calls(exp.path, warn=lambda _: None)
+    parents = {r.get("id"): r.get("parent_id") for r in records}
+    out: dict[str, int] = {}
+    for r in records:
+        parent = r.get("parent_id")
+        if not r.get("error") or parent is None:
+            continue
+        root, seen = parent, 0
+        while parents.get(root) is not None and seen < 1000:  # (a loop in torn records ends)
+            root, seen = parents[root], seen + 1
+        out[str(root)] = out.get(str(root), 0) + 1
+    return out
 
 
 def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
     # Written for a million rows: `_num` inlined, one `get` per field.
     out = _Scan()
+    nested = out.nested_errors = _nested_errors(exp)
     unfinished = exp.status in UNFINISHED
     cost = total = 0.0
     count = 0
@@ -141,7 +168,13 @@ def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
             ttfts.append(float(ttft))
         unpriced = bool(row.get("unpriced_calls")) or (bool(row.get("llm_calls")) and not known)
         out.unpriced_rows += unpriced
-        flagged.append(unpriced or unfinished or bool(row.get("error")) or bool(row.get("usage_unknown_calls")))
+        flagged.append(
+            unpriced
+            or unfinished
+            or bool(row.get("error"))
+            or bool(row.get("usage_unknown_calls"))
+            or (bool(nested) and row.get("call_id") in nested)
+        )
     return out
 
 
@@ -731,6 +764,10 @@ def _cells(
                 if row.get("error"):
                     cell.errors.append(str(row.get("error_type") or "error"))
                     cell.flags.add("error")
+                inside = scan.nested_errors.get(str(row.get("call_id")), 0)
+                if inside:
+                    cell.errors.append(f"{inside} failed call{'s' if inside > 1 else ''} inside")
+                    cell.flags.add("failed call inside")
                 if row.get("usage_unknown_calls"):
                     cell.flags.add("usage unknown")
                 if unfinished:
@@ -892,6 +929,7 @@ def render(
     table, table_note, flagged = _table(buckets, scans, quality)
     n_exps = sum(len(b.experiments) for b in buckets)
     errors = sum(b.row["errors"] or 0 for b in buckets)
+    inside = sum(sum(scans[id(e)].nested_errors.values()) for b in buckets for e in b.experiments)
     unpriced = sum(b.row["unpriced_calls"] or 0 for b in buckets)
     unknown = sum(b.row["usage_unknown_calls"] or 0 for b in buckets)
 
@@ -922,7 +960,7 @@ def render(
         '<section id="section-tasks"><h2>Per task</h2>',
         f"<p>One row per task (its <code>task_id</code>, <code>task</code> or <code>id</code> when logged, else its "
         f"position in the run), one group of columns per {html.escape(by)}; click a heading to sort. Flagged calls "
-        f"are in red: {errors:,} failed, {unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
+        f"are in red: {errors:,} failed, {inside:,} failed inside a task (an exception it caught), {unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
         f"calls out says so, never $0); {flagged:,} tasks have one.</p>",
     ]
     if table_note:
