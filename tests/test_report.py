@@ -234,6 +234,19 @@ def test_cost_by_model_adds_up_to_the_per_model_totals(report, store):
             assert sum(known) == pytest.approx(row["cost_usd"])
 
 
+def test_a_priced_models_calls_of_unknown_usage_are_said_usage_unknown():
+    """Cost by model names the reason calls are left out: "usage unknown" for a priced model's unread usage."""
+    (bucket,) = [
+        _report.Bucket("s", [], {}, {}, models=[
+            {"model": "gpt-4o-mini", "cost_usd": None, "llm_calls": 4, "unpriced_calls": 4, "usage_unknown_calls": 4},
+            {"model": "gpt-4o", "cost_usd": 0.5, "llm_calls": 4, "unpriced_calls": 3, "usage_unknown_calls": 1},
+        ])
+    ]  # fmt: skip
+    chart = _report._models_chart([bucket], "strategy")
+    (marks,) = [t for t in chart.figure.data if (t.meta or {}).get("figure") == "unknown"]
+    assert list(marks.text) == ["gpt-4o-mini: unknown (4 usage unknown)", "gpt-4o: $0.500 + 2 unpriced, 1 usage unknown"]
+
+
 def test_unknown_cost_is_labelled_never_drawn_as_zero(report):
     """The unpriced strategy has no cost bar but a mark saying "unknown (3 unpriced)"; its table cells say so too."""
     page, figs, _ = report

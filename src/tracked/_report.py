@@ -22,7 +22,7 @@ from typing import Any, TypeGuard
 
 from ._store import CALLS, StoredExperiment, read_calls
 from ._totals import metric_value
-from ._values import cost_text, is_number, tokens_text
+from ._values import cost_text, is_number, money, tokens_text
 
 __all__ = ["INSTALL_HINT", "Bucket", "ReportUnavailable", "render", "require_plotly"]
 
@@ -655,7 +655,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 name=model,
                 meta={"figure": "model_cost", "model": model},
                 customdata=[
-                    cost_text(m["cost_usd"], m["unpriced_calls"]) + f" over {m['llm_calls']:,} LLM calls"
+                    _model_cost_text(m) + f" over {m['llm_calls']:,} LLM calls"
                     if m
                     else "not used"
                     for m in rows
@@ -670,7 +670,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 x=[label for label, _ in marks],
                 y=[0 for _ in marks],
                 mode="markers+text",
-                text=[f"{m['model']}: {cost_text(m['cost_usd'], m['unpriced_calls'])}" for _, m in marks],
+                text=[f"{m['model']}: {_model_cost_text(m)}" for _, m in marks],
                 textposition="top center",
                 marker={"symbol": "x", "color": "#d62728"},
                 showlegend=False,
@@ -684,9 +684,24 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
         "models",
         f"Cost by model, per {by}",
         "What each model cost, stacked per bar (every LLM call, nested ones included, from the experiments' "
-        "per-model totals). A model without a price is marked with its unpriced calls, never drawn as $0.",
+        "per-model totals). A model without a price is marked with its unpriced calls, and calls whose usage could "
+        "not be read as \u201cusage unknown\u201d, never drawn as $0.",
         fig,
     )
+
+
+def _model_cost_text(m: dict[str, Any]) -> str:
+    """A model's cost saying why calls are left out: unpriced (no price for the model) or usage
+    unknown (a priced model whose tokens could not be read; compare counts those as unpriced too)."""
+    unpriced, unknown = int(m.get("unpriced_calls") or 0), int(m.get("usage_unknown_calls") or 0)
+    if not unknown:
+        return cost_text(m["cost_usd"], unpriced)
+    reasons = ", ".join(
+        part for part in (f"{unpriced - unknown:,} unpriced" if unpriced > unknown else "", f"{unknown:,} usage unknown")
+        if part
+    )  # fmt: skip
+    cost = m["cost_usd"]
+    return f"{money(cost)} + {reasons}" if is_number(cost) and cost > 0 else f"unknown ({reasons})"
 
 
 # --- the per-task table ------------------------------------------------------------------------
