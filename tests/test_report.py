@@ -404,6 +404,17 @@ def test_group_and_by_choose_as_compare_does(store, capsys, tmp_path):
     assert sorted(mean["x"]) == ["gpt-4o-mini", "my-finetune-xyz"]
 
 
+def test_experiments_without_the_by_key_are_counted_as_left_out(capsys, tmp_path):
+    """`--by KEY` says, on the page and on stderr, how many experiments it leaves out for not having the key."""
+    add_experiment(tmp_path, "three", "debate", single, [1], n_debaters=3)
+    add_experiment(tmp_path, "plain", "single", single, [1])
+    add_experiment(tmp_path, "plain2", "single", single, [0])
+    code, _, err = run_cli(capsys, "report", str(tmp_path), "--by", "n_debaters")
+    assert code == 0, err
+    assert "left out: 2 experiments without config key 'n_debaters'" in err
+    assert "Left out: 2 experiments without config key &#x27;n_debaters&#x27;." in (tmp_path / "report.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -455,6 +455,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         left_out = _left_out(experiments, by, args.group) if not args.all else ""
         notes = [f"Left out: {left_out} (--all includes them)."] if left_out else []
+        keyless = _without_key(experiments, by, args.group)
+        if keyless:
+            keyless_note = f"{keyless} experiment{'s' if keyless > 1 else ''} without config key {by!r}"
+            notes.append(f"Left out: {keyless_note}.")
         if args.output is not None and not args.output.strip():
             raise UsageError("cannot write the report: -o names no file (it is empty)")
         out = Path(args.output) if args.output is not None else root / REPORT
@@ -470,7 +474,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {path.resolve()} ({size:.1f} MB, {elapsed:.1f} s)")
     if left_out:
         print(f"left out: {left_out} (--all includes them)", file=sys.stderr)
+    if keyless:
+        print(f"left out: {keyless_note}", file=sys.stderr)
     return 0
+
+
+def _without_key(experiments: list[StoredExperiment], by: str, group: str | None) -> int:
+    """How many experiments of the group the comparison leaves out for not having config key `by`
+    (parents whose rows are their children's are not counted: they are never compared)."""
+    if by == TRIAL:
+        return 0
+    return sum(
+        1 for e in experiments
+        if by not in e.config and (group is None or e.group == group) and (e.rows or not e.summary.get("children"))
+    )  # fmt: skip
 
 
 # --- ls ---------------------------------------------------------------------------------------
