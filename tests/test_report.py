@@ -208,6 +208,18 @@ def test_latency_percentiles_are_compares(report):
     assert ttft["customdata"][0] == pytest.approx(next(r for r in rows if r["strategy"] == "stream")["ttft_s_p50"])
 
 
+def test_the_latency_bars_reach_the_slowest_task_and_stay_apart(report, store):
+    """The latency histogram's bars span every latency, the slowest inside the last bar, and each bar is closed
+    (down to 0 on both sides), so equal neighbours do not merge into one."""
+    _, figs, _ = report
+    latencies = [r["latency_s"] * 1000 for e in find_experiments(store) for r in e.rows if "latency_s" in r]
+    xs = [x for t in traces(figs["latency"], "latency_s") for x in t["x"] if x is not None]
+    assert min(xs) <= min(latencies) and max(xs) >= max(latencies)
+    for t in traces(figs["latency"], "latency_s"):
+        bars = [t["y"][i : i + 5] for i in range(0, len(t["y"]), 5)]
+        assert bars and all(b[0] == 0 and b[1] == b[2] > 0 and b[3] == 0 and b[4] is None for b in bars)
+
+
 def test_the_ttft_chart_is_per_task_as_compares_p50(report, store):
     """The TTFT distribution has one value per streamed task (the rows compare's `ttft_s_p50` is taken over), and
     says so."""

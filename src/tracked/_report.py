@@ -560,7 +560,9 @@ def _edges(values: Iterable[float]) -> list[float] | None:
     if hi <= lo * 1.01:
         lo, hi = lo / 1.5, hi * 1.5
     step = (math.log(hi) - math.log(lo)) / HISTOGRAM_BINS
-    return [math.exp(math.log(lo) + i * step) for i in range(HISTOGRAM_BINS + 1)]
+    edges = [math.exp(math.log(lo) + i * step) for i in range(HISTOGRAM_BINS + 1)]
+    edges[0], edges[-1] = lo, hi  # exactly: the fastest and slowest values are inside the outer bins
+    return edges
 
 
 def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colours: dict[str, str]) -> Chart:
@@ -583,17 +585,26 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
             if not values[b.label]:
                 continue
             shares = _histogram(values[b.label], edges)
+            # Each bin an outlined bar from edge to edge (milliseconds: plotly's SI "2m" would read as
+            # minutes): the slowest value is inside the last bar, and two equal neighbours stay two bars.
+            xs, ys, hover = [], [], []
+            for (lo, hi), share in zip(pairwise(edges), shares, strict=True):
+                if share:
+                    xs += [lo * 1000, lo * 1000, hi * 1000, hi * 1000, None]
+                    ys += [0, share, share, 0, None]
+                    hover += [f"{share:.1%} of tasks in {lo * 1000:.3g}\u2013{hi * 1000:.3g} ms"] * 4 + [""]
             fig.add_trace(
                 go.Scatter(
-                    x=[c * 1000 for c in centres],  # milliseconds: plotly's SI "2m" would read as minutes
-                    y=shares,
+                    x=xs,
+                    y=ys,
                     mode="lines",
-                    line={"shape": "hvh", "color": colours[b.label]},
+                    line={"color": colours[b.label]},
                     name=b.label,
                     legendgroup=b.label,
                     showlegend=r == 1,
                     meta={"figure": figure, "bucket": b.label, "n": len(values[b.label])},
-                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of tasks near %{{x:.3g}} ms<extra></extra>",
+                    customdata=hover,
+                    hovertemplate=f"{html.escape(b.label)}: %{{customdata}}<extra></extra>",
                 ),
                 row=r,
                 col=1,
