@@ -395,6 +395,23 @@ def test_a_failed_call_inside_a_task_is_flagged_in_the_table(capsys, tmp_path):
     assert "0 failed, 1 failed inside a task (an exception it caught)" in page
 
 
+def test_a_strategy_keeps_its_colour_across_groups_and_models_have_their_own(store, capsys, tmp_path):
+    """A strategy's colour is the same in a report of all strategies and of one group; no model has a strategy's
+    colour; one experiment is "1 experiment"."""
+    colours = {}
+    for name, args in (("all", []), ("g1", ["--group", "g1"]), ("one", ["--group", "g_local"])):
+        out = tmp_path / f"{name}.html"
+        code, _, err = run_cli(capsys, "report", str(store), *args, "-o", str(out))
+        assert code == 0, err
+        page = out.read_text()
+        (mean,) = traces(figures(page)["summary"], "mean", metric="accuracy")
+        colours[name] = dict(zip(mean["x"], mean["marker"]["color"], strict=True))
+        models = {t["marker"]["color"] for t in traces(figures(page)["models"], "model_cost")}
+        assert not models & set(colours[name].values())
+    assert all(colours["all"][k] == v for k, v in colours["g1"].items())
+    assert "<p class=\"meta\">1 experiment from" in (tmp_path / "one.html").read_text()
+
+
 def test_the_page_fetches_nothing(report):
     """No script, style, image or font is loaded from elsewhere: plotly.js is embedded, the page has no src or href."""
     page, _, _ = report

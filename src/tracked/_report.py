@@ -197,11 +197,23 @@ class Chart:
     figure: Any
 
 
-def _palette(labels: Sequence[str]) -> dict[str, str]:
+def _palette(labels: Sequence[str], names: Iterable[str] = ()) -> dict[str, str]:
+    """A colour per strategy (or `--by` value), given in name order over `names` (every value in the
+    store) and `labels`: a strategy keeps its colour whatever `--group`, `--all` or the ranking
+    leave beside it."""
     from plotly.colors import qualitative
 
     colours = [*qualitative.Plotly, *qualitative.D3, *qualitative.Alphabet]
-    return {label: colours[i % len(colours)] for i, label in enumerate(labels)}
+    order = sorted({*names, *labels})
+    return {label: colours[order.index(label) % len(colours)] for label in labels}
+
+
+def _model_palette(models: Sequence[str]) -> dict[str, str]:
+    """Colours for the models, from palettes the strategies' do not use (a model is not a strategy)."""
+    from plotly.colors import qualitative
+
+    colours = [*qualitative.Dark2, *qualitative.Set2, *qualitative.Pastel1]
+    return {model: colours[i % len(colours)] for i, model in enumerate(sorted(models))}
 
 
 def _layout(fig: Any, **extra: Any) -> None:
@@ -657,6 +669,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
         return None
     fig = go.Figure()
     labels = [b.label for b in buckets]
+    model_colours = _model_palette(models)
     for model in models:
         rows = [next((m for m in b.models if m["model"] == model), None) for b in buckets]
         fig.add_trace(
@@ -664,6 +677,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 x=labels,
                 y=[_finite(m["cost_usd"]) if m else None for m in rows],
                 name=model,
+                marker_color=model_colours[model],
                 meta={"figure": "model_cost", "model": model},
                 customdata=[
                     _model_cost_text(m) + f" over {m['llm_calls']:,} LLM calls"
@@ -935,11 +949,13 @@ def render(
     title: str,
     source: str,
     notes: Sequence[str] = (),
+    names: Iterable[str] = (),
 ) -> str:
-    """The report's HTML: every chart of the comparison, the per-task table, plotly.js embedded."""
+    """The report's HTML: every chart of the comparison, the per-task table, plotly.js embedded;
+    `names`: every value of `by` in the store, for colours that do not change with what is left out."""
     from plotly.offline import get_plotlyjs
 
-    colours = _palette([b.label for b in buckets])
+    colours = _palette([b.label for b in buckets], names)
     scans = {id(e): _scan(e, quality) for b in buckets for e in b.experiments}
     charts = [_summary_chart(buckets, metrics, by, colours)]
     page_notes = list(notes)
@@ -968,7 +984,7 @@ def render(
         f"<script>{get_plotlyjs()}</script>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{n_exps} experiments from {html.escape(source)}, by {html.escape(by)}; '
+        f'<p class="meta">{n_exps} experiment{"" if n_exps == 1 else "s"} from {html.escape(source)}, by {html.escape(by)}; '
         f"written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))} by tracked report.</p>",
     ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in page_notes]

@@ -399,7 +399,10 @@ def write_report(
     order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], quality, goal))}
     made.sort(key=lambda b: order[id(b.row)])
     title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
-    text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
+    names = {_label(e, by) for e in experiments if by == TRIAL or by in e.config}  # colours kept across --group/--all
+    text = render(
+        made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes, names=names
+    )
     _write_file(target, text, out)
     return out
 
