@@ -256,7 +256,10 @@ def test_a_priced_models_calls_of_unknown_usage_are_said_usage_unknown():
     ]  # fmt: skip
     chart = _report._models_chart([bucket], "strategy")
     (marks,) = [t for t in chart.figure.data if (t.meta or {}).get("figure") == "unknown"]
-    assert list(marks.text) == ["gpt-4o-mini: unknown (4 usage unknown)", "gpt-4o: $0.500 + 2 unpriced, 1 usage unknown"]
+    assert list(marks.text) == [
+        "gpt-4o-mini: unknown (4 usage unknown)",
+        "gpt-4o: $0.500 + 2 unpriced, 1 usage unknown",
+    ]
 
 
 def test_unknown_cost_is_labelled_never_drawn_as_zero(report):
@@ -409,7 +412,7 @@ def test_a_strategy_keeps_its_colour_across_groups_and_models_have_their_own(sto
         models = {t["marker"]["color"] for t in traces(figures(page)["models"], "model_cost")}
         assert not models & set(colours[name].values())
     assert all(colours["all"][k] == v for k, v in colours["g1"].items())
-    assert "<p class=\"meta\">1 experiment from" in (tmp_path / "one.html").read_text()
+    assert '<p class="meta">1 experiment from' in (tmp_path / "one.html").read_text()
 
 
 def test_the_page_fetches_nothing(report):
@@ -441,7 +444,9 @@ def test_experiments_without_the_by_key_are_counted_as_left_out(capsys, tmp_path
     code, _, err = run_cli(capsys, "report", str(tmp_path), "--by", "n_debaters")
     assert code == 0, err
     assert "left out: 2 experiments without config key 'n_debaters'" in err
-    assert "Left out: 2 experiments without config key &#x27;n_debaters&#x27;." in (tmp_path / "report.html").read_text()
+    assert (
+        "Left out: 2 experiments without config key &#x27;n_debaters&#x27;." in (tmp_path / "report.html").read_text()
+    )
 
 
 @pytest.mark.parametrize(

@@ -244,7 +244,9 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
         means = [_finite(b.row.get(f"{metric}_mean")) for b in buckets]
         counts = [int(b.totals.get(f"{metric}/n") or 0) for b in buckets]
         # no error bar from fewer than two values (a ±0 would claim a precision one value cannot give)
-        errors = [_finite(b.totals.get(f"{metric}/stderr")) if n >= 2 else None for b, n in zip(buckets, counts)]
+        errors = [
+            _finite(b.totals.get(f"{metric}/stderr")) if n >= 2 else None for b, n in zip(buckets, counts, strict=True)
+        ]
         fig.add_trace(
             go.Bar(
                 x=labels,
@@ -261,7 +263,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
             ),
             **at(i),
         )
-        missing = [label for label, mean in zip(labels, means) if mean is None]
+        missing = [label for label, mean in zip(labels, means, strict=True) if mean is None]
         if missing:
             fig.add_trace(
                 go.Scatter(
@@ -297,7 +299,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
     _unknown_marks(fig, buckets, [b.row["unpriced_calls"] for b in buckets], costs, cost_labels, at(i))
     for figure, colour in (("tokens_in", "#72b7b2"), ("tokens_out", "#f58518")):
         values = [b.row[figure] if is_number(b.row[figure]) else None for b in buckets]
-        text = [tokens_text(b.row[figure], b.row["usage_unknown_calls"]) for b in buckets]
+        tokens = [tokens_text(b.row[figure], b.row["usage_unknown_calls"]) for b in buckets]
         fig.add_trace(
             go.Bar(
                 x=labels,
@@ -305,7 +307,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
                 name=figure.replace("_", " "),
                 meta={"figure": figure},
                 marker_color=colour,
-                customdata=text,
+                customdata=tokens,
                 hovertemplate=f"%{{x}}: %{{customdata}} {figure.replace('_', ' ')}<extra></extra>",
             ),
             **at(i + 1),
@@ -320,9 +322,11 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
         f"and tokens of each {by}. A cost or token count that leaves calls out says so on the bar; one known for "
         f"no call is marked \u201cunknown\u201d, never drawn as 0."
     )
-    unfinished = [f"{b.label} ({b.row['status']})" for b in buckets if any(e.status in UNFINISHED for e in b.experiments)]
-    if unfinished:
-        text += f" With runs that did not run to their end (--all): {', '.join(unfinished)}."
+    unfinished_buckets = [
+        f"{b.label} ({b.row['status']})" for b in buckets if any(e.status in UNFINISHED for e in b.experiments)
+    ]
+    if unfinished_buckets:
+        text += f" With runs that did not run to their end (--all): {', '.join(unfinished_buckets)}."
     return Chart("summary", f"Per {by}: metrics, cost and tokens", text, fig)
 
 
@@ -378,7 +382,7 @@ def _frontier(points: list[_Point], goal: str) -> list[_Point]:
         if p.cost_per_task is not None and p.quality is not None and not p.unpriced and not p.unfinished
     ]  # fmt: skip
     known.sort(key=lambda p: (p.cost_per_task, -sign * (p.quality or 0.0)))
-    best, out = -math.inf, []
+    best, out = -math.inf, list[_Point]()
     for p in known:
         q = sign * (p.quality or 0.0)
         last = out[-1] if out else None
@@ -433,9 +437,7 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
                 marker={
                     "size": 11,
                     "color": colours[b.label],
-                    "symbol": [
-                        "x" if p.unfinished else "circle-open" if p.unpriced else "circle" for p in mine
-                    ],
+                    "symbol": ["x" if p.unfinished else "circle-open" if p.unpriced else "circle" for p in mine],
                     "line": {"width": 2},
                 },
                 hovertemplate=(
@@ -545,9 +547,7 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
     if sampled:
         text += f" Lines of more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
     if incomplete:
-        text += (
-            f" Dotted lines leave unpriced calls out of their cost (a lower bound): {', '.join(incomplete)}."
-        )
+        text += f" Dotted lines leave unpriced calls out of their cost (a lower bound): {', '.join(incomplete)}."
     if unknown:
         text += f" Not drawn, cost unknown: {', '.join(unknown)}."
     if no_metric:
@@ -680,10 +680,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 marker_color=model_colours[model],
                 meta={"figure": "model_cost", "model": model},
                 customdata=[
-                    _model_cost_text(m) + f" over {m['llm_calls']:,} LLM calls"
-                    if m
-                    else "not used"
-                    for m in rows
+                    _model_cost_text(m) + f" over {m['llm_calls']:,} LLM calls" if m else "not used" for m in rows
                 ],
                 hovertemplate=f"%{{x}}, {html.escape(model)}: %{{customdata}}<extra></extra>",
             )
@@ -721,10 +718,9 @@ def _model_cost_text(m: dict[str, Any]) -> str:
     unpriced, unknown = int(m.get("unpriced_calls") or 0), int(m.get("usage_unknown_calls") or 0)
     if not unknown:
         return cost_text(m["cost_usd"], unpriced)
-    reasons = ", ".join(
-        part for part in (f"{unpriced - unknown:,} unpriced" if unpriced > unknown else "", f"{unknown:,} usage unknown")
-        if part
-    )  # fmt: skip
+    reasons = f"{unknown:,} usage unknown"
+    if unpriced > unknown:
+        reasons = f"{unpriced - unknown:,} unpriced, {reasons}"
     cost = m["cost_usd"]
     return f"{money(cost)} + {reasons}" if is_number(cost) and cost > 0 else f"unknown ({reasons})"
 
@@ -984,7 +980,8 @@ def render(
         f"<script>{get_plotlyjs()}</script>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{n_exps} experiment{"" if n_exps == 1 else "s"} from {html.escape(source)}, by {html.escape(by)}; '
+        f'<p class="meta">{n_exps} experiment{"" if n_exps == 1 else "s"} from {html.escape(source)}, '
+        f"by {html.escape(by)}; "
         f"written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))} by tracked report.</p>",
     ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in page_notes]
@@ -1002,7 +999,8 @@ def render(
         '<section id="section-tasks"><h2>Per task</h2>',
         f"<p>One row per task (its <code>task_id</code>, <code>task</code> or <code>id</code> when logged, else its "
         f"position in the run), one group of columns per {html.escape(by)}; click a heading to sort. Flagged calls "
-        f"are in red: {errors:,} failed, {inside:,} failed inside a task (an exception it caught), {unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
+        f"are in red: {errors:,} failed, {inside:,} failed inside a task (an exception it caught), "
+        f"{unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
         f"calls out says so, never $0); {flagged:,} tasks have one.</p>",
     ]
     if table_note:

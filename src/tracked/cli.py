@@ -393,7 +393,9 @@ def write_report(
     quality = metric.removesuffix("/mean") if metric else None
     if quality not in metrics:
         if metric_given:
-            raise UsageError(f"no metric {metric!r} in the experiments compared (metrics: {', '.join(metrics) or 'none'})")
+            raise UsageError(
+                f"no metric {metric!r} in the experiments compared (metrics: {', '.join(metrics) or 'none'})"
+            )
         quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
     # ranked by the metric the charts draw (--metric, else accuracy, else the first), as `--help` says
     order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], quality, goal))}
