@@ -297,6 +297,31 @@ def test_the_frontier_rings_and_names_its_points_and_says_what_it_is(report):
     assert "that no other is at least as cheap and at least as good as (higher accuracy) while better on one" in page
 
 
+@tracked.tracked
+def mixed(task: int) -> str:
+    """A strategy whose judge has no price: its cost is a lower bound."""
+    ask_model("gpt-4o-mini", 100, 10)
+    ask_model("my-finetune-xyz", 80, 8)
+    return "basket"
+
+
+def test_a_partly_unpriced_point_is_hollow_and_said_not_considered(capsys, tmp_path):
+    """An experiment with unpriced calls is a hollow point, above the frontier or not, and the text says it is not
+    considered for the frontier."""
+    add_experiment(tmp_path, "cheap", "cheap", single, [0, 0])
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        add_experiment(tmp_path, "part", "part", mixed, [1, 1])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    frontier = figures(page)["frontier"]
+    (part,) = [t for t in traces(frontier, "experiments") if t["name"] == "part"]
+    assert part["marker"]["symbol"] == ["circle-open"]
+    (ring,) = traces(frontier, "frontier")
+    assert ring["customdata"] == ["cheap"]
+    assert "are not considered for the frontier, even when above it: part." in page
+
+
 def test_the_frontier_keeps_equal_points(report):
     """Two experiments of the same cost and quality, neither better on one: both are on the frontier."""
     a = _report._Point("s", "a", 1.0, 0, 0.5)

@@ -204,8 +204,8 @@ def _palette(labels: Sequence[str], names: Iterable[str] = ()) -> dict[str, str]
     from plotly.colors import qualitative
 
     colours = [*qualitative.Plotly, *qualitative.D3, *qualitative.Alphabet]
-    order = sorted({*names, *labels})
-    return {label: colours[order.index(label) % len(colours)] for label in labels}
+    order = {name: i for i, name in enumerate(sorted({*names, *labels}))}
+    return {label: colours[order[label] % len(colours)] for label in labels}
 
 
 def _model_palette(models: Sequence[str]) -> dict[str, str]:
