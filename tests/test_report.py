@@ -440,6 +440,22 @@ def test_a_strategy_keeps_its_colour_across_groups_and_models_have_their_own(sto
     assert '<p class="meta">1 experiment from' in (tmp_path / "one.html").read_text()
 
 
+@tracked.tracked
+def hasty(task: int) -> str:
+    raise TimeoutError("gave up at once")
+
+
+def test_a_call_that_failed_at_once_shows_its_latency_not_zero(capsys, tmp_path):
+    """A task that failed in microseconds shows its latency in three significant digits, never "0.0 ms"."""
+    add_experiment(tmp_path, "hasty", "hasty", hasty, [0])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    (exp,) = find_experiments(tmp_path)
+    latency = next(r["latency_s"] for r in exp.rows if "latency_s" in r)
+    assert latency < 1e-4
+    assert task_row((tmp_path / "report.html").read_text(), "t0")[2] == f"{latency * 1000:.3g} ms"
+
+
 def test_the_page_fetches_nothing(report):
     """No script, style, image or font is loaded from elsewhere: plotly.js is embedded, the page has no src or href."""
     page, _, _ = report

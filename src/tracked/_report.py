@@ -846,7 +846,8 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
             runs = len(c.latency)
             cells.append(_cost_td(c, runs))
             latency = sum(c.latency) / runs
-            cells.append(_td(f"{latency * 1000:.1f} ms" if latency < 1 else f"{latency:.2f} s", latency))
+            # three significant digits: a call that failed at once took microseconds, not "0.0 ms"
+            cells.append(_td(f"{latency * 1000:.3g} ms" if latency < 1 else f"{latency:.3g} s", latency))
             error = ", ".join(sorted(set(c.errors)))
             cells.append(f'<td class="{"flag" if error else ""}">{html.escape(error)}</td>')
         cells.append(f'<td class="{"flag" if flags else ""}">{html.escape(", ".join(sorted(flags)))}</td>')
