@@ -322,6 +322,21 @@ def test_a_partly_unpriced_point_is_hollow_and_said_not_considered(capsys, tmp_p
     assert "are not considered for the frontier, even when above it: part." in page
 
 
+def test_each_total_cost_is_labelled_once(capsys, tmp_path):
+    """A partly unpriced strategy's cost label is on its bar only, not repeated over it by the unknown mark."""
+    add_experiment(tmp_path, "cheap", "cheap", single, [0])
+    with pytest.warns(tracked.TrackedWarning, match="no price"):
+        add_experiment(tmp_path, "part", "part", mixed, [1])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    summary = figures((tmp_path / "report.html").read_text())["summary"]
+    (cost,) = traces(summary, "cost_usd")
+    label = cost["text"][cost["x"].index("part")]
+    assert label.endswith(" + 1 unpriced")
+    (mark,) = traces(summary, "unknown")
+    assert mark["x"] == ["part"] and mark["text"] == [""]
+
+
 def test_the_frontier_keeps_equal_points(report):
     """Two experiments of the same cost and quality, neither better on one: both are on the frontier."""
     a = _report._Point("s", "a", 1.0, 0, 0.5)

@@ -344,7 +344,13 @@ def _unknown_marks(
     marked = [i for i, n in enumerate(counts) if n]
     if not marked:
         return
-    text = [labels[i] if labels else f"{counts[i]} calls with usage unknown" for i in marked]
+    # a bar with a value already says what it leaves out in its own label: a second one would overlap it
+    text = [
+        (labels[i] if values is None or values[i] is None else "")
+        if labels
+        else f"{counts[i]} calls with usage unknown"
+        for i in marked
+    ]
     fig.add_trace(
         go.Scatter(
             x=[buckets[i].label for i in marked],
