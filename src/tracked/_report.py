@@ -464,7 +464,8 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
                 # a ring around each frontier point: its own colour (its strategy) stays visible, its name beside it
                 marker={"symbol": "circle-open", "size": 20, "color": "#444", "line": {"width": 1.5}},
                 text=[p.name for p in best],
-                textposition="top left",
+                textposition="top center",
+                cliponaxis=False,
                 customdata=[p.name for p in best],
                 hovertemplate="frontier: %{customdata}<extra></extra>",
             )
@@ -654,8 +655,8 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
         fig.update_yaxes(title_text="share of tasks", tickformat=".0%", row=r, col=1)
     _layout(fig, height=380 * len(figures))
     text = (
-        f"How long each {by}'s top-level calls (one per task) took: the share of calls in each band of a log "
-        f"scale, with the p50 and p95 compare reports marked."
+        f"How long each {by}'s top-level calls (one per task) took: the share of tasks in each band of a log "
+        f"scale (one outlined bar per band), with the p50 and p95 compare reports marked."
     )
     if len(figures) > 1:
         text += (
