@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, TypeGuard
 
-from ._store import StoredExperiment
+from ._store import CALLS, StoredExperiment, read_calls
 from ._totals import metric_value
-from ._values import cost_text, is_number, tokens_text
+from ._values import cost_text, is_number, money, tokens_text
 
 __all__ = ["INSTALL_HINT", "Bucket", "ReportUnavailable", "render", "require_plotly"]
 
@@ -101,11 +101,38 @@ class _Scan:
     curve_cost: list[float] = field(default_factory=list)
     curve_mean: list[float] = field(default_factory=list)
     unpriced_rows: int = 0
+    #: per top-level call id: the calls inside it that failed (an exception the strategy caught)
+    nested_errors: dict[str, int] = field(default_factory=dict)
+
+
+def _nested_errors(exp: StoredExperiment) -> dict[str, int]:
+    """Per top-level call id, how many calls inside it failed, from the call records (`calls.jsonl`);
+    read in full only when a record has an error (most stores have none)."""
+    path = exp.path / CALLS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if '"error":"' not in text:
+        return {}
+    records = read_calls(exp.path, warn=lambda _: None)
+    parents = {r.get("id"): r.get("parent_id") for r in records}
+    out: dict[str, int] = {}
+    for r in records:
+        parent = r.get("parent_id")
+        if not r.get("error") or parent is None:
+            continue
+        root, seen = parent, 0
+        while parents.get(root) is not None and seen < 1000:  # (a loop in torn records ends)
+            root, seen = parents[root], seen + 1
+        out[str(root)] = out.get(str(root), 0) + 1
+    return out
 
 
 def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
     # Written for a million rows: `_num` inlined, one `get` per field.
     out = _Scan()
+    nested = out.nested_errors = _nested_errors(exp)
     unfinished = exp.status in UNFINISHED
     cost = total = 0.0
     count = 0
@@ -141,7 +168,13 @@ def _scan(exp: StoredExperiment, quality: str | None) -> _Scan:
             ttfts.append(float(ttft))
         unpriced = bool(row.get("unpriced_calls")) or (bool(row.get("llm_calls")) and not known)
         out.unpriced_rows += unpriced
-        flagged.append(unpriced or unfinished or bool(row.get("error")) or bool(row.get("usage_unknown_calls")))
+        flagged.append(
+            unpriced
+            or unfinished
+            or bool(row.get("error"))
+            or bool(row.get("usage_unknown_calls"))
+            or (bool(nested) and row.get("call_id") in nested)
+        )
     return out
 
 
@@ -164,11 +197,23 @@ class Chart:
     figure: Any
 
 
-def _palette(labels: Sequence[str]) -> dict[str, str]:
+def _palette(labels: Sequence[str], names: Iterable[str] = ()) -> dict[str, str]:
+    """A colour per strategy (or `--by` value), given in name order over `names` (every value in the
+    store) and `labels`: a strategy keeps its colour whatever `--group`, `--all` or the ranking
+    leave beside it."""
     from plotly.colors import qualitative
 
     colours = [*qualitative.Plotly, *qualitative.D3, *qualitative.Alphabet]
-    return {label: colours[i % len(colours)] for i, label in enumerate(labels)}
+    order = {name: i for i, name in enumerate(sorted({*names, *labels}))}
+    return {label: colours[order[label] % len(colours)] for label in labels}
+
+
+def _model_palette(models: Sequence[str]) -> dict[str, str]:
+    """Colours for the models, from palettes the strategies' do not use (a model is not a strategy)."""
+    from plotly.colors import qualitative
+
+    colours = [*qualitative.Dark2, *qualitative.Set2, *qualitative.Pastel1]
+    return {model: colours[i % len(colours)] for i, model in enumerate(sorted(models))}
 
 
 def _layout(fig: Any, **extra: Any) -> None:
@@ -197,22 +242,43 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
 
     for i, metric in enumerate(metrics):
         means = [_finite(b.row.get(f"{metric}_mean")) for b in buckets]
-        errors = [_finite(b.totals.get(f"{metric}/stderr")) or 0.0 for b in buckets]
-        counts = [b.totals.get(f"{metric}/n", 0) for b in buckets]
+        counts = [int(b.totals.get(f"{metric}/n") or 0) for b in buckets]
+        # no error bar from fewer than two values (a ±0 would claim a precision one value cannot give)
+        errors = [
+            _finite(b.totals.get(f"{metric}/stderr")) if n >= 2 else None for b, n in zip(buckets, counts, strict=True)
+        ]
         fig.add_trace(
             go.Bar(
                 x=labels,
                 y=means,
                 marker_color=[colours[label] for label in labels],
                 name=f"{metric} mean",
-                meta={"metric": metric, "figure": "mean"},
+                meta={"figure": "mean", "metric": metric},
                 error_y={"type": "data", "array": errors, "visible": True},
+                text=["n=1" if n == 1 else "" for n in counts],
+                textposition="outside",
                 customdata=counts,
                 showlegend=False,
-                hovertemplate="%{x}: %{y:.4g} ± %{error_y.array:.2g} (n=%{customdata})<extra></extra>",
+                hovertemplate="%{x}: %{y:.4g} (n=%{customdata})<extra></extra>",
             ),
             **at(i),
         )
+        missing = [label for label, mean in zip(labels, means, strict=True) if mean is None]
+        if missing:
+            fig.add_trace(
+                go.Scatter(
+                    x=missing,
+                    y=[0] * len(missing),
+                    mode="text",
+                    text=["no value"] * len(missing),
+                    textposition="top center",
+                    showlegend=False,
+                    name=f"{metric}: no value",
+                    meta={"figure": "no value", "metric": metric},
+                    hovertemplate=f"%{{x}}: no {html.escape(metric)} logged<extra></extra>",
+                ),
+                **at(i),
+            )
     i = len(metrics)
     costs = [_finite(b.row["cost_usd"]) for b in buckets]
     cost_labels = [cost_text(b.row["cost_usd"], b.row["unpriced_calls"]) for b in buckets]
@@ -233,7 +299,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
     _unknown_marks(fig, buckets, [b.row["unpriced_calls"] for b in buckets], costs, cost_labels, at(i))
     for figure, colour in (("tokens_in", "#72b7b2"), ("tokens_out", "#f58518")):
         values = [b.row[figure] if is_number(b.row[figure]) else None for b in buckets]
-        text = [tokens_text(b.row[figure], b.row["usage_unknown_calls"]) for b in buckets]
+        tokens = [tokens_text(b.row[figure], b.row["usage_unknown_calls"]) for b in buckets]
         fig.add_trace(
             go.Bar(
                 x=labels,
@@ -241,7 +307,7 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
                 name=figure.replace("_", " "),
                 meta={"figure": figure},
                 marker_color=colour,
-                customdata=text,
+                customdata=tokens,
                 hovertemplate=f"%{{x}}: %{{customdata}} {figure.replace('_', ' ')}<extra></extra>",
             ),
             **at(i + 1),
@@ -250,14 +316,18 @@ def _summary_chart(buckets: list[Bucket], metrics: list[str], by: str, colours: 
     _layout(fig, barmode="stack", height=330 * rows, legend={"orientation": "h", "y": -0.08 - 0.02 * rows})
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(tickformat=USD, **at(i))
-    return Chart(
-        "summary",
-        f"Per {by}: metrics, cost and tokens",
-        f"Each custom metric's mean over the tasks, with its standard error (the error bars); the total cost "
+    text = (
+        f"Each custom metric's mean over the tasks, with its standard error (the error bars; none from one value: "
+        f"n=1); \u201cno value\u201d where no task logged it. The total cost "
         f"and tokens of each {by}. A cost or token count that leaves calls out says so on the bar; one known for "
-        f"no call is marked \u201cunknown\u201d, never drawn as 0.",
-        fig,
+        f"no call is marked \u201cunknown\u201d, never drawn as 0."
     )
+    unfinished_buckets = [
+        f"{b.label} ({b.row['status']})" for b in buckets if any(e.status in UNFINISHED for e in b.experiments)
+    ]
+    if unfinished_buckets:
+        text += f" With runs that did not run to their end (--all): {', '.join(unfinished_buckets)}."
+    return Chart("summary", f"Per {by}: metrics, cost and tokens", text, fig)
 
 
 def _unknown_marks(
@@ -274,7 +344,13 @@ def _unknown_marks(
     marked = [i for i, n in enumerate(counts) if n]
     if not marked:
         return
-    text = [labels[i] if labels else f"{counts[i]} calls with usage unknown" for i in marked]
+    # a bar with a value already says what it leaves out in its own label: a second one would overlap it
+    text = [
+        (labels[i] if values is None or values[i] is None else "")
+        if labels
+        else f"{counts[i]} calls with usage unknown"
+        for i in marked
+    ]
     fig.add_trace(
         go.Scatter(
             x=[buckets[i].label for i in marked],
@@ -299,17 +375,25 @@ class _Point:
     cost_per_task: float | None
     unpriced: int
     quality: float | None
+    #: the experiment's status when it did not run to its end ("crashed", ...), else None
+    unfinished: str | None = None
 
 
 def _frontier(points: list[_Point], goal: str) -> list[_Point]:
-    """The points no other beats on both cost (lower) and quality: complete costs only."""
+    """The points no other is at least as cheap and at least as good as, and better on one of the
+    two: of complete costs and finished experiments only."""
     sign = 1.0 if goal == "maximize" else -1.0
-    known = [p for p in points if p.cost_per_task is not None and p.quality is not None and not p.unpriced]
+    known = [
+        p for p in points
+        if p.cost_per_task is not None and p.quality is not None and not p.unpriced and not p.unfinished
+    ]  # fmt: skip
     known.sort(key=lambda p: (p.cost_per_task, -sign * (p.quality or 0.0)))
-    best, out = -math.inf, []
+    best, out = -math.inf, list[_Point]()
     for p in known:
-        if sign * (p.quality or 0.0) > best:
-            best = sign * (p.quality or 0.0)
+        q = sign * (p.quality or 0.0)
+        last = out[-1] if out else None
+        if q > best or (last and q == best and (p.cost_per_task, p.quality) == (last.cost_per_task, last.quality)):
+            best = q
             out.append(p)
     return out
 
@@ -327,6 +411,7 @@ def _points(buckets: list[Bucket], quality: str) -> list[_Point]:
                     cost / calls if is_number(cost) and calls else None,
                     int(totals.get("total/unpriced_calls") or 0),
                     _finite(totals.get(f"{quality}/mean")),
+                    exp.status if exp.status in UNFINISHED else None,
                 )
             )
     return points
@@ -346,14 +431,19 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
             go.Scatter(
                 x=[p.cost_per_task for p in mine],
                 y=[p.quality for p in mine],
-                mode="markers",
+                mode="markers+text",
                 name=b.label,
                 meta={"figure": "experiments"},
-                customdata=[[p.name, cost_text(p.cost_per_task, p.unpriced)] for p in mine],
+                text=[p.unfinished or "" for p in mine],
+                textposition="bottom center",
+                customdata=[
+                    [p.name + (f" ({p.unfinished})" if p.unfinished else ""), cost_text(p.cost_per_task, p.unpriced)]
+                    for p in mine
+                ],
                 marker={
                     "size": 11,
                     "color": colours[b.label],
-                    "symbol": ["circle-open" if p.unpriced else "circle" for p in mine],
+                    "symbol": ["x" if p.unfinished else "circle-open" if p.unpriced else "circle" for p in mine],
                     "line": {"width": 2},
                 },
                 hovertemplate=(
@@ -367,31 +457,44 @@ def _frontier_chart(buckets: list[Bucket], quality: str, goal: str, by: str, col
             go.Scatter(
                 x=[p.cost_per_task for p in best],
                 y=[p.quality for p in best],
-                mode="lines+markers",
+                mode="lines+markers+text",
                 name="cost/quality frontier",
                 meta={"figure": "frontier"},
                 line={"shape": "hv", "dash": "dash", "color": "#444"},
-                marker={"symbol": "star", "size": 15, "color": "#444"},
+                # a ring around each frontier point: its own colour (its strategy) stays visible, its name beside it
+                marker={"symbol": "circle-open", "size": 20, "color": "#444", "line": {"width": 1.5}},
+                text=[p.name for p in best],
+                textposition="top center",
+                cliponaxis=False,
                 customdata=[p.name for p in best],
                 hovertemplate="frontier: %{customdata}<extra></extra>",
             )
         )
     _layout(fig, height=420, xaxis_title="cost per task (USD)", yaxis_title=f"{quality} (mean)", xaxis_tickformat=USD)
     unknown = [p.name for p in points if p.cost_per_task is None]
+    no_metric = [p.name for p in points if p.quality is None]
     partial = [p.name for p in points if p.cost_per_task is not None and p.unpriced]
     better = "higher" if goal == "maximize" else "lower"
     text = (
         f"One point per experiment: its cost per task (total cost / tasks) against its mean {quality}. The dashed "
-        f"line joins the experiments no other beats on both (cheaper and {better})."
+        f"line joins the experiments, ringed and named, that no other is at least as cheap and at least as good "
+        f"as ({better} {quality}) while better on one of the two."
     )
     if partial:
         text += (
-            " Hollow points leave unpriced calls out of their cost (a lower bound) and are not on the frontier: "
-            + ", ".join(partial)
-            + "."
+            " Hollow points leave unpriced calls out of their cost (a lower bound) and are not considered for the "
+            "frontier, even when above it: " + ", ".join(partial) + "."
+        )
+    unfinished = [f"{p.name} ({p.unfinished})" for p in points if p.unfinished and p.cost_per_task is not None]
+    if unfinished:
+        text += (
+            " Crosses are experiments that did not run to their end (--all), labelled with their status and not "
+            "considered for the frontier: " + ", ".join(unfinished) + "."
         )
     if unknown:
         text += f" Not drawn, cost unknown: {', '.join(unknown)}."
+    if no_metric:
+        text += f" Not drawn, no {quality} logged: {', '.join(no_metric)}."
     return Chart("frontier", f"Cost per task against {quality}", text, fig)
 
 
@@ -401,12 +504,18 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
 
     fig = go.Figure()
     sampled = False
-    incomplete = []
+    incomplete: list[str] = []
+    unknown: list[str] = []
+    no_metric: list[str] = []
     for b in buckets:
         for n, exp in enumerate(b.experiments):
             scan = scans[id(exp)]
             xs, ys = scan.curve_cost, scan.curve_mean
             if not xs:
+                no_metric.append(exp.name)
+                continue
+            if not is_number(exp.totals().get("total/cost_usd")):
+                unknown.append(exp.name)  # every call unpriced or of unknown usage: no cost axis to draw it on
                 continue
             keep = _sample(len(xs), MAX_LINE_POINTS)
             sampled = sampled or len(keep) < len(xs)
@@ -417,7 +526,7 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
                     x=[xs[i] for i in keep],
                     y=[ys[i] for i in keep],
                     mode="lines",
-                    name=exp.name,
+                    name=exp.name + (f" ({exp.status})" if exp.status in UNFINISHED else ""),
                     legendgroup=b.label,
                     legendgrouptitle_text=b.label if n == 0 else None,
                     meta={"figure": "running", "bucket": b.label, "tasks": len(xs)},
@@ -445,7 +554,11 @@ def _running_chart(buckets: list[Bucket], scans: dict[int, _Scan], quality: str,
     if sampled:
         text += f" Lines of more than {MAX_LINE_POINTS} tasks are drawn through {MAX_LINE_POINTS} evenly spaced ones."
     if incomplete:
-        text += f" Dotted lines leave unpriced calls out of their cost: {', '.join(incomplete)}."
+        text += f" Dotted lines leave unpriced calls out of their cost (a lower bound): {', '.join(incomplete)}."
+    if unknown:
+        text += f" Not drawn, cost unknown: {', '.join(unknown)}."
+    if no_metric:
+        text += f" Not drawn, no {quality} logged: {', '.join(no_metric)}."
     return Chart("running", f"Running {quality} against running cost", text, fig)
 
 
@@ -466,7 +579,9 @@ def _edges(values: Iterable[float]) -> list[float] | None:
     if hi <= lo * 1.01:
         lo, hi = lo / 1.5, hi * 1.5
     step = (math.log(hi) - math.log(lo)) / HISTOGRAM_BINS
-    return [math.exp(math.log(lo) + i * step) for i in range(HISTOGRAM_BINS + 1)]
+    edges = [math.exp(math.log(lo) + i * step) for i in range(HISTOGRAM_BINS + 1)]
+    edges[0], edges[-1] = lo, hi  # exactly: the fastest and slowest values are inside the outer bins
+    return edges
 
 
 def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colours: dict[str, str]) -> Chart:
@@ -476,7 +591,7 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
 
     figures = [("latency_s", "latency")]
     if any(is_number(b.totals.get("ttft_s/p50")) for b in buckets):
-        figures.append(("ttft_s", "time to first token (TTFT)"))
+        figures.append(("ttft_s", "time to first token (TTFT), one per task"))
     fig = make_subplots(rows=len(figures), cols=1, subplot_titles=[t for _, t in figures], vertical_spacing=0.16)
     for r, (figure, _) in enumerate(figures, 1):
         kind = "latencies" if figure == "latency_s" else "ttfts"
@@ -489,17 +604,26 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
             if not values[b.label]:
                 continue
             shares = _histogram(values[b.label], edges)
+            # Each bin an outlined bar from edge to edge (milliseconds: plotly's SI "2m" would read as
+            # minutes): the slowest value is inside the last bar, and two equal neighbours stay two bars.
+            xs, ys, hover = [], [], []
+            for (lo, hi), share in zip(pairwise(edges), shares, strict=True):
+                if share:
+                    xs += [lo * 1000, lo * 1000, hi * 1000, hi * 1000, None]
+                    ys += [0, share, share, 0, None]
+                    hover += [f"{share:.1%} of tasks in {lo * 1000:.3g}\u2013{hi * 1000:.3g} ms"] * 4 + [""]
             fig.add_trace(
                 go.Scatter(
-                    x=[c * 1000 for c in centres],  # milliseconds: plotly's SI "2m" would read as minutes
-                    y=shares,
+                    x=xs,
+                    y=ys,
                     mode="lines",
-                    line={"shape": "hvh", "color": colours[b.label]},
+                    line={"color": colours[b.label]},
                     name=b.label,
                     legendgroup=b.label,
                     showlegend=r == 1,
-                    meta={"figure": figure, "bucket": b.label},
-                    hovertemplate=f"{html.escape(b.label)}: %{{y:.1%}} of calls near %{{x:.3g}} ms<extra></extra>",
+                    meta={"figure": figure, "bucket": b.label, "n": len(values[b.label])},
+                    customdata=hover,
+                    hovertemplate=f"{html.escape(b.label)}: %{{customdata}}<extra></extra>",
                 ),
                 row=r,
                 col=1,
@@ -528,14 +652,18 @@ def _latency_chart(buckets: list[Bucket], scans: dict[int, _Scan], by: str, colo
                 col=1,
             )
         fig.update_xaxes(type="log", title_text="milliseconds (log scale)", tickformat="~g", row=r, col=1)
-        fig.update_yaxes(title_text="share of calls", tickformat=".0%", row=r, col=1)
+        fig.update_yaxes(title_text="share of tasks", tickformat=".0%", row=r, col=1)
     _layout(fig, height=380 * len(figures))
     text = (
-        f"How long each {by}'s top-level calls (one per task) took: the share of calls in each band of a log "
-        f"scale, with the p50 and p95 compare reports marked."
+        f"How long each {by}'s top-level calls (one per task) took: the share of tasks in each band of a log "
+        f"scale (one outlined bar per band), with the p50 and p95 compare reports marked."
     )
     if len(figures) > 1:
-        text += " Below, the time to the first streamed token, for the calls that read a stream."
+        text += (
+            " Below, the time to the first token, one per task as compare's TTFT p50 is: the top-level call's own "
+            "(a generator's first item), else that of the first streamed LLM call inside it; tasks without a stream "
+            "are not counted."
+        )
     return Chart("latency", "Latency" + (" and TTFT" if len(figures) > 1 else ""), text, fig)
 
 
@@ -548,6 +676,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
         return None
     fig = go.Figure()
     labels = [b.label for b in buckets]
+    model_colours = _model_palette(models)
     for model in models:
         rows = [next((m for m in b.models if m["model"] == model), None) for b in buckets]
         fig.add_trace(
@@ -555,12 +684,10 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 x=labels,
                 y=[_finite(m["cost_usd"]) if m else None for m in rows],
                 name=model,
+                marker_color=model_colours[model],
                 meta={"figure": "model_cost", "model": model},
                 customdata=[
-                    cost_text(m["cost_usd"], m["unpriced_calls"]) + f" over {m['llm_calls']:,} LLM calls"
-                    if m
-                    else "not used"
-                    for m in rows
+                    _model_cost_text(m) + f" over {m['llm_calls']:,} LLM calls" if m else "not used" for m in rows
                 ],
                 hovertemplate=f"%{{x}}, {html.escape(model)}: %{{customdata}}<extra></extra>",
             )
@@ -572,7 +699,7 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
                 x=[label for label, _ in marks],
                 y=[0 for _ in marks],
                 mode="markers+text",
-                text=[f"{m['model']}: {cost_text(m['cost_usd'], m['unpriced_calls'])}" for _, m in marks],
+                text=[f"{m['model']}: {_model_cost_text(m)}" for _, m in marks],
                 textposition="top center",
                 marker={"symbol": "x", "color": "#d62728"},
                 showlegend=False,
@@ -586,9 +713,23 @@ def _models_chart(buckets: list[Bucket], by: str) -> Chart | None:
         "models",
         f"Cost by model, per {by}",
         "What each model cost, stacked per bar (every LLM call, nested ones included, from the experiments' "
-        "per-model totals). A model without a price is marked with its unpriced calls, never drawn as $0.",
+        "per-model totals). A model without a price is marked with its unpriced calls, and calls whose usage could "
+        "not be read as \u201cusage unknown\u201d, never drawn as $0.",
         fig,
     )
+
+
+def _model_cost_text(m: dict[str, Any]) -> str:
+    """A model's cost saying why calls are left out: unpriced (no price for the model) or usage
+    unknown (a priced model whose tokens could not be read; compare counts those as unpriced too)."""
+    unpriced, unknown = int(m.get("unpriced_calls") or 0), int(m.get("usage_unknown_calls") or 0)
+    if not unknown:
+        return cost_text(m["cost_usd"], unpriced)
+    reasons = f"{unknown:,} usage unknown"
+    if unpriced > unknown:
+        reasons = f"{unpriced - unknown:,} unpriced, {reasons}"
+    cost = m["cost_usd"]
+    return f"{money(cost)} + {reasons}" if is_number(cost) and cost > 0 else f"unknown ({reasons})"
 
 
 # --- the per-task table ------------------------------------------------------------------------
@@ -603,6 +744,8 @@ class _Cell:
     errors: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
     unpriced: int = 0
+    #: unpriced calls in the rows whose cost is known (a lower bound)
+    unpriced_in_known: int = 0
 
 
 def _choose_tasks(buckets: list[Bucket], scans: dict[int, _Scan]) -> tuple[list[str], set[str], str]:
@@ -659,10 +802,15 @@ def _cells(
                 if is_number(cost):
                     cell.cost += cost
                     cell.cost_rows += 1
+                    cell.unpriced_in_known += int(row.get("unpriced_calls") or 0)
                 cell.latency.append(float(row["latency_s"]))
                 if row.get("error"):
                     cell.errors.append(str(row.get("error_type") or "error"))
                     cell.flags.add("error")
+                inside = scan.nested_errors.get(str(row.get("call_id")), 0)
+                if inside:
+                    cell.errors.append(f"{inside} failed call{'s' if inside > 1 else ''} inside")
+                    cell.flags.add("failed call inside")
                 if row.get("usage_unknown_calls"):
                     cell.flags.add("usage unknown")
                 if unfinished:
@@ -703,14 +851,10 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
                 mean = sum(c.metric) / len(c.metric) if c.metric else None
                 cells.append(_td(f"{mean:.4g}" if mean is not None else "-", mean))
             runs = len(c.latency)
-            if c.unpriced:
-                cost = c.cost / runs if c.cost_rows else None
-                cells.append(_td(cost_text(cost, c.unpriced), cost, flag=True))
-            else:
-                cost = c.cost / runs
-                cells.append(_td(f"${cost:.6g}", cost))
+            cells.append(_cost_td(c, runs))
             latency = sum(c.latency) / runs
-            cells.append(_td(f"{latency * 1000:.1f} ms" if latency < 1 else f"{latency:.2f} s", latency))
+            # three significant digits: a call that failed at once took microseconds, not "0.0 ms"
+            cells.append(_td(f"{latency * 1000:.3g} ms" if latency < 1 else f"{latency:.3g} s", latency))
             error = ", ".join(sorted(set(c.errors)))
             cells.append(f'<td class="{"flag" if error else ""}">{html.escape(error)}</td>')
         cells.append(f'<td class="{"flag" if flags else ""}">{html.escape(", ".join(sorted(flags)))}</td>')
@@ -723,6 +867,19 @@ def _table(buckets: list[Bucket], scans: dict[int, _Scan], quality: str | None) 
         + "</tbody></table></div>"
     )
     return html_table, note, flagged
+
+
+def _cost_td(c: _Cell, runs: int) -> str:
+    """A task's cost: the mean over the runs whose cost for it is known (a run of unknown cost is
+    not a $0 one), saying what it leaves out; unknown, and sorted last, when no run's is known."""
+    if not c.cost_rows:
+        return _td(cost_text(None, c.unpriced or runs), None, flag=True)
+    mean = c.cost / c.cost_rows
+    unknown_runs = runs - c.cost_rows
+    text = cost_text(mean, c.unpriced_in_known)
+    if unknown_runs:
+        text += f" (mean of {c.cost_rows}; {unknown_runs} run{'s' if unknown_runs > 1 else ''} unknown)"
+    return _td(text, mean, flag=bool(c.unpriced))
 
 
 def _task_sort_key(task: str) -> str:
@@ -796,11 +953,13 @@ def render(
     title: str,
     source: str,
     notes: Sequence[str] = (),
+    names: Iterable[str] = (),
 ) -> str:
-    """The report's HTML: every chart of the comparison, the per-task table, plotly.js embedded."""
+    """The report's HTML: every chart of the comparison, the per-task table, plotly.js embedded;
+    `names`: every value of `by` in the store, for colours that do not change with what is left out."""
     from plotly.offline import get_plotlyjs
 
-    colours = _palette([b.label for b in buckets])
+    colours = _palette([b.label for b in buckets], names)
     scans = {id(e): _scan(e, quality) for b in buckets for e in b.experiments}
     charts = [_summary_chart(buckets, metrics, by, colours)]
     page_notes = list(notes)
@@ -816,6 +975,7 @@ def render(
     table, table_note, flagged = _table(buckets, scans, quality)
     n_exps = sum(len(b.experiments) for b in buckets)
     errors = sum(b.row["errors"] or 0 for b in buckets)
+    inside = sum(sum(scans[id(e)].nested_errors.values()) for b in buckets for e in b.experiments)
     unpriced = sum(b.row["unpriced_calls"] or 0 for b in buckets)
     unknown = sum(b.row["usage_unknown_calls"] or 0 for b in buckets)
 
@@ -828,7 +988,8 @@ def render(
         f"<script>{get_plotlyjs()}</script>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{n_exps} experiments from {html.escape(source)}, by {html.escape(by)}; '
+        f'<p class="meta">{n_exps} experiment{"" if n_exps == 1 else "s"} from {html.escape(source)}, '
+        f"by {html.escape(by)}; "
         f"written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))} by tracked report.</p>",
     ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in page_notes]
@@ -846,7 +1007,8 @@ def render(
         '<section id="section-tasks"><h2>Per task</h2>',
         f"<p>One row per task (its <code>task_id</code>, <code>task</code> or <code>id</code> when logged, else its "
         f"position in the run), one group of columns per {html.escape(by)}; click a heading to sort. Flagged calls "
-        f"are in red: {errors:,} failed, {unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
+        f"are in red: {errors:,} failed, {inside:,} failed inside a task (an exception it caught), "
+        f"{unpriced:,} unpriced, {unknown:,} with usage unknown (a cost that leaves "
         f"calls out says so, never $0); {flagged:,} tasks have one.</p>",
     ]
     if table_note:

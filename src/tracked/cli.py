@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -368,19 +369,18 @@ def write_report(
     include_all: bool,
     source: str,
     notes: Sequence[str] = (),
+    metric_given: bool = False,
 ) -> Path:
     """Write the report of what `compare` would show for these arguments to `out`; return its path.
 
     The buckets, rows and totals are compare's (`compare_buckets`, `totals_of`, `compare_row`), in
     compare's order (`_sort_rows`); raises `ReportUnavailable` without plotly, `UsageError` when
-    there is nothing to compare or `out` cannot be written."""
+    there is nothing to compare, `out` cannot be written, or `metric_given` and `metric` is none of
+    the experiments' metrics."""
     from ._report import Bucket, render, require_plotly
 
     require_plotly()
-    if out.is_dir():
-        raise UsageError(f"cannot write the report to {out}: it is a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write the report to {out}: no directory {out.parent}")
+    target = _report_target(out)
     buckets = compare_buckets(experiments, by, group, include_all=include_all)
     if not buckets:
         raise _nothing_to_compare(experiments, by, "" if include_all else _left_out(experiments, by, group))
@@ -390,21 +390,59 @@ def write_report(
         totals = totals_of(exps)
         row = compare_row(by, value, exps, totals, metrics)
         made.append(Bucket(value, exps, row, totals, model_rows(exps, None, include_all=True)))
-    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], metric, goal))}
-    made.sort(key=lambda b: order[id(b.row)])
     quality = metric.removesuffix("/mean") if metric else None
     if quality not in metrics:
+        if metric_given:
+            raise UsageError(
+                f"no metric {metric!r} in the experiments compared (metrics: {', '.join(metrics) or 'none'})"
+            )
         quality = "accuracy" if "accuracy" in metrics else (metrics[0] if metrics else None)
+    # ranked by the metric the charts draw (--metric, else accuracy, else the first), as `--help` says
+    order = {id(row): i for i, row in enumerate(_sort_rows([b.row for b in made], quality, goal))}
+    made.sort(key=lambda b: order[id(b.row)])
     title = f"tracked report: by {by}" + (f" in group {group}" if group else "")
-    text = render(made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes)
-    tmp = out.with_name(f".{out.name}.tmp")
+    names = {_label(e, by) for e in experiments if by == TRIAL or by in e.config}  # colours kept across --group/--all
+    text = render(
+        made, by=by, metrics=metrics, quality=quality, goal=goal, title=title, source=source, notes=notes, names=names
+    )
+    _write_file(target, text, out)
+    return out
+
+
+def _report_target(out: Path) -> Path:
+    """The regular file the report replaces: `out`, or the file a symlink names; a `UsageError`
+    for anything else (a directory, a device such as /dev/full, a FIFO), which a temporary file
+    renamed over it would replace."""
+    if out.is_dir():  # (through links)
+        raise UsageError(f"cannot write the report to {out}: it is a directory")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"cannot write the report to {out}: it is not a regular file (a device, FIFO or socket)")
+    target = out.resolve() if out.is_symlink() else out
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write the report to {out}: no directory {target.parent}")
+    return target
+
+
+def _write_file(target: Path, text: str, out: Path) -> None:
+    """Write `text` to a new file next to `target`, then rename it over `target` (a reader never
+    sees half a report); any error (a full disk, a directory that takes no new files) is a
+    `UsageError` naming what failed, and leaves `target` as it was."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the report to {out}: cannot create a file in {target.parent} ({exc.strerror or exc})"
+        ) from None
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if target.is_file():
+            shutil.copymode(target, tmp)  # an existing report keeps its permissions
+        os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -422,11 +460,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         left_out = _left_out(experiments, by, args.group) if not args.all else ""
         notes = [f"Left out: {left_out} (--all includes them)."] if left_out else []
-        out = Path(args.output) if args.output else root / REPORT
+        keyless = _without_key(experiments, by, args.group)
+        if keyless:
+            keyless_note = f"{keyless} experiment{'s' if keyless > 1 else ''} without config key {by!r}"
+            notes.append(f"Left out: {keyless_note}.")
+        if args.output is not None and not args.output.strip():
+            raise UsageError("cannot write the report: -o names no file (it is empty)")
+        out = Path(args.output) if args.output is not None else root / REPORT
         start = time.perf_counter()
         path = write_report(
             experiments, out, by=by, group=args.group, metric=metric, goal=goal, include_all=args.all,
-            source=str(root.resolve()), notes=notes,
+            source=str(root.resolve()), notes=notes, metric_given=args.metric is not None,
         )  # fmt: skip
     except ReportUnavailable as exc:
         raise UsageError(str(exc)) from None
@@ -435,7 +479,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {path.resolve()} ({size:.1f} MB, {elapsed:.1f} s)")
     if left_out:
         print(f"left out: {left_out} (--all includes them)", file=sys.stderr)
+    if keyless:
+        print(f"left out: {keyless_note}", file=sys.stderr)
     return 0
+
+
+def _without_key(experiments: list[StoredExperiment], by: str, group: str | None) -> int:
+    """How many experiments of the group the comparison leaves out for not having config key `by`
+    (parents whose rows are their children's are not counted: they are never compared)."""
+    if by == TRIAL:
+        return 0
+    return sum(
+        1 for e in experiments
+        if by not in e.config and (group is None or e.group == group) and (e.rows or not e.summary.get("children"))
+    )  # fmt: skip
 
 
 # --- ls ---------------------------------------------------------------------------------------
@@ -673,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", help="config key to compare by (default: strategy; for a sweep's group, one per trial)")
     report.add_argument("--group", help="only experiments of this group")
     report.add_argument(
-        "--metric", help="the metric of the cost/quality charts, and the order (default: accuracy, else the first)"
+        "--metric",
+        help="the metric of the cost/quality charts, and the order (default: accuracy, else the first in name order)",
     )
     report.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="the metric's direction")
     report.add_argument(
