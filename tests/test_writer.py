@@ -334,3 +334,208 @@ def test_wandb_objects_in_a_row_reach_the_run_and_an_unpicklable_value_its_repr(
         here.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8)), "n": 1})
     (same,) = read_wandb_run(here.final_summary["wandb"]["dir"]).table("tasks")
     assert row["img"] == same["img"]
+
+
+MAIN_CLASS_CHILD = textwrap.dedent(
+    """
+    import json, threading, warnings
+    import wandb
+    import tracked
+
+    class Point:  # defined in __main__: the writer process cannot import it
+        def __init__(self, x):
+            self.x = x
+
+    @tracked.tracked
+    def work(i):
+        tracked.current_call().log({"idx": i})
+        return i
+
+    def bystander():
+        with tracked.experiment("bystander") as exp:
+            for i in range(300):
+                work(i)
+        out["bystander"] = exp.final_summary["wandb"]
+
+    out = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        side = threading.Thread(target=bystander)
+        side.start()
+        with tracked.experiment("odd") as exp:
+            for i in range(20):
+                work(i)
+            exp.log({"points": wandb.Table(columns=["p"], data=[[Point(1)]], allow_mixed_types=True)})
+        side.join()
+    out["odd"] = exp.final_summary["wandb"]
+    out["sinks"] = exp.final_summary["sinks"]
+    out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, tracked.TrackedWarning)]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_a_class_the_writer_cannot_import_fails_nothing(tmp_path):
+    """A row holding an instance of a class of the user's `__main__` (which the writer cannot
+    import) reaches W&B as a stand-in with one warning; neither its run nor another experiment's
+    running beside it is lost."""
+    done = run_python(MAIN_CLASS_CHILD, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["sinks"] == {"local": "ok", "wandb": "ok"}
+    assert any("cannot import __main__.Point" in w for w in out["warnings"]), out["warnings"]
+    assert [h["idx"] for h in read_wandb_run(out["odd"]["dir"]).history] == list(range(20))
+    assert [h["idx"] for h in read_wandb_run(out["bystander"]["dir"]).history] == list(range(300))
+
+
+def test_a_call_metric_that_cannot_be_pickled_reaches_w_and_b_as_its_repr(tmp_path):
+    """`current_call().log()` with a wandb object that cannot be pickled: one warning, the run whole,
+    the calls table has the value's repr."""
+    import wandb
+
+    class Locked(wandb.Histogram):
+        __module__ = "wandb.custom"
+
+        def __init__(self) -> None:
+            super().__init__([1, 2, 3])
+            self.lock = threading.Lock()
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        tracked.current_call().log({"idx": i, "bad": Locked()})
+        return i
+
+    with pytest.warns(tracked.TrackedWarning, match="'bad' cannot be sent to W&B's writer process"):
+        with tracked.experiment("call_metric", dir=tmp_path) as exp:
+            for i in range(5):
+                work(i)
+    assert exp.final_summary["sinks"] == {"local": "ok", "wandb": "ok"}
+    run = read_wandb_run(exp.final_summary["wandb"]["dir"])
+    assert [h["idx"] for h in run.history] == list(range(5))
+    calls = run.table("calls")
+    assert len(calls) == 5 and all("Locked object at" in str(c["metrics/bad"]) for c in calls)
+
+
+def test_a_stuck_writer_is_ended_and_the_next_experiment_gets_a_new_one(tmp_path, monkeypatch):
+    """A writer that takes nothing more (stopped) while rows flow: the experiment finishes after
+    the finish timeout with one warning, the writer is ended, and the next experiment opens at once
+    with a new writer and a complete run."""
+    from tracked import _dispatch
+    from tracked.sinks import _writer
+
+    monkeypatch.setattr(_dispatch, "FINISH_TIMEOUT_S", 3.0)
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        return i
+
+    with pytest.warns(tracked.TrackedWarning, match="wandb sink"):
+        with tracked.experiment("stuck", dir=tmp_path) as exp:
+            stuck = _writer.writer().process
+            work(0)
+            deadline = time.monotonic() + 60
+            while not exp._sinks.background["wandb"].started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(stuck.pid, signal.SIGSTOP)
+            for i in range(1, 30_000):  # more than the socket holds
+                work(i)
+    assert exp.final_summary["sinks"]["wandb"] != "ok"
+    assert returned_rows_count(exp.path) == 30_000
+    assert stuck.wait(10) == -signal.SIGKILL  # ended, not left stopped
+    started = time.monotonic()
+    with tracked.experiment("next", dir=tmp_path) as after:
+        work(0)
+    assert time.monotonic() - started < 30
+    assert _writer.writer().process.pid != stuck.pid
+    assert after.final_summary["sinks"] == {"local": "ok", "wandb": "ok"}
+    assert len(read_wandb_run(after.final_summary["wandb"]["dir"]).history) == 1
+
+
+def returned_rows_count(path: Path) -> int:
+    return len(read_experiment(path).rows)
+
+
+EARLY_SIGNAL_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    import tracked
+
+    @tracked.tracked
+    def work(i):
+        tracked.current_call().log({"idx": i})
+        return i
+
+    try:
+        with tracked.experiment("early") as exp:
+            work(0)
+            os.killpg(os.getpgrp(), getattr(signal, sys.argv[1]))  # the writer is still starting
+            time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    print(json.dumps({"wandb": exp.final_summary.get("wandb"), "sinks": exp.final_summary["sinks"],
+                      "status": exp.final_summary["status"]}))
+    """
+)
+
+
+def test_ctrl_c_while_the_writer_starts_does_not_stop_it(tmp_path):
+    """Ctrl-C to the process group as the first experiment opens (the writer still starting): the
+    experiment ends "interrupted" with its W&B run complete."""
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGNAL_CHILD, "SIGINT"], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        capture_output=True, timeout=180, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["status"] == "interrupted" and out["sinks"] == {"local": "ok", "wandb": "ok"}
+    assert [h["idx"] for h in read_wandb_run(out["wandb"]["dir"]).history] == [0]
+
+
+IMAGE_AT_EXIT_CHILD = textwrap.dedent(
+    """
+    import numpy as np
+    import tracked
+
+    @tracked.tracked
+    def work(i):
+        return i
+
+    exp = tracked.experiment("at_exit").start()  # finished by the exit hook
+    work(0)
+    import wandb
+    exp.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8))})
+    """
+)
+
+
+def test_an_image_of_an_experiment_finished_at_exit_reaches_the_run(tmp_path):
+    """An experiment left open at exit with a `wandb.Image` in a row: it is finished before wandb's
+    exit hooks remove the image's file, so its tasks table has the image (no warning)."""
+    done = run_python(IMAGE_AT_EXIT_CHILD, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "could not be written" not in done.stderr, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    (row,) = read_wandb_run(run_dir).table("tasks")
+    assert row["img"] == "Image"
+
+
+def test_an_experiment_opened_just_after_the_writer_died_gets_a_new_one(tmp_path):
+    """The writer killed between two experiments, the next opened at once: it starts a new writer
+    and its run is complete."""
+    from tracked.sinks import _writer
+
+    @tracked.tracked
+    def work(i: int) -> int:
+        tracked.current_call().log({"idx": i})
+        return i
+
+    with tracked.experiment("before", dir=tmp_path):
+        work(0)
+    dead = _writer.writer().process
+    dead.kill()
+    dead.wait()
+    with tracked.experiment("after", dir=tmp_path) as exp:
+        for i in range(3):
+            work(i)
+    assert exp.final_summary["sinks"] == {"local": "ok", "wandb": "ok"}
+    assert [h["idx"] for h in read_wandb_run(exp.final_summary["wandb"]["dir"]).history] == [0, 1, 2]

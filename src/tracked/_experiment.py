@@ -596,7 +596,11 @@ class Experiment:
             parts.append(f"W&B {runs[0]['url']}")
         elif runs:
             parts.append(f"W&B {len(runs)} run{'s' if len(runs) > 1 else ''}" + (", offline" if offline else ""))
-        if offline:
+        failed = (s.get("sinks") or {}).get("wandb", "ok")
+        if failed not in ("ok", "off") and self.path is not None:
+            # Its W&B run is cut short (or missing): the local store has every row.
+            parts.append(f"W&B failed ({failed}): write its run with `tracked sync {self.path.parent}`")
+        elif offline:
             where = self.path.parent if self.path is not None else None
             wandb_dir = next((Path(r["dir"]).parent for r in runs if r.get("dir")), None)  # `wandb sync` reads it whole
             parts.append(

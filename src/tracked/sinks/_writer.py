@@ -31,6 +31,7 @@ with one warning.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
@@ -57,6 +58,7 @@ _SETTINGS = ("table_max_rows", "table_flush_s", "wandb_init_timeout_s")
 
 #: The writer's entry point (`python -P -c _BOOT <socket fd> <directory of tracked>`).
 _BOOT = (
+    "import signal; [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]; "
     "import sys; here = sys.argv.pop(); here in sys.path or sys.path.insert(0, here); "
     "from tracked.sinks._writer import main; main(sys.argv[1:])"
 )
@@ -73,30 +75,79 @@ def _remote_error(name: str, message: str) -> Exception:
     return cls(message)
 
 
-def _picklable(item: tuple[int, str, Any]) -> tuple[int, str, Any]:
-    """`item` with each row value that cannot be sent to the writer as its `repr` (one warning), as
+def _encoded(item: tuple[int, str, Any]) -> tuple[int, str, bytes]:
+    """`item` with its payload pickled on its own, so that one the writer cannot read fails alone.
+    A row's or call record's value that cannot be pickled is sent as its `repr` (one warning), as
     the local store keeps it."""
     sid, kind, payload = item
     try:
-        pickle.dumps(payload)
-        return item
+        return sid, kind, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
-        if kind != "row":
-            raise  # (the sink fails, with one warning: only rows carry the user's objects)
-    step, row = payload
-    out = {}
-    for key, value in row.items():
+        if kind == "row":
+            step, row = payload
+            payload = (step, _clean(row))
+        elif kind == "calls":
+            payload = [_clean(record) for record in payload]
+        else:
+            raise
+    return sid, kind, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
         try:
             pickle.dumps(value)
             out[key] = value
         except Exception as exc:
+            if isinstance(value, Mapping):
+                out[key] = _clean(value)
+                continue
             warn_once(
                 ("writer-pickle", key),
                 f"tracked: {key!r} cannot be sent to W&B's writer process ({type(exc).__name__}: {exc}); "
                 "W&B gets its repr, as the local store does",
             )
             out[key] = repr(value)
-    return sid, kind, (step, out)
+    return out
+
+
+class _Reader(pickle.Unpickler):
+    """Reads what the user's process sent; a class the writer cannot import (one defined in the
+    user's `__main__`, a notebook's) is read as a stand-in showing its name, with one warning."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return _stand_in(module, name)
+
+
+_stand_ins: dict[tuple[str, str], type] = {}
+
+
+def _stand_in(module: str, name: str) -> type:
+    cls = _stand_ins.get((module, name))
+    if cls is None:
+        warn_once(
+            ("writer-class", module, name),
+            f"tracked: W&B's writer process cannot import {module}.{name} (defined where only your program "
+            "sees it); W&B gets a stand-in naming it, the local store has its repr",
+        )
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def setstate(self: Any, state: Any) -> None:
+            pass
+
+        def show(self: Any) -> str:
+            return f"<{module}.{name}>"
+
+        cls = type(name, (), {"__init__": init, "__setstate__": setstate, "__repr__": show, "__str__": show})
+        cls.__module__ = module
+        _stand_ins[(module, name)] = cls
+    return cls
 
 
 def _wandb_environment() -> dict[str, str]:
@@ -122,12 +173,14 @@ class _Writer:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
+                start_new_session=True,  # a terminal's Ctrl-C and SIGHUP are not for it (see `main`)
             )
         finally:
             theirs.close()
         self.pid = os.getpid()  # the process it serves (a forked child starts its own)
         self._conn = Connection(ours.detach())
         self._send_lock = threading.Lock()
+        self._register_lock = threading.Lock()
         self._sinks: dict[int, RemoteWandbSink] = {}
         self._next = 0
         self.gone: str | None = None  # why the writer is gone, once it is
@@ -137,7 +190,7 @@ class _Writer:
         start_without_signals(self._reader)
 
     def register(self, sink: RemoteWandbSink) -> int:
-        with self._send_lock:
+        with self._register_lock:  # (not the send lock: a send may wait for a writer that is stuck)
             self._next += 1
             self._sinks[self._next] = sink
             return self._next
@@ -147,10 +200,7 @@ class _Writer:
         if self.gone is not None:
             raise WriterGone(self.gone)
         settings = tuple(getattr(config, k) for k in _SETTINGS)
-        try:
-            data = pickle.dumps((settings, items), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # a value wandb takes that cannot be pickled (a user's wandb object)
-            data = pickle.dumps((settings, [_picklable(item) for item in items]), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((settings, [_encoded(item) for item in items]), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             with self._send_lock:
                 self._conn.send_bytes(data)
@@ -213,9 +263,10 @@ def writer() -> _Writer:
     """This process's writer, started now if it was not (or if the one it had is gone)."""
     global _writer
     with _writer_lock:
-        if _writer is None or _writer.gone is not None or _writer.pid != os.getpid():
-            _writer = _Writer()
-        return _writer
+        current = _writer
+        if current is None or current.pid != os.getpid() or current.gone or current.process.poll() is not None:
+            current = _writer = _Writer()
+        return current
 
 
 def _after_fork_in_child() -> None:
@@ -227,6 +278,22 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_after_wandb = [False]
+
+
+def _finish_before_wandb_exits() -> None:
+    """The user's code imported wandb (a `wandb.Image` in a row, say): experiments left open are
+    finished at exit before wandb's own exit hooks remove the media files the writer still reads
+    (exit hooks run last registered first)."""
+    import atexit
+
+    from .. import _lifecycle
+
+    _after_wandb[0] = True
+    atexit.unregister(_lifecycle.finish_open_experiments)
+    atexit.register(_lifecycle.finish_open_experiments)
 
 
 class RemoteWandbSink:
@@ -254,6 +321,7 @@ class RemoteWandbSink:
         self._eager = False
         self._start_sent = False
         self._finishing = False
+        self._sending = False  # blocked in a send while the writer takes no more
         self._done = threading.Event()
         self._result: tuple[str, Any] | None = None
         self._error: Exception | None = None
@@ -306,7 +374,13 @@ class RemoteWandbSink:
         """Send the batch (the sink's queue is empty, or the batch is full)."""
         if self._batch and self._writer is not None:
             batch, self._batch = self._batch, []
-            self._writer.send(batch)
+            if not _after_wandb[0] and "wandb" in sys.modules:
+                _finish_before_wandb_exits()
+            self._sending = True
+            try:
+                self._writer.send(batch)
+            finally:
+                self._sending = False
 
     def start_soon(self) -> None:
         """As `WandbSink.start_soon`: the run starts as the experiment does, unless a child
@@ -363,7 +437,10 @@ class RemoteWandbSink:
 
     def finish(self, end: RunEnd) -> Mapping[str, Any]:
         """Send the end and wait for the writer to finish the run (its tables, its summary), as
-        long as the writer lives. Returns what `WandbSink.finish` returned there."""
+        long as the writer lives. Returns what `WandbSink.finish` returned there. A parent that
+        only opened children and never started a run has nothing to ask it (it may be gone)."""
+        if end.only_children and not self._start_sent:
+            return {"wandb": {"mode": self.mode}}
         self._add("finish", end)
         self._finishing = True
         self.idle()
@@ -376,11 +453,11 @@ class RemoteWandbSink:
         return dict(self._result[1])
 
     def close(self) -> None:
-        """After the end. A finish still unanswered means the writer made no progress for
-        `FINISH_TIMEOUT_S` (a hung `wandb.init`): it is ended, and the next experiment starts
-        another (those it was serving are told, and keep their local stores)."""
+        """After the end. A finish still unanswered, or a send still waiting, means the writer made
+        no progress for `FINISH_TIMEOUT_S` (a hung `wandb.init`): it is ended, and the next
+        experiment starts another (those it was serving are told, and keep their local stores)."""
         self._batch = []
-        if self._finishing and not self._done.is_set() and self._writer is not None:
+        if (self._finishing or self._sending) and not self._done.is_set() and self._writer is not None:
             self._writer.kill()
 
     def references(self) -> Mapping[str, Any]:
@@ -470,17 +547,17 @@ def serve(conn: Connection, broken: BaseException | None = None) -> None:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             break
-        settings, items = pickle.loads(data)
+        settings, items = pickle.loads(data)  # (tuples, numbers and bytes: always readable)
         for key, value in zip(_SETTINGS, settings, strict=True):
             setattr(_config.config, key, value)
-        for sid, kind, payload in items:
+        for sid, kind, blob in items:
             if sid in failed:
                 if kind == "finish":
                     reply(sid, "failed", ("RuntimeError", "the W&B sink failed earlier"))
                 continue
             current[0] = sid
             try:
-                handle(sid, kind, payload)
+                handle(sid, kind, _Reader(io.BytesIO(blob)).load())
             except Exception as exc:
                 failed.add(sid)
                 sink = sinks.pop(sid, None)

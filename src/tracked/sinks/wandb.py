@@ -217,10 +217,14 @@ class WandbSink:
         }
         # W&B's directory: WANDB_DIR when set (W&B's own setting), else the experiment's `dir=`,
         # else wandb's default (the working directory).
+        # Absolute, as the working directory is now: wandb keeps the one it read first, and a run
+        # written by another process (W&B's writer) or later must land where this one would.
         if os.environ.get("WANDB_DIR"):
-            kwargs["dir"] = os.environ["WANDB_DIR"]
+            kwargs["dir"] = os.path.abspath(os.environ["WANDB_DIR"])
         elif run.dir is not None:
-            kwargs["dir"] = str(run.dir)
+            kwargs["dir"] = os.path.abspath(run.dir)
+        else:
+            kwargs["dir"] = os.getcwd()
         self._init_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if not self.adopted and not os.environ.get("WANDB_SWEEP_ID"):
             # The run's id is chosen now and kept in the local store's config.json, so that
