@@ -86,6 +86,19 @@ def finish_open_experiments() -> None:
     finish_all("finished" if last is None else "interrupted" if isinstance(last, KeyboardInterrupt) else "failed")
 
 
+_after_wandb = [False]
+
+
+def finish_before_wandb_exits() -> None:
+    """The user's code imported wandb (a `wandb.Image` in a row): experiments left open are finished
+    at exit before wandb's own exit hooks (registered as it was imported) remove the media files a
+    run still needs; exit hooks run last registered first. Once per process."""
+    if not _after_wandb[0]:
+        _after_wandb[0] = True
+        atexit.unregister(finish_open_experiments)
+        atexit.register(finish_open_experiments)
+
+
 def _install_sigterm() -> None:
     """Install the SIGTERM handler once, from the main thread, if SIGTERM has its default action."""
     global _sigterm_installed

@@ -84,6 +84,9 @@ def clean(value: Any, where: str, depth: int = 0) -> Any:
         if isinstance(value, (list, tuple)):
             return [clean(v, where, depth + 1) for v in value]
     if _is_wandb_object(value):
+        from . import _lifecycle
+
+        _lifecycle.finish_before_wandb_exits()  # (its media files must outlive an experiment left open)
         return value  # a wandb.Table, Image, ...: W&B takes it, the local store keeps its repr
     if type(value).__module__ == "numpy":
         # Real numpy scalars are numbers; arrays are lists; anything else (complex) is a repr.

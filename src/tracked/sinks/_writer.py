@@ -280,22 +280,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_after_wandb = [False]
-
-
-def _finish_before_wandb_exits() -> None:
-    """The user's code imported wandb (a `wandb.Image` in a row, say): experiments left open are
-    finished at exit before wandb's own exit hooks remove the media files the writer still reads
-    (exit hooks run last registered first)."""
-    import atexit
-
-    from .. import _lifecycle
-
-    _after_wandb[0] = True
-    atexit.unregister(_lifecycle.finish_open_experiments)
-    atexit.register(_lifecycle.finish_open_experiments)
-
-
 class RemoteWandbSink:
     """A W&B run written by the writer process. On the user's side it only batches items.
 
@@ -374,8 +358,6 @@ class RemoteWandbSink:
         """Send the batch (the sink's queue is empty, or the batch is full)."""
         if self._batch and self._writer is not None:
             batch, self._batch = self._batch, []
-            if not _after_wandb[0] and "wandb" in sys.modules:
-                _finish_before_wandb_exits()
             self._sending = True
             try:
                 self._writer.send(batch)
