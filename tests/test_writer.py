@@ -134,6 +134,8 @@ def test_a_killed_writer_is_noticed_and_sync_sends_the_rest(tmp_path, capsys):
     assert gone in message and "the local store keeps everything" in message, message
     assert out["sinks"] == {"local": "ok", "wandb": f"WriterGone: {gone}"}
     path = Path(out["path"])
+    # The end line says how to write the run again.
+    assert f"W&B failed (WriterGone: {gone}): write its run with `tracked sync {path.parent}`" in done.stderr
     assert returned_rows(path) == list(range(400))
     code = cli.main(["sync", "--offline", str(path)])
     said = " ".join(capsys.readouterr().out.split())
