@@ -108,7 +108,8 @@ NO_WANDB_CHILD = textwrap.dedent(
     _import = builtins.__import__
 
     def counting_import(name, *args, **kwargs):
-        if name == "wandb" or name.startswith("wandb."):
+        level = kwargs.get("level", args[3] if len(args) > 3 else 0)
+        if level == 0 and (name == "wandb" or name.startswith("wandb.")):  # (not tracked's own sinks.wandb)
             attempts.append(name)
         return _import(name, *args, **kwargs)
 

@@ -24,7 +24,7 @@ from .._forksafe import loading
 from .._values import clean
 from .local import LocalSink
 from .memory import MemorySink
-from .protocol import RunEnd, RunInfo, Sink
+from .protocol import RunEnd, RunInfo, Sink, deliver
 
 # Not `from .wandb import ...`: that asks the import system for a module named "wandb".
 from . import wandb as _wandb  # isort: skip
@@ -368,20 +368,12 @@ def _handler(sink: Sink, sinks: SinkSet) -> Callable[[str, Any], None]:
                 start_soon()
             return
         with lock:
-            if kind == "row":
-                sink.write_row(*payload)
-            elif kind == "work":
+            if deliver(sink, kind, payload):
+                return
+            if kind == "work":
                 began = getattr(sink, "work_began", None)
                 if began is not None:
                     began()
-            elif kind == "calls":
-                sink.write_calls(payload)
-            elif kind == "notes":
-                sink.set_notes(payload)
-            elif kind == "tags":
-                sink.set_tags(payload)
-            elif kind == "save":
-                sink.save(*payload)
             elif kind == "finish":
                 sinks._extras[sink.name] = sink.finish(payload)
 

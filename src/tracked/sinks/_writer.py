@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._config import config, warn_once
-from .protocol import RunEnd, RunInfo
+from .protocol import RunEnd, RunInfo, deliver
+from .wandb import START_GRACE_S, StartGate
 
 __all__ = ["RemoteWandbSink", "WriterGone", "writer"]
 
@@ -280,7 +281,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class RemoteWandbSink:
+class RemoteWandbSink(StartGate):
     """A W&B run written by the writer process. On the user's side it only batches items.
 
     Every method but `open`, `nudge` and `child_opened` runs on the sink's own thread in the
@@ -300,8 +301,7 @@ class RemoteWandbSink:
         self._writer: _Writer | None = None
         self._sid = 0
         self._batch: list[tuple[int, str, Any]] = []
-        self._woken = threading.Event()
-        self._children_first = False
+        super().__init__()
         self._eager = False
         self._start_sent = False
         self._finishing = False
@@ -369,8 +369,6 @@ class RemoteWandbSink:
         experiment opens within `START_GRACE_S` before any row (a parent of grouped runs)."""
         if not self._eager:
             return
-        from .wandb import START_GRACE_S
-
         self._woken.wait(START_GRACE_S)
         if not self._children_first:
             self._start()
@@ -382,14 +380,6 @@ class RemoteWandbSink:
 
     def work_began(self) -> None:
         self._start()
-
-    def nudge(self) -> None:
-        self._woken.set()
-
-    def child_opened(self) -> None:
-        if not self._woken.is_set():
-            self._children_first = True
-            self._woken.set()
 
     @property
     def started(self) -> bool:
@@ -502,16 +492,8 @@ def serve(conn: Connection, broken: BaseException | None = None) -> None:
         sink = sinks[sid]
         if kind == "start":
             sink.start()
-        elif kind == "row":
-            sink.write_row(*payload)
-        elif kind == "calls":
-            sink.write_calls(payload)
-        elif kind == "notes":
-            sink.set_notes(payload)
-        elif kind == "tags":
-            sink.set_tags(payload)
-        elif kind == "save":
-            sink.save(*payload)
+        elif deliver(sink, kind, payload):
+            pass
         elif kind == "finish":
             extras = sink.finish(payload)
             del sinks[sid]

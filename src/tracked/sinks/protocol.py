@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["RunEnd", "RunInfo", "Sink"]
+__all__ = ["RunEnd", "RunInfo", "Sink", "deliver"]
 
 
 @dataclass(frozen=True)
@@ -170,3 +170,21 @@ class Sink(Protocol):
     def references(self) -> Mapping[str, Any]:
         """What a parent experiment records of this one in its `children` (W&B: the run id)."""
         ...
+
+
+def deliver(sink: Sink, kind: str, payload: Any) -> bool:
+    """Hand a background sink one item of its queue: a row (`(step, row)`), call records, notes,
+    tags or a saved file (`(path, name)`). False for any other kind (the caller's own)."""
+    if kind == "row":
+        sink.write_row(*payload)
+    elif kind == "calls":
+        sink.write_calls(payload)
+    elif kind == "notes":
+        sink.set_notes(payload)
+    elif kind == "tags":
+        sink.set_tags(payload)
+    elif kind == "save":
+        sink.save(*payload)
+    else:
+        return False
+    return True

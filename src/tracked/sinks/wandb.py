@@ -113,7 +113,28 @@ def active_sweep_run() -> Any:
     return None
 
 
-class WandbSink:
+class StartGate:
+    """W&B's start policy, shared by the sink in this process and the writer's stand-in: a new
+    experiment's run waits at most `START_GRACE_S` for a first row or its end (`nudge`), and a child
+    experiment opened before any row (`child_opened`) leaves it to the end (a parent of grouped
+    runs gets no run of its own)."""
+
+    def __init__(self) -> None:
+        self._woken = threading.Event()  # a row or the end came: no more waiting to start the run
+        self._children_first = False  # a child experiment opened before any row: maybe no run
+
+    def nudge(self) -> None:
+        """A first row, or the end (any thread): a run waiting to start does not wait longer."""
+        self._woken.set()
+
+    def child_opened(self) -> None:
+        """A child experiment opened (any thread): before any row, this run is left to the end."""
+        if not self._woken.is_set():
+            self._children_first = True
+            self._woken.set()
+
+
+class WandbSink(StartGate):
     """A W&B run for one experiment. Every method but `create` and `open` runs on the sink's own
     thread, none on the caller's path. The run is created with the first row (or at the end)."""
 
@@ -146,8 +167,7 @@ class WandbSink:
         self._flushed = time.monotonic()  # when the tables were last sent
         self._files: dict[str, Path] = {}  # saved files: name in the artifact -> the copy to add
         self._starting = threading.Lock()
-        self._woken = threading.Event()  # a row or the end came: no more waiting to start the run
-        self._children_first = False  # a child experiment opened before any row: maybe no run
+        super().__init__()
         self._eager = False  # a child experiment's run starts with it (a top-level one's at its first row)
         self._defined: set[str] = set()  # history keys given a metric definition
         self._names: list[str] = []  # the top-level call names seen, in order
@@ -320,16 +340,6 @@ class WandbSink:
         """On the sink's thread: the experiment's first top-level call began, so its run starts now
         (W&B's Created is when the work began, not when its first row came)."""
         self.start()
-
-    def nudge(self) -> None:
-        """A first row, or the end (any thread): a run waiting to start does not wait longer."""
-        self._woken.set()
-
-    def child_opened(self) -> None:
-        """A child experiment opened (any thread): before any row, this run is left to the end."""
-        if not self._woken.is_set():
-            self._children_first = True
-            self._woken.set()
 
     @property
     def started(self) -> bool:
