@@ -412,6 +412,13 @@ class RemoteWandbSink(StartGate):
         long as the writer lives. Returns what `WandbSink.finish` returned there. A parent that
         only opened children and never started a run has nothing to ask it (it may be gone)."""
         if end.only_children and not self._start_sent:
+            try:  # (the writer forgets it: best effort, not waited for)
+                self._batch.append((self._sid, "finish", end))
+                self.idle()
+            except Exception:
+                pass
+            if self._writer is not None:
+                self._writer._sinks.pop(self._sid, None)
             return {"wandb": {"mode": self.mode}}
         self._add("finish", end)
         self._finishing = True
