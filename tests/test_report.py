@@ -655,3 +655,20 @@ def test_without_a_metric_the_cost_charts_are_drawn_and_the_page_says_why_others
     assert "No custom metric was logged" in page
     (cost,) = traces(figures(page)["summary"], "cost_usd")
     assert all(y > 0 for y in cost["y"])
+
+
+@tracked.tracked
+def no_llm(task: int) -> str:
+    return "basket"  # a baseline that asks no model
+
+
+def test_a_task_with_no_llm_call_costs_zero_in_the_task_table(capsys, tmp_path):
+    """A strategy whose calls make no LLM call: its task cells read $0, unflagged, as compare counts
+    it (not "unknown (1 unpriced)")."""
+    add_experiment(tmp_path, "baseline", "baseline", no_llm, [1, 0])
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    cells = task_row(page, "t0")
+    assert cells[1] == money(0.0), cells
+    assert "unpriced" not in " ".join(cells)

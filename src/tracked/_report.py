@@ -799,8 +799,9 @@ def _cells(
                 if row.get("unpriced_calls") or (row.get("llm_calls") and not is_number(cost)):
                     cell.flags.add("unpriced")
                     cell.unpriced += int(row.get("unpriced_calls") or row.get("llm_calls") or 1)
-                if is_number(cost):
-                    cell.cost += cost
+                if is_number(cost) or not (row.get("llm_calls") or row.get("unpriced_calls")):
+                    # (a call with no LLM call in it cost $0, as compare counts it)
+                    cell.cost += cost if is_number(cost) else 0.0
                     cell.cost_rows += 1
                     cell.unpriced_in_known += int(row.get("unpriced_calls") or 0)
                 cell.latency.append(float(row["latency_s"]))
