@@ -214,12 +214,14 @@ CTRL_C_CHILD = textwrap.dedent(
         tracked.current_call().log({"idx": i})
         return i
 
+    # argv: the signal, the calls before it, the wait before it (0: the writer is still starting)
+    signame, calls, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     try:
         with tracked.experiment("ctrl_c") as exp:
-            for i in range(100):
+            for i in range(calls):
                 work(i)
-            time.sleep(1.0)  # the writer has started: Ctrl-C reaches it too
-            os.killpg(os.getpgrp(), getattr(signal, sys.argv[1]))
+            time.sleep(wait)
+            os.killpg(os.getpgrp(), getattr(signal, signame))
             time.sleep(5)
     except KeyboardInterrupt:
         pass
@@ -234,7 +236,7 @@ def test_a_signal_to_the_process_group_leaves_the_writer_to_write_the_run(tmp_pa
     """SIGINT or SIGTERM to the whole process group (Ctrl-C in a terminal, Slurm's scancel): the
     experiment ends "interrupted" and its W&B run is complete (the writer ignores them)."""
     done = subprocess.run(
-        [sys.executable, "-c", CTRL_C_CHILD, sig], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        [sys.executable, "-c", CTRL_C_CHILD, sig, "100", "1.0"], cwd=tmp_path, env=child_env(tmp_path), text=True,
         capture_output=True, timeout=180, start_new_session=True,
     )  # fmt: skip
     # SIGINT: KeyboardInterrupt, caught; SIGTERM: the experiment finished, then the default action.
@@ -457,34 +459,11 @@ def returned_rows_count(path: Path) -> int:
     return len(read_experiment(path).rows)
 
 
-EARLY_SIGNAL_CHILD = textwrap.dedent(
-    """
-    import json, os, signal, sys, time
-    import tracked
-
-    @tracked.tracked
-    def work(i):
-        tracked.current_call().log({"idx": i})
-        return i
-
-    try:
-        with tracked.experiment("early") as exp:
-            work(0)
-            os.killpg(os.getpgrp(), getattr(signal, sys.argv[1]))  # the writer is still starting
-            time.sleep(5)
-    except KeyboardInterrupt:
-        pass
-    print(json.dumps({"wandb": exp.final_summary.get("wandb"), "sinks": exp.final_summary["sinks"],
-                      "status": exp.final_summary["status"]}))
-    """
-)
-
-
 def test_ctrl_c_while_the_writer_starts_does_not_stop_it(tmp_path):
     """Ctrl-C to the process group as the first experiment opens (the writer still starting): the
     experiment ends "interrupted" with its W&B run complete."""
     done = subprocess.run(
-        [sys.executable, "-c", EARLY_SIGNAL_CHILD, "SIGINT"], cwd=tmp_path, env=child_env(tmp_path), text=True,
+        [sys.executable, "-c", CTRL_C_CHILD, "SIGINT", "1", "0"], cwd=tmp_path, env=child_env(tmp_path), text=True,
         capture_output=True, timeout=180, start_new_session=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -719,16 +719,12 @@ def _sink_set(name: str) -> SinkSet:
         from . import _workers  # noqa: F401
         from .sinks import SinkSet
 
-    return SinkSet(name, warm=_load_price_data)
+    # The price data loads on the calls thread, rather than in the first priced call.
+    return SinkSet(name, warm=pricing.load_data)
 
 
 #: How long an experiment's first calls wait, at most, for the price data to load (seconds).
 PRICE_DATA_WAIT_S = 30.0
-
-
-def _load_price_data() -> None:
-    """Load the price data on the calls thread, rather than in the first priced call."""
-    pricing.load_data()
 
 
 def _fmt(value: Any) -> str:

@@ -313,10 +313,8 @@ class RemoteWandbSink(StartGate):
 
     def open(self, run: RunInfo) -> Mapping[str, Any] | None:
         # the id (in config.json's refs) and wandb.init's arguments, chosen here
+        # (absolute there: the writer's working directory is the one this process had first)
         imposed: Mapping[str, Any] | None = self._local.open(run)
-        kwargs = self._local._init_kwargs
-        if kwargs is not None:  # the writer's working directory is the one this process had first
-            kwargs["dir"] = os.path.abspath(kwargs.get("dir") or os.getcwd())
         self._eager = self._local._eager
         self._writer = writer()
         self._sid = self._writer.register(self)
