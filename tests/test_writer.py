@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,18 @@ import tracked
 from helpers import child_env, run_python
 from tracked import cli
 from tracked.testing import read_experiment, read_wandb_run
+
+
+def unpicklable_wandb_class(name: str) -> type:
+    """A wandb object's class (its module is `wandb.custom`) whose instances hold a lock, so they
+    cannot be pickled; instances repr as `<wandb.custom.NAME object at ...>`."""
+    import wandb
+
+    def init(self: Any) -> None:
+        wandb.Histogram.__init__(self, [1, 2, 3])
+        self.lock = threading.Lock()
+
+    return type(name, (wandb.Histogram,), {"__init__": init, "__module__": "wandb.custom", "__qualname__": name})
 
 
 def returned_rows(path: Path) -> list[int]:
@@ -314,12 +327,7 @@ def test_wandb_objects_in_a_row_reach_the_run_and_an_unpicklable_value_its_repr(
     import numpy as np
     import wandb
 
-    class Unpicklable(wandb.Histogram):  # a wandb object (module wandb...) holding a lock
-        __module__ = "wandb.custom"
-
-        def __init__(self) -> None:
-            super().__init__([1, 2, 3])
-            self.lock = threading.Lock()
+    Unpicklable = unpicklable_wandb_class("Unpicklable")
 
     @tracked.tracked
     def work(i: int) -> int:
@@ -395,14 +403,8 @@ def test_a_class_the_writer_cannot_import_fails_nothing(tmp_path):
 def test_a_call_metric_that_cannot_be_pickled_reaches_w_and_b_as_its_repr(tmp_path):
     """`current_call().log()` with a wandb object that cannot be pickled: one warning, the run whole,
     the calls table has the value's repr."""
-    import wandb
 
-    class Locked(wandb.Histogram):
-        __module__ = "wandb.custom"
-
-        def __init__(self) -> None:
-            super().__init__([1, 2, 3])
-            self.lock = threading.Lock()
+    Locked = unpicklable_wandb_class("Locked")
 
     @tracked.tracked
     def work(i: int) -> int:
