@@ -10,9 +10,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracked
-from tracked import _store
+from tracked import _store, _values
 from tracked.testing import read_experiment
 from workloads import llm, work
 
@@ -307,3 +309,50 @@ def test_nan_and_inf_are_kept_in_results_jsonl():
     assert "NaN" in text and "Infinity" in text and "-Infinity" in text
     (row,) = read_experiment(exp.path).rows
     assert row["nan"] != row["nan"] and row["inf"] == float("inf") and row["ninf"] == float("-inf")
+
+
+# Any value a row or a call record may hold at its top level: the plain ones orjson writes, and those
+# it would write wrongly or refuse (NaN and infinities, ints past 64 bits, lone surrogates, subclasses,
+# nested values), which go to the standard library.
+_LINE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),
+    st.lists(st.floats(allow_nan=True) | st.integers() | st.text(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.floats() | st.none(), max_size=3),
+)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, NaN equal to NaN and a float to the int of the same value never (types kept)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (a != a and b != b) or a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _LINE_VALUES, max_size=12))
+def test_a_line_reads_back_as_the_standard_library_writes_it(record):
+    """Every line the local store writes (orjson for flat plain records, the standard library for
+    the rest) reads back with `json.loads` as the standard library's own line of it does."""
+    line = _values.dumps_bytes(record)
+    assert line.count(b"\n") == 0
+    oracle = json.loads(json.dumps(record, ensure_ascii=True))
+    assert _same(json.loads(line), oracle)
+
+
+def test_a_flat_row_of_plain_values_is_written_by_orjson():
+    """A row of plain values (what tracked writes for every call) takes orjson's path: its bytes are orjson's."""
+    orjson = pytest.importorskip("orjson")
+    record = {"call": "solve", "latency_s": 0.25, "tokens_in": 29, "cost_usd": 6.75e-06, "error": 0, "model": None}
+    assert _values.dumps_bytes(record) == orjson.dumps(record)
+    nan_row = {"loss": float("nan")}
+    assert _values.dumps_bytes(nan_row) == b'{"loss":NaN}'  # not orjson's null

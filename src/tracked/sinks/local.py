@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import _store
-from .._values import dumps_bytes
+from .._values import dumps_bytes, fast_dumps
 from .protocol import RunEnd, RunInfo
 
 __all__ = ["LocalSink"]
@@ -41,6 +41,7 @@ class LocalSink:
         self._calls = open(path / _store.CALLS, "ab")
         self._closed = False
         self._lock = threading.Lock()  # a row's write, and the close
+        fast_dumps()  # imported here, on the caller's thread, not on the calls thread's first batch
 
     @classmethod
     def create(cls, run: RunInfo) -> LocalSink | None:
