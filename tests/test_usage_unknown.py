@@ -7,6 +7,7 @@ usage the client received, and W&B's figures are read back from the offline run.
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -130,3 +131,37 @@ def test_compare_says_what_the_tokens_leave_out(lb, tmp_path, capsys):
     assert rows["partly"][6:8] == [f"{known_in:,} + 1 unknown", f"{known_out:,} + 1 unknown"]
     assert rows["blind"][6:8] == ["unknown (1 call)", "unknown (1 call)"]
     assert rows["blind"][8] == "$0.00"  # a local model: free, whatever its usage
+
+
+@pytest.mark.parametrize("streams", [[True, True], [False, True], [False, False]])
+def test_a_call_record_and_its_row_hold_the_calls_own_figures(lb, streams):
+    """Each figure of a strategy's call record and row is the ended call's own (its properties),
+    tokens the ledger's for known usage and null when every LLM call's usage is unknown."""
+    from tracked import _rows
+
+    client = lb.openai()
+    tracked.instrument(client, provider="openai", stream_usage=False)  # a stream's usage never comes
+
+    @tracked.tracked(name="strategy")
+    def strategy():
+        for stream in streams:
+            response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=stream)
+            if stream:
+                list(response)
+        return tracked.current_call()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracked.TrackedWarning)
+        call = strategy()
+    record, row = call.to_record(), _rows.call_row(call)
+    for key in ("latency_s", "model", "provider", "cache_read_tokens", "cache_write_tokens", "cost_usd",
+                "cost_source", "local", "llm_calls", "start_time", "id", "parent_id"):  # fmt: skip
+        assert record[key] == getattr(call, key), key
+    unknown = streams.count(True)
+    assert call.usage_unknown_calls == unknown
+    assert record.get("usage_unknown_calls", 0) == row.get("usage_unknown_calls", 0) == unknown
+    known = [s.tokens() for s in lb.ledger.sent if not s.stream]
+    expected = (sum(t[0] for t in known), sum(t[1] for t in known)) if known else (None, None)
+    assert (record["tokens_in"], record["tokens_out"]) == (row["tokens_in"], row["tokens_out"]) == expected
+    assert row["latency_s"] == call.latency_s and row["llm_calls"] == call.llm_calls == len(streams)
+    assert row["cost_usd"] == record["cost_usd"]

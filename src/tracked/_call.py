@@ -558,23 +558,27 @@ class Call:
 
     def to_record(self) -> dict[str, Any]:
         """The call as a JSON-ready dict, as written to `calls.jsonl`."""
+        # The figures read from their tuple directly (the properties above, without a call each):
+        # this runs for every call, on the calls thread.
+        f = self._figs
+        parent = self.parent
         rec: dict[str, Any] = {
             "id": self.id,
-            "parent_id": self.parent_id,
+            "parent_id": parent.id if parent is not None else None,
             "name": self.name,
-            "start_time": self.start_time,
-            "latency_s": self.latency_s,
+            "start_time": _EPOCH + self._t0,
+            "latency_s": f[0],
             "ttft_s": self.ttft_s,
-            "model": self.model,
-            "provider": self.provider,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "cost_usd": self.cost_usd,
-            "cost_source": self.cost_source,
-            "local": self.local,
-            "llm_calls": self.llm_calls,
+            "model": f[1],
+            "provider": f[2],
+            "tokens_in": f[3],
+            "tokens_out": f[4],
+            "cache_read_tokens": f[5],
+            "cache_write_tokens": f[6],
+            "cost_usd": f[7],
+            "cost_source": f[8],
+            "local": f[9],
+            "llm_calls": f[10],
             "error": self.error_type,
             "error_message": self.error_message,
         }
@@ -584,15 +588,16 @@ class Call:
             rec["web_searches"] = self.web_searches
         if "_leaf" in self.__dict__:
             rec["llm"] = True  # measured its own usage: the LLM calls' records sum to the totals
-        if self.unpriced_calls:  # LLM calls in it without a cost: its cost_usd leaves them out
-            rec["unpriced_calls"] = self.unpriced_calls
+        if f[11]:  # LLM calls in it without a cost: its cost_usd leaves them out
+            rec["unpriced_calls"] = f[11]
         if self.incomplete:
             rec["incomplete"] = True
         if self.usage_unknown:
             rec["usage_unknown"] = True
-        if self._figs[12]:  # LLM calls in it whose usage could not be read: its tokens leave them out
-            rec["usage_unknown_calls"] = self._figs[12]
-            if not self.tokens_known:
+        unknown = f[12]
+        if unknown:  # LLM calls in it whose usage could not be read: its tokens leave them out
+            rec["usage_unknown_calls"] = unknown
+            if unknown >= f[10]:  # (not `tokens_known`)
                 rec["tokens_in"] = rec["tokens_out"] = None  # not read: unknown, not 0
         if self.late:
             rec["late"] = True

@@ -48,27 +48,30 @@ def row_ttft(call: Call) -> float | None:
 
 def call_row(call: Call) -> dict[str, Any]:
     """The row of a top-level call: its name, figures, error and metrics."""
+    # The figures unpacked once (the properties of `Call`, in the order of `_call.FIGURES`).
+    latency, model, _, tokens_in, tokens_out, _, _, cost, _, _, llm_calls, unpriced, unknown = call._figs
+    known = not unknown or unknown < llm_calls  # (`tokens_known`)
     data: dict[str, Any] = {
         "call": call.name,
         "call_id": call.id,  # its record in calls.jsonl
-        "latency_s": call.latency_s,
-        "tokens_in": call.tokens_in if call.tokens_known else None,  # unknown, not 0
-        "tokens_out": call.tokens_out if call.tokens_known else None,
-        "cost_usd": call.cost_usd,
-        "llm_calls": call.llm_calls,
+        "latency_s": latency,
+        "tokens_in": tokens_in if known else None,  # unknown, not 0
+        "tokens_out": tokens_out if known else None,
+        "cost_usd": cost,
+        "llm_calls": llm_calls,
         "error": 1 if call.error_type else 0,
     }
     ttft = row_ttft(call)
     if ttft is not None:
         data["ttft_s"] = ttft
-    if call.model is not None:
-        data["model"] = call.model
+    if model is not None:
+        data["model"] = model
     if call.error_type is not None:
         data["error_type"] = call.error_type
-    if call.unpriced_calls:
-        data["unpriced_calls"] = call.unpriced_calls
-    if call.usage_unknown_calls:
-        data["usage_unknown_calls"] = call.usage_unknown_calls
+    if unpriced:
+        data["unpriced_calls"] = unpriced
+    if unknown:
+        data["usage_unknown_calls"] = unknown
     if call.metrics:
         data.update(call.metrics)
     return data
@@ -98,16 +101,18 @@ class Rows:
     def add_call(self, call: Call) -> Row:
         """The row of a top-level call that has ended; it stays open for metrics logged next."""
         data = call_row(call)
+        latency, _, _, tokens_in, tokens_out, _, _, cost, _, _, llm_calls, unpriced, unknown = call._figs
         with self.lock:
             row = self._new(data)
             self.totals.add_call(
-                call.name, call.latency_s or 0.0, call.error_type is not None, call.llm_calls,
-                call.tokens_in, call.tokens_out, call.cost_usd, call.unpriced_calls, call.usage_unknown_calls,
+                call.name, latency or 0.0, call.error_type is not None, llm_calls, tokens_in, tokens_out, cost,
+                unpriced, unknown,
             )  # fmt: skip
             ttft = row_ttft(call)
             if ttft is not None:
                 self.totals.add_ttft(ttft)
-            self.count_metrics({}, call.metrics or {})
+            if call.metrics:
+                self.count_metrics({}, call.metrics)
             self._open[row.step] = row
         # Outside the lock: the write is one syscall that other threads need not wait for. Metrics
         # joined later come from this same thread or task, after this returns.
@@ -117,11 +122,9 @@ class Rows:
     def add_model(self, call: Call) -> None:
         """An LLM call (one that measured its own usage), or a result of the older tracker that
         reported its own, counted under its model."""
+        _, model, _, tokens_in, tokens_out, _, _, cost, _, _, llm_calls, unpriced, unknown = call._figs
         with self.lock:
-            self.totals.add_model(
-                call.model, call.tokens_in, call.tokens_out, call.cost_usd, call.llm_calls, call.unpriced_calls,
-                call.usage_unknown_calls,
-            )  # fmt: skip
+            self.totals.add_model(model, tokens_in, tokens_out, cost, llm_calls, unpriced, unknown)
 
     def add_late(self, call: Call) -> None:
         """A nested call that ended after its parent had returned: its usage counts in the totals,
