@@ -7,13 +7,14 @@
     python benchmarks/bench.py --import-time
     python benchmarks/bench.py --client     # tracked.instrument(client) against logfire.instrument_openai(client)
     python benchmarks/bench.py --e2e        # an async eval of 20,000 tasks: traced / untraced wall time, peers
+    python benchmarks/bench.py --instructions  # tracked's own share of that eval's task, in instructions (valgrind)
     python benchmarks/bench.py --all        # all of the above, then the issue's targets
     python benchmarks/bench.py --quick ...  # a few seconds, a few hundred calls (CI smoke test)
     python benchmarks/bench.py --calls N    # N calls per timed block (in-process subjects)
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
-`--peers`, `--scaling`, `--import-time`, `--client` and `--e2e` run every subject in a process of its own
-(`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
+`--peers`, `--scaling`, `--import-time`, `--client`, `--e2e` and `--instructions` run every subject in a
+process of its own (`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
 directory and their roles are listed in `benchmarks/README.md`.
 
 Method: every subject runs the same `for` loop (its cost is included in every figure and printed
@@ -598,8 +599,10 @@ def profile(calls: int, root: str) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time, --client, --e2e: every subject in a process of its own (worker.py)."""
+    """--peers, --scaling, --import-time, --client, --e2e, --instructions: every subject in a process of its
+    own (worker.py, instructions.py)."""
     import e2e
+    import instructions
     import instrumented
     from harness import FULL, QUICK
     from import_time import import_times
@@ -624,7 +627,7 @@ def run_separate(args: argparse.Namespace) -> None:
     print(f"== {machine()}")
     print(f"== {versions()}")
     print()
-    peers = scaling = imports = client = end_to_end = None
+    peers = scaling = imports = client = end_to_end = counted = None
     if args.peers or args.all:
         names = PEERS + DISABLED
         if args.subjects:
@@ -669,7 +672,11 @@ def run_separate(args: argparse.Namespace) -> None:
         if args.e2e_out:
             e2e.save(end_to_end, args.e2e_out)
         print_e2e(end_to_end)
-    print_targets(peers, scaling, imports, quick, client, end_to_end)
+    if args.instructions or args.all:
+        counted = instructions.measure(instructions.QUICK_TASKS if quick else instructions.TASKS)
+        instructions.print_instructions(counted)
+        print()
+    print_targets(peers, scaling, imports, quick, client, end_to_end, counted)
     print(f"== finished {machine()}")
 
 
@@ -702,6 +709,11 @@ def main(argv: list[str] | None = None) -> int:
         "openai.AsyncOpenAI: traced / untraced wall time, for tracked and each installed peer",
     )
     parser.add_argument("--e2e-out", default=None, help="also write --e2e's figures to this JSON file")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="tracked's own share of the --e2e eval's task, in instructions counted by valgrind (instructions.py)",
+    )
     parser.add_argument("--all", action="store_true", help="everything, then the issue's targets")
     parser.add_argument(
         "--subjects",
@@ -714,7 +726,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per subject process (default 1800)")
     args = parser.parse_args(argv)
-    separate = args.peers or args.scaling or args.import_time or args.client or args.e2e or args.all
+    separate = (
+        args.peers or args.scaling or args.import_time or args.client or args.e2e or args.instructions or args.all
+    )
     if args.quick:
         calls, blocks, rounds, exp_rounds, warm_exp = args.calls or 100, 3, 2, 1, False
     else:

@@ -29,6 +29,7 @@ def print_targets(
     quick: bool,
     client: Results | None = None,
     e2e: dict[str, Any] | None = None,
+    counted: dict[str, Any] | None = None,
 ) -> None:
     """The issue's targets, from the figures of this run."""
     lines: list[tuple[str, bool | str | None, str]] = []
@@ -129,6 +130,10 @@ def print_targets(
         lines.extend(_client_targets(client))
     if e2e:
         lines.extend(_e2e_targets(e2e))
+    if counted:
+        from instructions import share_targets
+
+        lines.extend(share_targets(counted))
     print("targets" + (" (quick run: too few calls for the figures to mean anything)" if quick else "") + ":")
     for label, ok, detail in lines:
         tag = TAGS.get(ok) if isinstance(ok, str) else "n/a " if ok is None else "PASS" if ok else "MISS"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
@@ -174,3 +177,22 @@ def test_bench_e2e_quick_runs(tmp_path):
         assert text in out, f"{text!r} missing from the benchmark output:\n{out}"
     rows = [line for line in out.splitlines() if line.startswith(("untraced (no SDK) ", "tracked, both sinks "))]
     assert len(rows) == 2 and not any("skipped" in line for line in rows), out
+
+
+@pytest.mark.slow
+def test_bench_instructions_quick_runs(tmp_path):
+    """--instructions: each subject's instructions per task under valgrind and the share target's line; without
+    valgrind, a skip line. (30 measured tasks are too few to compare subjects: one full collection of the garbage
+    collector more or less is millions of instructions.)"""
+    out = _run_bench(tmp_path, "--instructions")
+    assert "tracked's own share of the eval, in instructions" in out, out
+    if shutil.which("valgrind") is None:
+        assert "skipped: valgrind is not installed" in out, out
+        return
+    per_task = {}
+    for label in ("untraced, loopback server (e2e)", "untraced (in-process transport)", "tracked, local store only",
+                  "tracked, both sinks (default)"):  # fmt: skip
+        (line,) = [line for line in out.splitlines() if line.startswith(label)]
+        per_task[label] = float(line[len(label) :].split()[0].replace(",", ""))
+    assert all(n > 1_000_000 for n in per_task.values()), per_task  # two chat completions and more per task
+    assert "tracked's own share of an eval task, both sinks, at most 2% (instructions)" in out, out

@@ -17,7 +17,9 @@ __all__ = ["ClientSpec", "Endpoint", "base_url_of", "request_options", "watch_pa
 
 
 # eq=False (compared by identity, hashed by id): no generated __eq__ and __hash__ to build at import.
-@dataclass(frozen=True, slots=True, eq=False)
+# Not frozen: one is made for every request, and a frozen dataclass's __init__ sets each field
+# through object.__setattr__ (730 ns against about 200); nothing changes one after it is made.
+@dataclass(slots=True, eq=False)
 class Endpoint:
     """One request that is an LLM call.
 
