@@ -22,6 +22,11 @@ each subject in a fresh process under valgrind:
   the loopback server in a process of its own: the instructions of a real task (sockets, httpcore's
   connection pool), the denominator of the share.
 
+After the warm-up (20 tasks) the in-process subjects run `gc.collect()` and `gc.freeze()`: how
+many full collections of the garbage collector fall in a run varies by one from run to run, each
+millions of instructions over everything imported, which made the figures vary by 100,000
+instructions per task; with the imports frozen, two runs of the same code differ by about 10,000
+(the young collections tracked's objects cause are still counted).
 tracked's background threads poll for work every 0.15 s instead of 20 ms in these runs, so that
 they poll as often per task as in a real `--e2e` run (valgrind makes a task about 8 times slower
 than that run's). Each subject runs twice, with 10 tasks and with N: the difference over N - 10 is its instructions

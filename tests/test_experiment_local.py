@@ -351,7 +351,8 @@ def test_a_line_reads_back_as_the_standard_library_writes_it(record):
 
 def test_a_flat_row_of_plain_values_is_written_by_orjson():
     """A row of plain values (what tracked writes for every call) takes orjson's path: its bytes are orjson's."""
-    orjson = pytest.importorskip("orjson")
+    import orjson
+
     record = {"call": "solve", "latency_s": 0.25, "tokens_in": 29, "cost_usd": 6.75e-06, "error": 0, "model": None}
     assert _values.dumps_bytes(record) == orjson.dumps(record)
     nan_row = {"loss": float("nan")}

@@ -43,8 +43,9 @@ def test_mypy_strict_is_clean():
 
 
 def test_import_leaves_cold_path_modules_unimported():
-    """Beyond wrapt's imports, `import tracked` leaves cold-path modules unimported; `__version__` is read lazily."""
-    cold = {"email.parser", "platform", "hashlib", "netrc", "secrets", "tracked.sinks", "tracked._store"}
+    """Beyond wrapt's imports, `import tracked` leaves cold-path modules (orjson too) unimported; `__version__`
+    is read lazily."""
+    cold = {"email.parser", "platform", "hashlib", "netrc", "secrets", "orjson", "tracked.sinks", "tracked._store"}
     code = (
         "import sys, wrapt; before = set(sys.modules); import tracked; "
         f"print(sorted({cold!r} & (set(sys.modules) - before))); "
