@@ -363,19 +363,20 @@ class Call:
         self, latency_s: float, result: Any, spec_model: str | None, spec_provider: str | None, arg_model: Any
     ) -> None:
         own = self._own
+        from_result = own is None and result is not None
+        if from_result:
+            own = extract(result)
         attrs = self.__dict__
-        measured_model = None
-        if own is None and result is not None:
-            measured = attrs.get("_measured")
-            if measured is not None and id(result) in measured:
-                # The response a child measured (an instrumented request), not a report: not read
-                # again; the model it names (read by that child) still names this call's.
-                measured_model = measured[id(result)]
-            else:
-                own = extract(result)
         kids = self._close_kids()
+        measured_model = None
         if kids:
             sums = kids[0] if len(kids) == 1 else tuple(map(sum, zip(*kids, strict=True)))
+            if from_result and own is not None:
+                measured = attrs.get("_measured")
+                if measured is not None and id(result) in measured:
+                    # The response a child measured (an instrumented request), not a report; its
+                    # model still names this call's.
+                    measured_model, own = own.model, None
         cost_source = None
         local = False
         if own is not None:

@@ -335,7 +335,7 @@ class _Recorder:
         latency = perf_counter() - call._t0
         try:
             # A response is read here once; the call is ended with the Usage found.
-            usage = read = self.usage if result is None else extract(result)
+            usage = self.usage if result is None else extract(result)
             if not complete:
                 call.incomplete = True
                 if result is None and not self.final_seen:
@@ -362,13 +362,12 @@ class _Recorder:
                 )
         except Exception as exc:
             internal_error("ending an instrumented call", exc)
-            usage = read = None
+            usage = None
         parent = call.parent
         if result is not None and parent is not None and not parent.ended:
-            # A tracked function returning this response returns what its child measured: the
-            # parent does not read it again, and takes the model it names (in its __dict__: read
-            # by Call._finish when it returns a response).
-            parent.__dict__.setdefault("_measured", {})[id(result)] = read.model if read is not None else None
+            # A tracked function returning this response returns what its child measured.
+            # (in its __dict__: read by Call._finish only when it has children)
+            parent.__dict__.setdefault("_measured", set()).add(id(result))
         if usage is not None:
             call._own = usage  # already read and checked: the call does not read it again
         reply = self.reply
