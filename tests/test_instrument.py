@@ -20,7 +20,7 @@ import pytest
 import tracked
 import tracked.testing
 from loopback import Loopback
-from tracked.testing import capture
+from tracked.testing import capture, read_experiment
 
 CLAUDE = "claude-haiku-4-5"
 MESSAGES = [{"role": "user", "content": "Where will Sally look for the marble?"}]
@@ -801,3 +801,29 @@ def test_concurrent_requests_from_threads_and_tasks_equal_the_ledger(lb, tmp_pat
     assert summary["total/tokens_in"] == totals["tokens_in"]
     assert summary["total/tokens_out"] == totals["tokens_out"]
     assert summary["total/cost_usd"] == pytest.approx(totals["cost_usd"], rel=1e-9)
+
+
+def test_a_returned_response_names_the_strategys_model_even_when_it_reuses_a_freed_responses_id(lb, tmp_path):
+    """A strategy that drops its instrumented calls' responses and returns another client's response
+    is named for the model of the response it returned, in every row: a new object may take the id
+    of a freed one (which a record of ids alone would mistake for the freed response)."""
+    client = lb.openai()
+    tracked.instrument(client, provider="openai")
+    judge = lb.openai()  # not instrumented
+
+    def ask(prompt):
+        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+        return reply.choices[0].message.content  # the response itself is freed
+
+    @tracked.tracked(name="strategy")
+    def strategy(task):
+        answers = [ask(task) for _ in range(3)]
+        return judge.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": str(answers)}])
+
+    # (the judge's usage is a report beside the measured calls: warned about once, the measured figures used)
+    with pytest.warns(tracked.TrackedWarning, match="disagrees with the LLM calls measured inside it"):
+        with tracked.experiment("reuse", dir=tmp_path, wandb=False) as exp:
+            for _ in range(500):  # (the regression this guards against showed in 1 to 2 rows of 500)
+                strategy("Where will Sally look?")
+    models = [row["model"] for row in read_experiment(exp.path).rows]
+    assert models == ["gpt-4o-mini"] * 500
