@@ -35,6 +35,7 @@ class _Config:
         "table_max_rows",
         "wandb_init_timeout_s",
         "wandb_writer",
+        "worker_wait_s",
     )
 
     def __init__(self) -> None:
@@ -54,6 +55,8 @@ class _Config:
         self.quiet = os.environ.get("TRACKED_QUIET", "").strip().lower() in _TRUTHY
         # Internal errors are swallowed with a warning; tests turn this on to see them.
         self.raise_internal_errors = False
+        # How long an experiment's end waits for Ray workers with calls still running.
+        self.worker_wait_s = 60.0
         # Bumped whenever prices change, so cached price lookups know they are stale.
         self.generation = 0
 
@@ -85,6 +88,7 @@ def configure(
     quiet: bool | None = None,
     propagate_threads: bool | None = None,
     wandb_writer: str | None = None,
+    worker_wait_s: float | None = None,
 ) -> None:
     """Change process-wide settings; only the arguments given are changed.
 
@@ -118,6 +122,9 @@ def configure(
             0.7 ms of Python) does not hold your code's GIL; or ``"thread"``, a thread of this
             process. Read as each experiment opens. A run `wandb agent` started for a sweep, and
             the older tracker's (it is wandb's current run), are always written in this process.
+        worker_wait_s: How long (seconds, default 60) an experiment's end waits for Ray workers
+            (`exp.handle()` with Ray) that still have calls running; after it, what they wrote is
+            read on their nodes and what they had running is reported missing.
 
     Example:
         >>> import tracked
@@ -164,6 +171,10 @@ def configure(
         if wandb_writer not in ("process", "thread"):
             raise ValueError(f'wandb_writer must be "process" or "thread", got {wandb_writer!r}')
         config.wandb_writer = wandb_writer
+    if worker_wait_s is not None:
+        if not (isinstance(worker_wait_s, (int, float)) and math.isfinite(worker_wait_s) and worker_wait_s >= 0):
+            raise ValueError("worker_wait_s must be a non-negative number of seconds")
+        config.worker_wait_s = float(worker_wait_s)
     if propagate_threads is not None:
         if not isinstance(propagate_threads, bool):
             raise TypeError(f"propagate_threads must be True or False, got {propagate_threads!r}")

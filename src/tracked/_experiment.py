@@ -103,6 +103,10 @@ class Experiment:
         self._token: Any = None
         self._started_at = 0.0
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
+        self._receiver: Any = None  # the driver's end of the Ray transport (`_ray.Receiver`), if any
+        self._ray_lock = threading.Lock()
+        self._collector: Any = None  # in a Ray worker: the collector its records go to
+        self._shipper: Any = None  # ... and what sends them (`_ray.Shipper`)
         # The parent of its top-level calls: in a worker, the call of another process it works for.
         self.parent_call: Call | None = None
         self._sinks: SinkSet = _sink_set(name)
@@ -191,6 +195,10 @@ class Experiment:
         self._open_sinks()
         if self._worker_of is not None:
             self._sinks.calls_on_caller()  # on disk as each task ends: a pool may end the worker then
+            if self._collector is not None and self.path is not None:
+                from ._ray import Shipper
+
+                self._shipper = Shipper(self, self._collector)
         self._token = _current_exp.set(self)
         _lifecycle.register(self)
         return self
@@ -274,12 +282,24 @@ class Experiment:
             raise FileNotFoundError(f"exp.save: no such file: {src}")
         self._sinks.save(src, saved_name(src))
 
-    def handle(self) -> ExperimentHandle:
-        """A handle to pass to worker processes (`multiprocessing`, `ProcessPoolExecutor`, fork,
-        forkserver or spawn), where `with experiment.attach(handle):` records their calls in this
-        experiment. Their rows are added to this one's rows and totals when it finishes. Made inside
-        a call of this experiment, that call is the parent of the workers' top-level calls in
-        `calls.jsonl`; otherwise they have none.
+    def handle(self, transport: str | None = None) -> ExperimentHandle:
+        """A handle to pass to workers, where `with experiment.attach(handle):` records their calls
+        in this experiment. Their rows are added to this one's rows and totals when it finishes.
+        Made inside a call of this experiment, that call is the parent of the workers' top-level
+        calls in `calls.jsonl`; otherwise they have none.
+
+        Args:
+            transport: How the workers' records reach this experiment. "files": worker processes
+                of this machine (`multiprocessing`, `ProcessPoolExecutor`, fork, forkserver or
+                spawn) or of a cluster sharing this directory (Slurm on NFS) write into its
+                `workers/` directory. "ray": Ray tasks, actors and Ray Data functions, on any node,
+                send them through Ray (README, "Scaling out"). Default: "ray" when this process
+                is connected to Ray (`ray.init()` was called), else "files".
+
+        Raises:
+            RuntimeError: the experiment is not running, or has no local store (`local=False`).
+            ValueError: an unknown `transport`.
+            ImportError: "ray" without Ray installed (the `tracked[ray]` extra).
 
         Example:
             >>> def work(handle, task):
@@ -288,6 +308,8 @@ class Experiment:
             >>> with experiment("parallel") as exp, ProcessPoolExecutor() as pool:
             ...     results = list(pool.map(work, [exp.handle()] * len(tasks), tasks))
         """
+        if transport not in (None, "files", "ray"):
+            raise ValueError(f"exp.handle(transport=...) takes 'files' or 'ray', got {transport!r}")
         if not self.started or self.finished:
             raise RuntimeError("exp.handle() needs a running experiment")
         if self.path is None:
@@ -297,8 +319,27 @@ class Experiment:
         # worker processes' module, imported on first use: no fork meanwhile
         with loading_unless_imported("tracked._workers"):
             from ._workers import ExperimentHandle
+        collector = None
+        if transport is None:
+            from ._ray import ray_is_initialized
 
-        return ExperimentHandle(self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call)
+            transport = "ray" if ray_is_initialized() else "files"
+        if transport == "ray":
+            collector = self._ray_receiver().collector
+        return ExperimentHandle(
+            self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call, transport, collector
+        )
+
+    def _ray_receiver(self) -> Any:
+        """The driver's end of the Ray transport, made with the first Ray handle."""
+        with self._ray_lock:
+            if self._receiver is None:
+                with loading_unless_imported("tracked._ray"):
+                    from ._ray import Receiver
+
+                assert self.path is not None
+                self._receiver = Receiver(self.path, self.name)
+            return self._receiver
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -549,7 +590,11 @@ class Experiment:
                 with loading_unless_imported("tracked._workers"):  # imported on first use: no fork meanwhile
                     from ._workers import merge_workers
 
+                parts = self._close_ray()
                 merged = merge_workers(self.path, self._rows, self._sinks)
+                for entry in merged:
+                    if entry["dir"] in parts:
+                        entry.update(parts[entry["dir"]])
                 if merged:
                     self.summary["workers"] = merged
             end_open_requests(self)
@@ -574,9 +619,26 @@ class Experiment:
             self._home = (None, None)  # nor the task that started it
             self.summarised = True  # even when the summary could not be made: nothing is added after
             self._sinks.close()
+            if self._shipper is not None:
+                self._shipper.close()  # the part's files are complete: the rest goes to the driver
             _lifecycle.unregister(self)
             if self.parent is not None:
                 self.parent._absorb(self)
+
+    def _close_ray(self) -> dict[str, dict[str, Any]]:
+        """The Ray workers' records still on their way, taken into `workers/`; per part, how they
+        came and what is missing (warned once)."""
+        if self._receiver is None:
+            return {}
+        parts = self._receiver.close(settings.worker_wait_s)
+        lost = [p for p in parts if p.missing]
+        if lost:
+            warn_once(
+                ("ray-missing", id(self)),
+                f"tracked: {self.name}: records of {len(lost)} Ray worker part(s) are incomplete: "
+                + "; ".join(f"{p.name} ({p.info.get('node_ip')}, pid {p.info.get('pid')}): {p.missing}" for p in lost),
+            )
+        return {p.name: p.report() for p in parts}
 
     def _end_line(self) -> str:
         """One line for stderr: what the experiment measured, where its local store and W&B runs
@@ -788,7 +850,15 @@ def attach(handle: ExperimentHandle) -> Experiment:
     if not isinstance(handle, ExperimentHandle):
         raise TypeError(f"experiment.attach takes the handle from exp.handle(), got {type(handle).__name__}")
     worker = Experiment(handle.name, config=handle.config, tags=handle.tags, wandb=False)
-    worker._worker_of = Path(handle.path)
+    if getattr(handle, "transport", "files") == "ray":
+        from ._ray import import_ray, node_local_dir
+
+        import_ray()
+        # This node's own copy, in the driver's layout; its records travel through Ray.
+        worker._worker_of = node_local_dir(handle.path)
+        worker._collector = handle.collector
+    else:
+        worker._worker_of = Path(handle.path)
     parent_call = getattr(handle, "parent_call", None)  # (a handle pickled by an older version has none)
     if parent_call is not None:
         worker.parent_call = RemoteParent(parent_call)

@@ -9,7 +9,8 @@ Every module that reads or writes an experiment directory takes the names from h
         calls.jsonl     every call, nested ones too, written from a background thread
         summary.json    totals, status, children; written last, at finish
         files/          copies of files given to `exp.save()`
-        workers/<pid>_<hex>/   the same files, for each worker process attached with `exp.handle()`
+        workers/<pid>_<hex>/   the same files, for each worker attached with `exp.handle()` (merged
+                        into the experiment's own when it finishes; read from here until then)
         wandb_sync.json `tracked sync`'s state: the W&B run id this experiment was replayed into
 
 The reader reads what `experiment()` writes and what the older tracker wrote (`config.json` holding
@@ -50,9 +51,11 @@ __all__ = [
     "load_experiment",
     "new_experiment_dir",
     "new_worker_dir",
+    "part_rows",
     "read_calls",
     "read_jsonl",
     "read_rows",
+    "unmerged_parts",
     "totals_of",
     "write_json",
 ]
@@ -166,8 +169,32 @@ def read_rows(path: Path, *, warn: Warn | None = None) -> list[dict[str, Any]]:
 
 
 def read_calls(path: Path, *, warn: Warn | None = None) -> list[dict[str, Any]]:
-    """The call records of an experiment directory (`calls.jsonl`), torn lines skipped."""
-    return list(read_jsonl(path / CALLS, warn=warn))
+    """The call records of an experiment directory (`calls.jsonl`), torn lines skipped; with those
+    of its worker parts not merged yet (`unmerged_parts`)."""
+    calls = list(read_jsonl(path / CALLS, warn=warn))
+    for part in unmerged_parts(path):
+        calls.extend(read_jsonl(part / CALLS, warn=warn))
+    return calls
+
+
+def unmerged_parts(path: Path) -> list[Path]:
+    """The worker parts (`workers/<part>/`) of an experiment that never finished: its end merges
+    them into its own rows and calls, so a process killed before that leaves them only here."""
+    workers = path / WORKERS
+    if (path / SUMMARY).exists() or not workers.is_dir():
+        return []
+    return sorted(p for p in workers.iterdir() if p.is_dir())
+
+
+def part_rows(part: Path, *, warn: Warn | None = None) -> list[dict[str, Any]]:
+    """A worker part's rows as its experiment's end merges them: a `worker` column (the part's
+    directory name), their own `_step`s left out."""
+    out = []
+    for row in read_rows(part / RESULTS, warn=warn):
+        data = {k: v for k, v in row.items() if not k.startswith("_")}
+        data["worker"] = part.name
+        out.append(data)
+    return out
 
 
 def read_json(path: Path, *, warn: Warn | None = None) -> dict[str, Any]:
@@ -284,6 +311,9 @@ def load_experiment(path: Path, *, with_rows: bool = True, warn: Warn | None = N
         name = meta.get("experiment_name") or path.name.rsplit("_", 2)[0]
     # The older tracker's results nest `metadata`: shown as `metadata/<key>` columns.
     rows = [_flatten_legacy(r) for r in read_rows(path / RESULTS, warn=warn)] if with_rows else []
+    if with_rows:
+        for part in unmerged_parts(path):
+            rows.extend(part_rows(part, warn=warn))
     summary = read_json(path / SUMMARY, warn=warn)
     return StoredExperiment(path=path, name=str(name), config=config, meta=meta, summary=summary, rows=rows)
 

@@ -26,7 +26,8 @@ __all__ = ["ExperimentHandle", "merge_workers"]
 class ExperimentHandle:
     """What a worker process needs to record its calls in an experiment; picklable.
 
-    Made by `exp.handle()`, used in the worker with `with experiment.attach(handle):`.
+    Made by `exp.handle()`, used in the worker with `with experiment.attach(handle):`. Pickled by
+    `multiprocessing` (files) or by Ray (a Ray handle holds the experiment's collector actor).
     `parent_call` is the id of the call of the experiment that `exp.handle()` ran in (None outside
     its calls): the parent of the worker's top-level calls in `calls.jsonl`, whatever the start method.
     """
@@ -36,6 +37,10 @@ class ExperimentHandle:
     config: dict[str, Any]
     tags: tuple[str, ...]
     parent_call: str | None = None
+    #: "files": the worker writes into `path` (one machine, or a shared filesystem); "ray": the
+    #: worker's records travel through Ray to `collector` (the experiment's actor, see `_ray`).
+    transport: str = "files"
+    collector: Any = None
 
 
 def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict[str, Any]]:
@@ -51,10 +56,8 @@ def merge_workers(experiment_dir: Path, rows: Rows, sinks: SinkSet) -> list[dict
         return []
     merged = []
     for part in sorted(p for p in workers.iterdir() if p.is_dir()):
-        stored = _store.read_rows(part / _store.RESULTS, warn=_warn_torn)
-        for row in stored:
-            data = {k: v for k, v in row.items() if not k.startswith("_")}
-            data["worker"] = part.name
+        stored = _store.part_rows(part, warn=_warn_torn)
+        for data in stored:
             rows.add(data, stored=True)
         calls = _store.read_calls(part, warn=_warn_torn)
         if calls:

@@ -1,0 +1,432 @@
+"""Worker parts that travel through Ray: an experiment's calls in Ray tasks, actors and Ray Data.
+
+Imported only when an experiment hands out a Ray handle (`exp.handle()` with Ray initialized, or
+`transport="ray"`) or a worker attaches one; `import tracked` never imports it, nor Ray.
+
+How the records travel (no shared filesystem is needed):
+
+- **In the worker** (`experiment.attach(handle)` in a Ray task, actor or `map_batches` function),
+  the part is written to the node's own local store first, as a process worker's is:
+  `<TRACKED_DIR or the working directory>/experiments/<experiment dir>/workers/<pid>_<hex>/`. A
+  row is on disk before the call that made it returns and a top-level call's records as it ends,
+  so a worker that dies loses only its calls still running. A `Shipper` thread sends what was
+  appended to the part's files to the experiment's `Collector` actor, about every 50 ms, one
+  batch in flight at a time, with the part's status (how many of its top-level calls are running).
+- **The collector** is a Ray actor (no CPU reserved) made by the driver's first Ray handle, on the
+  driver's node. It only keeps the batches until the driver takes them.
+- **In the driver**, a `Receiver` thread takes them every 0.2 s and appends them to
+  `<experiment>/workers/<part>/` of its local store: what reached the driver is on its disk (if
+  the driver dies, `tracked sync` merges it). When the experiment finishes, the receiver takes
+  what is left; for a part that has not ended (an actor still alive, a worker that died) it waits
+  while the part has calls running (`configure(worker_wait_s=...)`, bounded), then reads what the part's node has
+  on disk beyond what arrived, with a Ray task on that node. The parts then merge like process
+  workers' (`_workers.merge_workers`), and `summary["workers"]` says for each where its records
+  came from and what, if anything, is missing.
+
+When a worker's node-local directory is the driver's own (one machine, the same `TRACKED_DIR` or
+working directory, or a shared filesystem) the worker's files are already in place: the driver
+counts the batches but does not write them again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _store
+from ._config import internal_error, warn_once
+from ._dispatch import start_without_signals
+
+__all__ = ["EXTRA_HINT", "Receiver", "Shipper", "import_ray", "node_local_dir", "ray_is_initialized"]
+
+EXTRA_HINT = "Ray handles need Ray: pip install 'tracked[ray]'"
+#: How often a worker's shipper looks for new lines (seconds).
+SHIP_POLL_S = 0.05
+#: How often the driver takes the collector's batches (seconds).
+TAKE_POLL_S = 0.2
+#: At most this many bytes of one file in one batch.
+CHUNK_BYTES = 4 << 20
+#: How long a worker's end waits for its last batch to reach the collector (seconds).
+END_WAIT_S = 30.0
+#: How long reading a part's files on its node may take before it is given up (seconds).
+RECOVER_WAIT_S = 30.0
+
+_FILES = (_store.RESULTS, _store.CALLS)
+
+
+def import_ray() -> Any:
+    """Ray, or ImportError naming the extra."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(EXTRA_HINT) from exc
+    return ray
+
+
+def ray_is_initialized() -> bool:
+    """Whether this process is connected to Ray (a driver after `ray.init()`, or a Ray worker),
+    without importing Ray when it is not imported yet."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        return ray is not None and bool(ray.is_initialized())
+    except Exception:
+        return False
+
+
+def node_local_dir(experiment_dir: str) -> Path:
+    """Where a worker on this node keeps its part of the experiment whose local store directory
+    is `experiment_dir` (on the driver's machine): the same layout under this node's root."""
+    root = Path(os.environ.get("TRACKED_DIR") or os.getcwd())
+    return root / _store.EXPERIMENTS / Path(experiment_dir).name
+
+
+# --- the collector actor -----------------------------------------------------------------------------------
+
+
+class Collector:
+    """The experiment's mailbox in Ray: batches of worker parts' lines, kept until the driver takes them."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Any, ...]] = []
+
+    def put(self, part: str, info: dict[str, Any], chunks: dict[str, tuple[int, bytes]], status: dict[str, Any]) -> int:
+        self._pending.append((part, info, chunks, status))
+        return len(self._pending)
+
+    def take(self) -> list[tuple[Any, ...]]:
+        pending, self._pending = self._pending, []
+        return pending
+
+
+_collector_cls: Any = None
+
+
+def _remote_collector() -> Any:
+    global _collector_cls
+    if _collector_cls is None:
+        ray = import_ray()
+        _collector_cls = ray.remote(num_cpus=0, max_restarts=0)(Collector)
+    return _collector_cls
+
+
+def make_collector() -> Any:
+    """A collector actor on this (the driver's) node."""
+    ray = import_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return _remote_collector().options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+
+
+# --- the worker's side ---------------------------------------------------------------------------------------
+
+
+class Shipper:
+    """Sends what a worker part appends to its files to the collector (see the module's docstring).
+
+    Args:
+        experiment: The worker's experiment (attached); its local store directory is the part.
+        collector: The collector actor of the handle.
+    """
+
+    def __init__(self, experiment: Any, collector: Any) -> None:
+        self._ray = import_ray()
+        self._exp = experiment
+        self._collector = collector
+        self.path: Path = experiment.path
+        self.part = self.path.name
+        context = self._ray.get_runtime_context()
+        self._info = {
+            "node_id": context.get_node_id(),
+            "node_ip": self._ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+            "path": str(self.path),
+        }
+        self._at = dict.fromkeys(_FILES, 0)
+        self._files: dict[str, Any] = {}
+        self._in_flight: Any = None
+        self._last_status: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one batch made at a time (the thread's, or the end's)
+        self.failed: BaseException | None = None
+        self._send(final=False, force=True)  # the part is known to the driver before its first call ends
+        self._thread = threading.Thread(target=self._run, name=f"tracked-ray-{self.part}", daemon=True)
+        start_without_signals(self._thread)
+
+    def _read(self, name: str) -> tuple[int, bytes]:
+        """New whole lines of one of the part's files since the last batch: (offset, bytes)."""
+        fh = self._files.get(name)
+        if fh is None:
+            try:
+                fh = self._files[name] = open(self.path / name, "rb")
+            except FileNotFoundError:
+                return self._at[name], b""
+        at = self._at[name]
+        fh.seek(at)
+        data = fh.read(CHUNK_BYTES)
+        end = data.rfind(b"\n") + 1  # whole lines only: a line being written waits for the next batch
+        return at, data[:end]
+
+    def _send(self, *, final: bool, force: bool = False) -> None:
+        with self._lock:
+            ray = self._ray
+            if self._in_flight is not None:
+                if not final:
+                    ready, _ = ray.wait([self._in_flight], timeout=0)
+                    if not ready:
+                        return  # one batch in flight at a time: lines wait for the next
+                ray.get(self._in_flight, timeout=END_WAIT_S)
+                self._in_flight = None
+            while True:
+                chunks = {name: self._read(name) for name in _FILES}
+                status = {"running": len(self._exp._running), "ended": False}
+                more = any(len(data) == CHUNK_BYTES for _, data in chunks.values())
+                if final and not more:
+                    status["ended"] = True
+                if not force and not any(data for _, data in chunks.values()) and status == self._last_status:
+                    return
+                ref = self._collector.put.remote(self.part, self._info, chunks, status)
+                for name, (_, data) in chunks.items():
+                    self._at[name] += len(data)
+                self._last_status = status
+                force = False
+                if not final:
+                    self._in_flight = ref
+                    return
+                ray.get(ref, timeout=END_WAIT_S)
+                if status["ended"]:
+                    return
+
+    def _run(self) -> None:
+        while not self._stop.wait(SHIP_POLL_S):
+            try:
+                self._send(final=False)
+            except Exception as exc:
+                self.failed = exc
+                warn_once(
+                    ("ray-ship", self.part),
+                    f"tracked: this worker's records no longer reach the experiment through Ray ({exc}); "
+                    f"they stay in {self.path} on this node",
+                )
+                return
+
+    def close(self) -> None:
+        """The part has ended (its files are complete): send the rest and say so, waiting for the
+        collector to have it (up to `END_WAIT_S`)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            if self.failed is None:
+                self._send(final=True)
+        except Exception as exc:
+            warn_once(
+                ("ray-ship", self.part),
+                f"tracked: this worker's last records did not reach the experiment through Ray ({exc}); "
+                f"they are in {self.path} on this node",
+            )
+        finally:
+            for fh in self._files.values():
+                fh.close()
+
+
+# --- the driver's side ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    """What the driver knows of one worker part."""
+
+    name: str
+    info: dict[str, Any]
+    dir: Path
+    shared: bool  # the worker writes into the driver's directory itself
+    at: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FILES, 0))
+    status: dict[str, Any] = field(default_factory=dict)
+    source: str = "ray"  # where its records came from: "ray", "ray+node" (read on its node at the end), "shared"
+    missing: str | None = None  # what could not be had, in words
+    from_node: dict[str, int] | None = None  # lines read on its node at the end, per file
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "transport": "files (shared)" if self.shared else self.source,
+            "node_ip": self.info.get("node_ip"),
+            "pid": self.info.get("pid"),
+            "ended": bool(self.status.get("ended")),
+        }
+        if self.from_node is not None:
+            out["read_on_node"] = {"rows": self.from_node[_store.RESULTS], "calls": self.from_node[_store.CALLS]}
+        if self.missing:
+            out["missing"] = self.missing
+        return out
+
+
+def _read_tail(path: str, at: dict[str, int], pid: int) -> tuple[bool, dict[str, bytes]]:
+    """On a part's node: whether its process still runs, and its files' whole lines from `at`."""
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        alive = True
+    out: dict[str, bytes] = {}
+    for name, offset in at.items():
+        try:
+            with open(Path(path) / name, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        out[name] = data[: data.rfind(b"\n") + 1]
+    return alive, out
+
+
+class Receiver:
+    """The driver's end: takes the collector's batches into the experiment's `workers/` directory.
+
+    Args:
+        experiment_dir: The experiment's local store directory.
+        name: The experiment's name (the thread's).
+    """
+
+    def __init__(self, experiment_dir: Path, name: str) -> None:
+        self._ray = import_ray()
+        self.dir = experiment_dir / _store.WORKERS
+        self.collector = make_collector()
+        self.parts: dict[str, Part] = {}
+        self._lock = threading.Lock()  # one take at a time
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"tracked-ray-{name}", daemon=True)
+        start_without_signals(self._thread)
+
+    def _run(self) -> None:
+        while not self._stop.wait(TAKE_POLL_S):
+            try:
+                self.take()
+            except Exception as exc:
+                internal_error("taking the Ray workers' records", exc)
+
+    def take(self) -> int:
+        """Take every batch the collector holds into the local store. Returns how many."""
+        with self._lock:
+            batches = self._ray.get(self.collector.take.remote(), timeout=60)
+            for name, info, chunks, status in batches:
+                self._write(name, info, chunks, status)
+            return len(batches)
+
+    def _part(self, name: str, info: dict[str, Any]) -> Part:
+        part = self.parts.get(name)
+        if part is None:
+            where = self.dir / name
+            # The worker's own directory is this one (one machine, or a shared filesystem): its
+            # local store opened it (config.json) before its first batch was sent.
+            shared = (where / _store.CONFIG).exists()
+            if not shared:
+                where.mkdir(parents=True, exist_ok=True)
+            part = self.parts[name] = Part(name, info, where, shared)
+        return part
+
+    def _write(
+        self, name: str, info: dict[str, Any], chunks: dict[str, tuple[int, bytes]], status: dict[str, Any]
+    ) -> None:
+        part = self._part(name, info)
+        part.status = status
+        for file, (offset, data) in chunks.items():
+            if not data:
+                continue
+            if offset != part.at[file]:  # pragma: no cover - the collector keeps a part's batches in order
+                internal_error(
+                    "Ray worker records", RuntimeError(f"{name}/{file}: got bytes from {offset}, had {part.at[file]}")
+                )
+                continue
+            if not part.shared:
+                with open(part.dir / file, "ab") as fh:
+                    fh.write(data)
+            part.at[file] += len(data)
+
+    def close(self, wait_s: float) -> list[Part]:
+        """Take the rest: wait (up to `wait_s`) for parts with calls running, read what parts that
+        have not ended left on their nodes, and end the collector. Returns every part."""
+        if self._closed:
+            return list(self.parts.values())
+        self._closed = True
+        self._stop.set()
+        self._thread.join()
+        self.take()
+        # Parts with calls running: wait for them to end, while their process is alive.
+        deadline, probed = time.monotonic() + wait_s, 0.0
+        dead: set[str] = set()
+        while True:
+            waiting = [
+                p for p in self.parts.values()
+                if p.status.get("running") and not p.status.get("ended") and p.name not in dead
+            ]  # fmt: skip
+            if not waiting or time.monotonic() > deadline:
+                break
+            if time.monotonic() - probed > 1.0:
+                probed = time.monotonic()
+                dead.update(p.name for p in waiting if self._alive(p) is False)
+                continue
+            time.sleep(TAKE_POLL_S)
+            self.take()
+        for part in self.parts.values():
+            if not part.status.get("ended") and not part.shared:
+                self._recover(part)
+            elif not part.status.get("ended"):
+                running = part.status.get("running") or 0
+                if running:
+                    part.missing = f"{running} call{'s' if running != 1 else ''} still running in it"
+        try:
+            self._ray.kill(self.collector)
+        except Exception:
+            pass
+        return list(self.parts.values())
+
+    def _on_node(self, part: Part, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` in a Ray task on the part's node (no CPU reserved)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = self._ray.remote(num_cpus=0, max_retries=0)(fn).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(part.info["node_id"], soft=False)
+        )
+        return self._ray.get(task.remote(*args), timeout=RECOVER_WAIT_S)
+
+    def _alive(self, part: Part) -> bool | None:
+        """Whether a part's process still runs (None: its node could not be asked)."""
+        try:
+            return bool(self._on_node(part, _read_tail, part.info["path"], {}, part.info["pid"])[0])
+        except Exception:
+            return None
+
+    def _recover(self, part: Part) -> None:
+        """Read on its node what a part that has not ended wrote beyond what arrived."""
+        try:
+            alive, tails = self._on_node(part, _read_tail, part.info["path"], dict(part.at), part.info["pid"])
+        except Exception as exc:
+            part.missing = (
+                f"its node {part.info.get('node_ip')} could not be reached ({type(exc).__name__}): what it wrote "
+                f"after its last batch is only in {part.info.get('path')} there"
+            )
+            return
+        for file, data in tails.items():
+            if data:
+                with open(part.dir / file, "ab") as fh:
+                    fh.write(data)
+                part.at[file] += len(data)
+        part.source = "ray+node"
+        part.from_node = {file: data.count(b"\n") for file, data in tails.items()}
+        running = part.status.get("running") or 0
+        if running:
+            calls = f"{running} call{'s' if running != 1 else ''}"
+            part.missing = (
+                f"{calls} still running in it when the experiment finished"
+                if alive
+                else f"its process ended with {calls} running: not recorded"
+            )
