@@ -63,7 +63,7 @@ def cluster(tmp_path_factory):
         os.chdir(here)
     # The workers import this module (its actor classes and functions are pickled by reference).
     ray.init(address=cl.address, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}}, log_to_driver=False)
-    yield {"nodes": nodes, "address": cl.address}
+    yield {"nodes": nodes, "address": cl.address, "cluster": cl}
     ray.shutdown()
     cl.shutdown()
 
@@ -244,6 +244,66 @@ def test_a_worker_killed_mid_run_loses_at_most_its_call_in_flight_and_it_is_repo
     assert part["missing"] == "its process ended with 1 call running: not recorded"
     assert sent - 1 <= s["total/llm_calls"] <= sent
     assert s["total/llm_calls"] >= 60
+
+
+@ray.remote(num_cpus=1)
+def ask_all(handle: Any, url: str, questions: list[str]) -> int:
+    """A Ray task: each question asked through an instrumented client, in the experiment."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-loopback", max_retries=0)
+    tracked.instrument(client, provider="openai")
+    with experiment.attach(handle):
+        for q in questions:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": q}])
+    return len(questions)
+
+
+def test_ray_tasks_that_see_the_drivers_directory_write_their_parts_in_place_once(cluster, server, tmp_path):
+    """Ray tasks whose `TRACKED_DIR` is the driver's (one machine, or a shared filesystem) write
+    their parts in the driver's directory themselves: each line once, the figures the ledger's."""
+    server.ledger.clear()
+    with experiment("ray-shared") as exp:
+        task = ask_all.options(runtime_env={"env_vars": {"TRACKED_DIR": str(tmp_path)}})
+        assert (
+            ray.get([task.remote(exp.handle(), server.url, [f"q {t} {i}" for i in range(100)]) for t in range(3)])
+            == [100] * 3
+        )
+    s = exp.final_summary
+    assert [p["transport"] for p in s["workers"]] == ["files (shared)"] * 3
+    assert all(p["ended"] and p["rows"] == 100 and p["calls"] == 100 for p in s["workers"])
+    for part in (exp.path / "workers").iterdir():
+        assert len((part / "calls.jsonl").read_bytes().splitlines()) == 100
+    want = expected(server)
+    assert (s["total/llm_calls"], s["total/tokens_in"]) == (300, want["tokens_in"])
+    assert s["total/cost_usd"] == pytest.approx(want["cost_usd"], rel=1e-9)
+
+
+def test_a_node_lost_mid_run_is_reported_and_what_reached_the_driver_is_kept(cluster, server, tmp_path):
+    """A node removed while its actor is attached: the calls whose records reached the driver are
+    in the experiment, and the part is reported with its node unreachable, with a warning."""
+    server.ledger.clear()
+    (tmp_path / "node").mkdir()
+    here = os.getcwd()
+    os.chdir(tmp_path / "node")
+    try:
+        node = cluster["cluster"].add_node(
+            node_ip_address="127.0.0.1",
+            num_cpus=1,
+            resources={"doomed": 1},
+            env_vars={"TRACKED_DIR": str(tmp_path / "node")},
+        )
+    finally:
+        os.chdir(here)
+    with pytest.warns(TrackedWarning, match="could not be reached"), experiment("ray-node-lost") as exp:
+        actor = Resident.options(resources={"doomed": 1}).remote(exp.handle(), server.url)
+        ray.get([actor.ask.remote(f"q {i}") for i in range(30)])
+        time.sleep(0.5)  # its batches reach the driver
+        cluster["cluster"].remove_node(node)
+    s = exp.final_summary
+    (part,) = s["workers"]
+    assert part["ended"] is False and "could not be reached" in part["missing"]
+    assert s["total/llm_calls"] == 30 == len(server.ledger.sent)
 
 
 DRIVER = textwrap.dedent(

@@ -105,7 +105,7 @@ class Experiment:
         self._worker_of: Path | None = None  # set by attach(): this is a worker's part
         self._receiver: Any = None  # the driver's end of the Ray transport (`_ray.Receiver`), if any
         self._ray_lock = threading.Lock()
-        self._collector: Any = None  # in a Ray worker: the collector its records go to
+        self._collector: Any = None  # in a Ray worker: the collector its records go to, and their key
         self._shipper: Any = None  # ... and what sends them (`_ray.Shipper`)
         # The parent of its top-level calls: in a worker, the call of another process it works for.
         self.parent_call: Call | None = None
@@ -198,7 +198,14 @@ class Experiment:
             if self._collector is not None and self.path is not None:
                 from ._ray import Shipper
 
-                self._shipper = Shipper(self, self._collector)
+                try:
+                    self._shipper = Shipper(self, *self._collector)
+                except Exception as exc:  # Ray unusable here: the node's own copy is still written
+                    warn_once(
+                        ("ray-ship", str(self.path)),
+                        f"tracked: this worker's records cannot reach the experiment through Ray ({exc}); "
+                        f"they are kept in {self.path} on this node",
+                    )
         self._token = _current_exp.set(self)
         _lifecycle.register(self)
         return self
@@ -325,7 +332,8 @@ class Experiment:
 
             transport = "ray" if ray_is_initialized() else "files"
         if transport == "ray":
-            collector = self._ray_receiver().collector
+            receiver = self._ray_receiver()
+            collector = (receiver.collector, receiver.key)
         return ExperimentHandle(
             self.name, str(self.path), dict(self.config), tuple(self._tags), parent_call, transport, collector
         )
@@ -630,7 +638,15 @@ class Experiment:
         came and what is missing (warned once)."""
         if self._receiver is None:
             return {}
-        parts = self._receiver.close(settings.worker_wait_s)
+        try:
+            parts = self._receiver.close(settings.worker_wait_s)
+        except Exception as exc:  # Ray shut down or unreachable: what reached this process still merges
+            warn_once(
+                ("ray-close", id(self)),
+                f"tracked: {self.name}: the Ray workers' last records could not be taken ({type(exc).__name__}: "
+                f"{exc}); those that reached this process are merged, the rest are in each worker's node-local store",
+            )
+            return {p.name: p.report() for p in self._receiver.parts.values()}
         lost = [p for p in parts if p.missing]
         if lost:
             warn_once(

@@ -13,7 +13,8 @@ How the records travel (no shared filesystem is needed):
   appended to the part's files to the experiment's `Collector` actor, about every 50 ms, one
   batch in flight at a time, with the part's status (how many of its top-level calls are running).
 - **The collector** is a Ray actor (no CPU reserved) made by the driver's first Ray handle, on the
-  driver's node. It only keeps the batches until the driver takes them.
+  driver's node, and shared by its later experiments. It only keeps each experiment's batches
+  until the driver takes them.
 - **In the driver**, a `Receiver` thread takes them every 0.2 s and appends them to
   `<experiment>/workers/<part>/` of its local store: what reached the driver is on its disk (if
   the driver dies, `tracked sync` merges it). When the experiment finishes, the receiver takes
@@ -41,7 +42,7 @@ from . import _store
 from ._config import internal_error, warn_once
 from ._dispatch import start_without_signals
 
-__all__ = ["EXTRA_HINT", "Receiver", "Shipper", "import_ray", "node_local_dir", "ray_is_initialized"]
+__all__ = ["EXTRA_HINT", "Receiver", "Shipper", "collector", "import_ray", "node_local_dir", "ray_is_initialized"]
 
 EXTRA_HINT = "Ray handles need Ray: pip install 'tracked[ray]'"
 #: How often a worker's shipper looks for new lines (seconds).
@@ -90,38 +91,43 @@ def node_local_dir(experiment_dir: str) -> Path:
 
 
 class Collector:
-    """The experiment's mailbox in Ray: batches of worker parts' lines, kept until the driver takes them."""
+    """The mailbox in Ray of a driver's experiments: batches of worker parts' lines, kept per
+    experiment (its local store directory) until the driver takes them."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
 
-    def put(self, part: str, info: dict[str, Any], chunks: dict[str, tuple[int, bytes]], status: dict[str, Any]) -> int:
-        self._pending.append((part, info, chunks, status))
-        return len(self._pending)
+    def put(
+        self, key: str, part: str, info: dict[str, Any], chunks: dict[str, tuple[int, bytes]], status: dict[str, Any]
+    ) -> None:
+        self._pending.setdefault(key, []).append((part, info, chunks, status))
 
-    def take(self) -> list[tuple[Any, ...]]:
-        pending, self._pending = self._pending, []
-        return pending
+    def take(self, key: str) -> list[tuple[Any, ...]]:
+        return self._pending.pop(key, [])
 
 
 _collector_cls: Any = None
+_collector: tuple[Any, Any] | None = None  # (the Ray job it was made in, the actor)
+_collector_lock = threading.Lock()
 
 
-def _remote_collector() -> Any:
-    global _collector_cls
-    if _collector_cls is None:
-        ray = import_ray()
-        _collector_cls = ray.remote(num_cpus=0, max_restarts=0)(Collector)
-    return _collector_cls
-
-
-def make_collector() -> Any:
-    """A collector actor on this (the driver's) node."""
+def collector() -> Any:
+    """This driver's collector actor, on its node: made once per Ray job (starting an actor takes
+    a worker process, about a second), shared by its experiments."""
+    global _collector_cls, _collector
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = ray.get_runtime_context().get_node_id()
-    return _remote_collector().options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+    with _collector_lock:
+        job = ray.get_runtime_context().get_job_id()
+        if _collector is not None and _collector[0] == job:
+            return _collector[1]
+        if _collector_cls is None:
+            _collector_cls = ray.remote(num_cpus=0, max_restarts=0)(Collector)
+        here = ray.get_runtime_context().get_node_id()
+        actor = _collector_cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        _collector = (job, actor)
+        return actor
 
 
 # --- the worker's side ---------------------------------------------------------------------------------------
@@ -133,12 +139,14 @@ class Shipper:
     Args:
         experiment: The worker's experiment (attached); its local store directory is the part.
         collector: The collector actor of the handle.
+        key: The experiment's key at the collector (its local store directory, on the driver).
     """
 
-    def __init__(self, experiment: Any, collector: Any) -> None:
+    def __init__(self, experiment: Any, collector: Any, key: str) -> None:
         self._ray = import_ray()
         self._exp = experiment
         self._collector = collector
+        self._key = key
         self.path: Path = experiment.path
         self.part = self.path.name
         context = self._ray.get_runtime_context()
@@ -149,6 +157,9 @@ class Shipper:
             "path": str(self.path),
         }
         self._at = dict.fromkeys(_FILES, 0)
+        # This node sees the driver's own directory (one machine, or a shared filesystem): the part
+        # is written in place, and only its status needs to travel.
+        self.shared = (self.path.parent.parent / _store.CONFIG).exists()
         self._files: dict[str, Any] = {}
         self._in_flight: Any = None
         self._last_status: dict[str, Any] | None = None
@@ -161,6 +172,8 @@ class Shipper:
 
     def _read(self, name: str) -> tuple[int, bytes]:
         """New whole lines of one of the part's files since the last batch: (offset, bytes)."""
+        if self.shared:
+            return self._at[name], b""
         fh = self._files.get(name)
         if fh is None:
             try:
@@ -191,7 +204,7 @@ class Shipper:
                     status["ended"] = True
                 if not force and not any(data for _, data in chunks.values()) and status == self._last_status:
                     return
-                ref = self._collector.put.remote(self.part, self._info, chunks, status)
+                ref = self._collector.put.remote(self._key, self.part, self._info, chunks, status)
                 for name, (_, data) in chunks.items():
                     self._at[name] += len(data)
                 self._last_status = status
@@ -298,7 +311,8 @@ class Receiver:
     def __init__(self, experiment_dir: Path, name: str) -> None:
         self._ray = import_ray()
         self.dir = experiment_dir / _store.WORKERS
-        self.collector = make_collector()
+        self.key = str(experiment_dir)
+        self.collector = collector()
         self.parts: dict[str, Part] = {}
         self._lock = threading.Lock()  # one take at a time
         self._stop = threading.Event()
@@ -316,7 +330,7 @@ class Receiver:
     def take(self) -> int:
         """Take every batch the collector holds into the local store. Returns how many."""
         with self._lock:
-            batches = self._ray.get(self.collector.take.remote(), timeout=60)
+            batches = self._ray.get(self.collector.take.remote(self.key), timeout=60)
             for name, info, chunks, status in batches:
                 self._write(name, info, chunks, status)
             return len(batches)
@@ -383,10 +397,6 @@ class Receiver:
                 running = part.status.get("running") or 0
                 if running:
                     part.missing = f"{running} call{'s' if running != 1 else ''} still running in it"
-        try:
-            self._ray.kill(self.collector)
-        except Exception:
-            pass
         return list(self.parts.values())
 
     def _on_node(self, part: Part, fn: Any, *args: Any) -> Any:

@@ -38,7 +38,8 @@ class ExperimentHandle:
     tags: tuple[str, ...]
     parent_call: str | None = None
     #: "files": the worker writes into `path` (one machine, or a shared filesystem); "ray": the
-    #: worker's records travel through Ray to `collector` (the experiment's actor, see `_ray`).
+    #: worker's records travel through Ray: `collector` is (the driver's collector actor, this
+    #: experiment's key there), see `_ray`.
     transport: str = "files"
     collector: Any = None
 
