@@ -8,13 +8,15 @@
     python benchmarks/bench.py --client     # tracked.instrument(client) against logfire.instrument_openai(client)
     python benchmarks/bench.py --e2e        # an async eval of 20,000 tasks: traced / untraced wall time, peers
     python benchmarks/bench.py --instructions  # tracked's own share of that eval's task, in instructions (valgrind)
+    python benchmarks/bench.py --ray        # calls through 4 Ray actors against one process, traced and untraced
     python benchmarks/bench.py --all        # all of the above, then the issue's targets
     python benchmarks/bench.py --quick ...  # a few seconds, a few hundred calls (CI smoke test)
     python benchmarks/bench.py --calls N    # N calls per timed block (in-process subjects)
     python benchmarks/bench.py --profile    # also cProfile subjects 6 and 10 (caller thread only)
 
 `--peers`, `--scaling`, `--import-time`, `--client`, `--e2e` and `--instructions` run every subject in a
-process of its own (`benchmarks/worker.py`, which see), so that imports and memory do not mix. The modules of this
+process of its own (`benchmarks/worker.py`, which see), so that imports and memory do not mix (`--ray` runs its
+actors in Ray's worker processes). The modules of this
 directory and their roles are listed in `benchmarks/README.md`.
 
 Method: every subject runs the same `for` loop (its cost is included in every figure and printed
@@ -599,8 +601,8 @@ def profile(calls: int, root: str) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> None:
-    """--peers, --scaling, --import-time, --client, --e2e, --instructions: every subject in a process of its
-    own (worker.py, instructions.py)."""
+    """--peers, --scaling, --import-time, --client, --e2e, --instructions, --ray: every subject in a process
+    of its own (worker.py, instructions.py), or Ray's workers (ray_bench.py)."""
     import e2e
     import instructions
     import instrumented
@@ -676,6 +678,16 @@ def run_separate(args: argparse.Namespace) -> None:
         counted = instructions.measure(instructions.QUICK_TASKS if quick else instructions.TASKS)
         instructions.print_instructions(counted)
         print()
+    if args.ray or args.all:
+        import ray_bench
+
+        ray_bench.print_ray(
+            ray_bench.measure(
+                ray_bench.QUICK_CALLS if quick else ray_bench.CALLS,
+                ray_bench.QUICK_ROUNDS if quick else ray_bench.ROUNDS,
+            )
+        )
+        print()
     print_targets(peers, scaling, imports, quick, client, end_to_end, counted)
     print(f"== finished {machine()}")
 
@@ -714,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tracked's own share of the --e2e eval's task, in instructions counted by valgrind (instructions.py)",
     )
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="calls per second through 4 Ray actors against one process, traced and untraced (ray_bench.py)",
+    )
     parser.add_argument("--all", action="store_true", help="everything, then the issue's targets")
     parser.add_argument(
         "--subjects",
@@ -727,7 +744,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per subject process (default 1800)")
     args = parser.parse_args(argv)
     separate = (
-        args.peers or args.scaling or args.import_time or args.client or args.e2e or args.instructions or args.all
+        args.peers
+        or args.scaling
+        or args.import_time
+        or args.client
+        or args.e2e
+        or args.instructions
+        or args.ray
+        or args.all
     )
     if args.quick:
         calls, blocks, rounds, exp_rounds, warm_exp = args.calls or 100, 3, 2, 1, False

@@ -131,14 +131,15 @@ def _one(subject: str, url: str, calls: int, actors: list[Any], root: Path) -> d
 
 def measure(calls: int, rounds: int) -> dict[str, Any]:
     """Wall time of each subject in each round (see the module's docstring), or `skipped`."""
+    # Before Ray is imported: every address it picks is 127.0.0.1, never another interface's.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     try:
         import ray
     except ImportError:
         return {"skipped": "Ray is not installed (pip install 'tracked[ray]')"}
     import e2e
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every address 127.0.0.1
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ.setdefault("TRACKED_QUIET", "1")
     import tracked
 

@@ -196,3 +196,13 @@ def test_bench_instructions_quick_runs(tmp_path):
         per_task[label] = float(line[len(label) :].split()[0].replace(",", ""))
     assert all(n > 1_000_000 for n in per_task.values()), per_task  # two chat completions and more per task
     assert "tracked's own share of an eval task, both sinks, at most 2% (instructions)" in out, out
+
+
+@pytest.mark.slow
+def test_bench_ray_quick_runs(tmp_path):
+    """--ray: the four subjects' lines, every tracked round counting each of its calls, the actors'
+    parts brought through Ray."""
+    out = _run_bench(tmp_path, "--ray")
+    for label in ("one process, untraced", "one process, tracked", "4 Ray actors, untraced", "4 Ray actors, tracked"):
+        assert any(line.startswith(label) for line in out.splitlines()), out
+    assert "LLM calls counted by each tracked round: [200]; the actors' parts came by ['ray']" in out, out

@@ -104,6 +104,8 @@ def run_session(tmp_path: Path, server, name: str, blocks: list[tuple[int, str]]
         OPENAI_BASE_URL=f"{server.url}/v1", OPENAI_API_KEY="sk-loopback",
         ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="sk-ant-loopback",
         OLLAMA_HOST=server.url, TRACKED_QUIET="1",
+        # A local Ray instance (the Ray block) on 127.0.0.1 only, without usage reports.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
     )  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, str(where / "blocks.json"), str(where / "stand_ins.py")],
@@ -154,4 +156,4 @@ ALONE = [(line, code) for line, code, mark, _ in python_blocks() if mark == "run
 def test_readme_blocks_that_run_alone(tmp_path, server, line, code):
     """A block marked to run alone runs in a fresh process after the README's first block, without a warning."""
     first = next((ln, c) for ln, c, mark, _ in python_blocks() if mark is None)
-    run_session(tmp_path, server, "alone", [first, (line, code)], timeout=30)
+    run_session(tmp_path, server, "alone", [first, (line, code)], timeout=120)
