@@ -82,8 +82,14 @@ def ray_is_initialized() -> bool:
 
 def node_local_dir(experiment_dir: str) -> Path:
     """Where a worker on this node keeps its part of the experiment whose local store directory
-    is `experiment_dir` (on the driver's machine): the same layout under this node's root."""
+    is `experiment_dir` (on the driver's machine): the same layout under this node's root,
+    `TRACKED_DIR` or the working directory (a Ray worker's is its raylet's; when it cannot be
+    written, the system's temporary directory)."""
     root = Path(os.environ.get("TRACKED_DIR") or os.getcwd())
+    if not os.access(root, os.W_OK):
+        import tempfile
+
+        root = Path(tempfile.gettempdir()) / "tracked"
     return root / _store.EXPERIMENTS / Path(experiment_dir).name
 
 
