@@ -232,6 +232,7 @@ def test_a_worker_killed_mid_run_loses_at_most_its_call_in_flight_and_it_is_repo
             done = actor.run.remote(exp.handle(), [f"q {i}" for i in range(10_000)])
             while len(server.ledger.sent) < 60:
                 time.sleep(0.01)
+            answered = len(server.ledger.sent)
             os.kill(pid, signal.SIGKILL)
             with pytest.raises(ray.exceptions.RayActorError):
                 ray.get(done)
@@ -243,7 +244,7 @@ def test_a_worker_killed_mid_run_loses_at_most_its_call_in_flight_and_it_is_repo
     assert part["ended"] is False and part["transport"] == "ray+node"
     assert part["missing"] == "its process ended with 1 call running: not recorded"
     assert sent - 1 <= s["total/llm_calls"] <= sent
-    assert s["total/llm_calls"] >= 60
+    assert s["total/llm_calls"] >= answered - 1  # the last answer may not have reached the worker
 
 
 @ray.remote(num_cpus=1)
