@@ -60,6 +60,11 @@ class _Config:
         # Bumped whenever prices change, so cached price lookups know they are stale.
         self.generation = 0
 
+    def __reduce__(self) -> str:
+        # Pickled (with a `@tracked` function cloudpickle sends by value) as a reference to the
+        # receiving process's own settings.
+        return "config"
+
 
 config = _Config()
 

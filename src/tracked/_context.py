@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copyreg
 import functools
 import threading
 from collections.abc import Callable
@@ -26,6 +27,24 @@ _current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("tracked_
 _current_exp: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar("tracked_experiment", default=None)
 # The last top-level call that ended in this thread or task: `exp.log()` after it joins its row.
 _last_row: contextvars.ContextVar[Call | None] = contextvars.ContextVar("tracked_last_row", default=None)
+
+# A `@tracked` function defined in a script's or notebook's `__main__` is pickled by value by
+# cloudpickle (Ray, joblib), with the module globals its wrapper reads: these variables are then
+# pickled by name and are the receiving process's own. Any other ContextVar still cannot be pickled.
+_BY_NAME = {var.name: var for var in (_current, _current_exp, _last_row)}
+
+
+def _context_var(name: str) -> contextvars.ContextVar[Any]:
+    return _BY_NAME[name]
+
+
+def _reduce_context_var(var: contextvars.ContextVar[Any]) -> tuple[Any, tuple[str]]:
+    if _BY_NAME.get(var.name) is var:
+        return _context_var, (var.name,)
+    raise TypeError(f"cannot pickle {type(var).__name__!r} object")
+
+
+copyreg.pickle(contextvars.ContextVar, _reduce_context_var)
 
 # Experiments started and not finished, oldest first. Used where the context holds none (`ambient`):
 # calls from threads the user started without carrying the context, and notebooks, where `.start()`
@@ -67,6 +86,8 @@ def ambient(for_call: bool = False) -> Experiment | None:
     main = threading.main_thread()
     for exp in reversed(_open):
         thread, home_task = exp._home
+        if thread is None:
+            continue  # finishing (another thread's `finish()` has let go of its home)
         if thread is here:
             if home_task is None or home_task is task or home_task.done():
                 return exp

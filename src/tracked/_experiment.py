@@ -116,6 +116,7 @@ class Experiment:
         self._adopt: Call | None = None
         self._results: Results | None = None
         self._running: dict[int, Call] = {}  # top-level calls not ended yet
+        self._started = 0  # top-level calls begun (a Ray worker's part tells its driver)
         self._working = False  # a top-level call of its own has begun
         self._requests: dict[int, Any] = {}  # instrumented requests not ended yet (`_instrument`)
         self._runs_below: list[dict[str, Any]] = []  # the W&B runs of its descendants: id, mode

@@ -102,13 +102,21 @@ class Collector:
 
     def __init__(self) -> None:
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._ended: set[str] = set()
 
     def put(
         self, key: str, part: str, info: dict[str, Any], chunks: dict[str, tuple[int, bytes]], status: dict[str, Any]
     ) -> None:
+        if key in self._ended:
+            raise RuntimeError(f"the experiment {Path(key).name} has ended")
         self._pending.setdefault(key, []).append((part, info, chunks, status))
 
     def take(self, key: str) -> list[tuple[Any, ...]]:
+        return self._pending.pop(key, [])
+
+    def end(self, key: str) -> list[tuple[Any, ...]]:
+        """The last batches of an experiment that ends: later ones are refused (their worker warns)."""
+        self._ended.add(key)
         return self._pending.pop(key, [])
 
 
@@ -125,7 +133,9 @@ def collector() -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     with _collector_lock:
-        job = ray.get_runtime_context().get_job_id()
+        context = ray.get_runtime_context()
+        # A job id alone repeats after `ray.shutdown()` and a new local `ray.init()`; the node's does not.
+        job = (context.get_node_id(), context.get_job_id())
         if _collector is not None and _collector[0] == job:
             return _collector[1]
         if _collector_cls is None:
@@ -193,32 +203,32 @@ class Shipper:
         return at, data[:end]
 
     def _send(self, *, final: bool, force: bool = False) -> None:
+        # Batches are waited for through `ObjectRef.future()`: `ray.get` in an asyncio actor warns
+        # of a blocked event loop even from this thread, which blocks none.
         with self._lock:
-            ray = self._ray
             if self._in_flight is not None:
-                if not final:
-                    ready, _ = ray.wait([self._in_flight], timeout=0)
-                    if not ready:
-                        return  # one batch in flight at a time: lines wait for the next
-                ray.get(self._in_flight, timeout=END_WAIT_S)
+                if not final and not self._in_flight.done():
+                    return  # one batch in flight at a time: lines wait for the next
+                self._in_flight.result(timeout=END_WAIT_S)  # raises what the put raised
                 self._in_flight = None
             while True:
                 chunks = {name: self._read(name) for name in _FILES}
-                status = {"running": len(self._exp._running), "ended": False}
+                # Counted after the files are read: a call begun is in `started` or after this batch.
+                status = {"running": len(self._exp._running), "started": self._exp._started, "ended": False}
                 more = any(len(data) == CHUNK_BYTES for _, data in chunks.values())
                 if final and not more:
                     status["ended"] = True
                 if not force and not any(data for _, data in chunks.values()) and status == self._last_status:
                     return
-                ref = self._collector.put.remote(self._key, self.part, self._info, chunks, status)
+                sent = self._collector.put.remote(self._key, self.part, self._info, chunks, status).future()
                 for name, (_, data) in chunks.items():
                     self._at[name] += len(data)
                 self._last_status = status
                 force = False
                 if not final:
-                    self._in_flight = ref
+                    self._in_flight = sent
                     return
-                ray.get(ref, timeout=END_WAIT_S)
+                sent.result(timeout=END_WAIT_S)
                 if status["ended"]:
                     return
 
@@ -228,12 +238,18 @@ class Shipper:
                 self._send(final=False)
             except Exception as exc:
                 self.failed = exc
-                warn_once(
-                    ("ray-ship", self.part),
-                    f"tracked: this worker's records no longer reach the experiment through Ray ({exc}); "
-                    f"they stay in {self.path} on this node",
-                )
+                warn_once(("ray-ship", self.part), self._lost_message(exc))
                 return
+
+    def _lost_message(self, exc: BaseException) -> str:
+        if "has ended" in str(exc):
+            why = "the experiment ended before this worker's calls did (wait for the tasks with ray.get first)"
+        else:
+            why = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return (
+            f"tracked: this worker's records no longer reach the experiment through Ray: {why}; "
+            f"they are in {self.path} on this node"
+        )
 
     def close(self) -> None:
         """The part has ended (its files are complete): send the rest and say so, waiting for the
@@ -244,11 +260,7 @@ class Shipper:
             if self.failed is None:
                 self._send(final=True)
         except Exception as exc:
-            warn_once(
-                ("ray-ship", self.part),
-                f"tracked: this worker's last records did not reach the experiment through Ray ({exc}); "
-                f"they are in {self.path} on this node",
-            )
+            warn_once(("ray-ship", self.part), self._lost_message(exc))
         finally:
             for fh in self._files.values():
                 fh.close()
@@ -333,10 +345,12 @@ class Receiver:
             except Exception as exc:
                 internal_error("taking the Ray workers' records", exc)
 
-    def take(self) -> int:
-        """Take every batch the collector holds into the local store. Returns how many."""
+    def take(self, end: bool = False) -> int:
+        """Take every batch the collector holds into the local store (`end`: and refuse later
+        ones). Returns how many."""
         with self._lock:
-            batches = self._ray.get(self.collector.take.remote(self.key), timeout=60)
+            method = self.collector.end if end else self.collector.take
+            batches = self._ray.get(method.remote(self.key), timeout=60)
             for name, info, chunks, status in batches:
                 self._write(name, info, chunks, status)
             return len(batches)
@@ -380,29 +394,39 @@ class Receiver:
         self._stop.set()
         self._thread.join()
         self.take()
-        # Parts with calls running: wait for them to end, while their process is alive.
-        deadline, probed = time.monotonic() + wait_s, 0.0
+        # Parts with calls running: wait for them to end, while their process is alive. A part's
+        # status is at most a poll old (its last calls may have just ended): its process is asked
+        # about only after a second.
+        start = time.monotonic()
+        deadline, probe_at = start + wait_s, start + 1.0
         dead: set[str] = set()
         while True:
             waiting = [
                 p for p in self.parts.values()
                 if p.status.get("running") and not p.status.get("ended") and p.name not in dead
             ]  # fmt: skip
-            if not waiting or time.monotonic() > deadline:
+            now = time.monotonic()
+            if not waiting or now > deadline:
                 break
-            if time.monotonic() - probed > 1.0:
-                probed = time.monotonic()
+            if now >= probe_at:
                 dead.update(p.name for p in waiting if self._alive(p) is False)
-                continue
+                probe_at = time.monotonic() + 1.0
             time.sleep(TAKE_POLL_S)
             self.take()
+        self.take(end=True)
         for part in self.parts.values():
-            if not part.status.get("ended") and not part.shared:
-                self._recover(part)
-            elif not part.status.get("ended"):
-                running = part.status.get("running") or 0
-                if running:
-                    part.missing = f"{running} call{'s' if running != 1 else ''} still running in it"
+            if part.status.get("ended"):
+                continue
+            alive = self._recover(part) if not part.shared else self._alive(part)
+            if part.missing is None:
+                begun = (part.status.get("started") or 0) - _top_level_calls(part.dir)
+                if begun > 0:
+                    calls = f"{begun} call{'s' if begun != 1 else ''}"
+                    part.missing = (
+                        f"its process ended with {calls} begun and not ended: not recorded"
+                        if alive is False
+                        else f"{calls} begun in it had not ended when the experiment finished"
+                    )
         return list(self.parts.values())
 
     def _on_node(self, part: Part, fn: Any, *args: Any) -> Any:
@@ -421,8 +445,9 @@ class Receiver:
         except Exception:
             return None
 
-    def _recover(self, part: Part) -> None:
-        """Read on its node what a part that has not ended wrote beyond what arrived."""
+    def _recover(self, part: Part) -> bool | None:
+        """Read on its node what a part that has not ended wrote beyond what arrived. Returns
+        whether its process still runs (None: its node could not be reached)."""
         try:
             alive, tails = self._on_node(part, _read_tail, part.info["path"], dict(part.at), part.info["pid"])
         except Exception as exc:
@@ -430,7 +455,7 @@ class Receiver:
                 f"its node {part.info.get('node_ip')} could not be reached ({type(exc).__name__}): what it wrote "
                 f"after its last batch is only in {part.info.get('path')} there"
             )
-            return
+            return None
         for file, data in tails.items():
             if data:
                 with open(part.dir / file, "ab") as fh:
@@ -438,11 +463,11 @@ class Receiver:
                 part.at[file] += len(data)
         part.source = "ray+node"
         part.from_node = {file: data.count(b"\n") for file, data in tails.items()}
-        running = part.status.get("running") or 0
-        if running:
-            calls = f"{running} call{'s' if running != 1 else ''}"
-            part.missing = (
-                f"{calls} still running in it when the experiment finished"
-                if alive
-                else f"its process ended with {calls} running: not recorded"
-            )
+        return bool(alive)
+
+
+def _top_level_calls(part_dir: Path) -> int:
+    """How many top-level calls a part's `calls.jsonl` has records of (whose parent is not in it)."""
+    records = _store.read_calls(part_dir, warn=lambda _: None)
+    ids = {r.get("id") for r in records}
+    return sum(1 for r in records if r.get("parent_id") not in ids)

@@ -156,6 +156,7 @@ def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
             call._lane = here
         call._outer = True  # still running when its experiment finishes, it is cut short there
         exp._running[id(call)] = call
+        exp._started += 1
 
     if spec.capture_io or (spec.capture_io is None and config.capture_io):
         try:
