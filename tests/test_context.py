@@ -759,3 +759,18 @@ def test_experiment_made_while_another_thread_loads():
         release.set()
         holder.join()
         maker.join()
+
+
+def test_trackeds_context_variables_and_settings_pickle_by_name_and_no_other_context_variable_does():
+    """tracked's context variables and settings unpickle as the process's own (a `@tracked`
+    function sent by value carries them); any other ContextVar still refuses to be pickled."""
+    import contextvars
+    import pickle
+
+    from tracked import _config, _context
+
+    assert pickle.loads(pickle.dumps(_context._current)) is _context._current
+    assert pickle.loads(pickle.dumps(_context._current_exp)) is _context._current_exp
+    assert pickle.loads(pickle.dumps(_config.config)) is _config.config
+    with pytest.raises(TypeError, match="cannot pickle 'ContextVar' object"):
+        pickle.dumps(contextvars.ContextVar("tracked_call"))  # same name, not tracked's
