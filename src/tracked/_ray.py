@@ -52,7 +52,7 @@ TAKE_POLL_S = 0.2
 #: At most this many bytes of one file in one batch.
 CHUNK_BYTES = 4 << 20
 #: How long a worker's end waits for its last batch to reach the collector (seconds).
-END_WAIT_S = 30.0
+END_WAIT_S = 10.0
 #: How long reading a part's files on its node may take before it is given up (seconds).
 RECOVER_WAIT_S = 30.0
 
@@ -331,6 +331,7 @@ class Receiver:
         self.dir = experiment_dir / _store.WORKERS
         self.key = str(experiment_dir)
         self.collector = collector()
+        self._node_id = self._ray.get_runtime_context().get_node_id()
         self.parts: dict[str, Part] = {}
         self._lock = threading.Lock()  # one take at a time
         self._stop = threading.Event()
@@ -430,7 +431,10 @@ class Receiver:
         return list(self.parts.values())
 
     def _on_node(self, part: Part, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` in a Ray task on the part's node (no CPU reserved)."""
+        """`fn(*args)` on the part's node: here when it is this process's node, else in a Ray task
+        there (no CPU reserved; a busy node may take long to start a worker for it)."""
+        if part.info.get("node_id") == self._node_id:
+            return fn(*args)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         task = self._ray.remote(num_cpus=0, max_retries=0)(fn).options(
