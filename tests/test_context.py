@@ -772,5 +772,5 @@ def test_trackeds_context_variables_and_settings_pickle_by_name_and_no_other_con
     assert pickle.loads(pickle.dumps(_context._current)) is _context._current
     assert pickle.loads(pickle.dumps(_context._current_exp)) is _context._current_exp
     assert pickle.loads(pickle.dumps(_config.config)) is _config.config
-    with pytest.raises(TypeError, match="cannot pickle 'ContextVar' object"):
+    with pytest.raises(TypeError, match=r"^cannot pickle '_contextvars\.ContextVar' object$"):
         pickle.dumps(contextvars.ContextVar("tracked_call"))  # same name, not tracked's

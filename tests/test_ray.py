@@ -369,12 +369,25 @@ RESTART = textwrap.dedent(
                 tracked.tracked(name="step")(lambda: None)()
         return n
 
+    @ray.remote(num_cpus=1)
+    class Resident:
+        def __init__(self, handle):
+            experiment.attach(handle).start()
+
+        def step(self):
+            tracked.tracked(name="step")(lambda: None)()
+
     out = []
     for n in (3, 5):
         ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
         with experiment("restart", wandb=False) as exp:
-            ray.get(work.remote(exp.handle(), n))
+            if n == 3:
+                ray.get(work.remote(exp.handle(), n))
+            else:  # attached for its life, on the driver's node: its part is checked here at the end
+                actor = Resident.remote(exp.handle())
+                ray.get([actor.step.remote() for _ in range(n)])
         out.append(exp.final_summary["total/calls"])
+        out.append([(p["transport"], p["ended"], "missing" in p) for p in exp.final_summary["workers"]])
         ray.shutdown()
     print(json.dumps(out))
     """
@@ -383,12 +396,16 @@ RESTART = textwrap.dedent(
 
 def test_an_experiment_after_ray_restarts_gets_a_collector_of_the_new_instance(tmp_path):
     """After `ray.shutdown()` and a new local `ray.init()`, a new experiment's Ray handle works (a
-    collector of the first instance would crash the driver) and counts its worker's calls."""
+    collector of the first instance would crash the driver) and counts its worker's calls: a
+    task's, then those of an actor attached for its life on the driver's own node (its part, in
+    the driver's directory, is not ended and misses nothing)."""
     from helpers import run_python
 
     done = run_python(RESTART, cwd=tmp_path, RAY_USAGE_STATS_ENABLED="0")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [3, 5]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        3, [["files (shared)", True, False]], 5, [["files (shared)", False, False]]
+    ]  # fmt: skip
 
 
 DRIVER = textwrap.dedent(

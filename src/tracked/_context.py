@@ -41,7 +41,7 @@ def _context_var(name: str) -> contextvars.ContextVar[Any]:
 def _reduce_context_var(var: contextvars.ContextVar[Any]) -> tuple[Any, tuple[str]]:
     if _BY_NAME.get(var.name) is var:
         return _context_var, (var.name,)
-    raise TypeError(f"cannot pickle {type(var).__name__!r} object")
+    raise TypeError(f"cannot pickle '{type(var).__module__}.{type(var).__qualname__}' object")  # as before
 
 
 copyreg.pickle(contextvars.ContextVar, _reduce_context_var)
