@@ -126,8 +126,8 @@ _collector_lock = threading.Lock()
 
 
 def collector() -> Any:
-    """This driver's collector actor, on its node: made once per Ray job (starting an actor takes
-    a worker process, about a second), shared by its experiments."""
+    """This driver's collector actor, on its node: made once per Ray instance and job (starting an
+    actor takes a worker process, about a second), shared by its experiments."""
     global _collector_cls, _collector
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -140,8 +140,7 @@ def collector() -> Any:
             return _collector[1]
         if _collector_cls is None:
             _collector_cls = ray.remote(num_cpus=0, max_restarts=0)(Collector)
-        here = ray.get_runtime_context().get_node_id()
-        actor = _collector_cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        actor = _collector_cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(job[0], soft=True)).remote()
         _collector = (job, actor)
         return actor
 
@@ -279,7 +278,7 @@ class Part:
     shared: bool  # the worker writes into the driver's directory itself
     at: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FILES, 0))
     status: dict[str, Any] = field(default_factory=dict)
-    source: str = "ray"  # where its records came from: "ray", "ray+node" (read on its node at the end), "shared"
+    source: str = "ray"  # where its records came from: "ray", or "ray+node" (read on its node at the end)
     missing: str | None = None  # what could not be had, in words
     from_node: dict[str, int] | None = None  # lines read on its node at the end, per file
 
@@ -387,8 +386,8 @@ class Receiver:
             part.at[file] += len(data)
 
     def close(self, wait_s: float) -> list[Part]:
-        """Take the rest: wait (up to `wait_s`) for parts with calls running, read what parts that
-        have not ended left on their nodes, and end the collector. Returns every part."""
+        """Take the rest: wait (up to `wait_s`) for parts with calls running, refuse later batches,
+        and read what parts that have not ended left on their nodes. Returns every part."""
         if self._closed:
             return list(self.parts.values())
         self._closed = True
