@@ -355,6 +355,46 @@ def test_a_threaded_actor_records_every_concurrent_call(cluster, server, attach)
     assert not any("missing" in p for p in s["workers"]), s["workers"]
 
 
+@ray.remote(num_cpus=1)
+class AsyncAsker:
+    """An async actor: its coroutine methods run concurrently in one event loop, each attaching."""
+
+    def __init__(self, url: str) -> None:
+        import openai
+
+        self.client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-loopback", max_retries=0)
+        tracked.instrument(self.client, provider="openai")
+
+    async def ask(self, question: str, handle: Any) -> str:
+        with experiment.attach(handle):
+            reply = await self.client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": question}]
+            )
+        return reply.choices[0].message.content
+
+
+def test_an_async_actor_records_every_concurrent_call(cluster, server):
+    """An async actor whose methods attach while others of them are awaiting the server: every
+    call is counted, tokens and cost the ledger's, every part ended and missing nothing."""
+    server.ledger.clear()
+    server.set_delay(0.05)  # the methods overlap
+    try:
+        with experiment("ray-async") as exp:
+            actor = AsyncAsker.options(resources={"node1": 1}).remote(server.url)
+            handle = exp.handle()
+            replies = ray.get([actor.ask.remote(f"q {i} " + "so " * (i % 4), handle) for i in range(40)])
+    finally:
+        server.set_delay(0)
+    assert len(replies) == 40 and all(replies)
+    want = expected(server)
+    s = exp.final_summary
+    assert s["total/llm_calls"] == 40 == want["llm_calls"]
+    assert (s["total/tokens_in"], s["total/tokens_out"]) == (want["tokens_in"], want["tokens_out"])
+    assert s["total/cost_usd"] == pytest.approx(want["cost_usd"], rel=1e-9)
+    assert all(p["ended"] and "missing" not in p for p in s["workers"]), s["workers"]
+    ray.kill(actor)
+
+
 RESTART = textwrap.dedent(
     """
     import os, sys, json
